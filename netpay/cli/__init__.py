@@ -1,0 +1,1 @@
+"""The `netpay` command: the composition root that knows every party."""

@@ -1,0 +1,63 @@
+"""Small wire encodings shared by every party: base64url, hex ids, id grammar."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+
+from netpay.errors import Malformed
+
+__all__ = [
+    "ECOIN_ID_BYTES",
+    "PARTY_ID_RE",
+    "b64url_decode",
+    "b64url_encode",
+    "check_currency",
+    "check_ecoin_id",
+    "check_party_id",
+]
+
+ECOIN_ID_BYTES = 16
+PARTY_ID_RE = re.compile(r"[a-z0-9-]{1,32}")
+_ECOIN_HEX_RE = re.compile(r"[0-9a-f]{32}")
+_B64URL_RE = re.compile(r"[A-Za-z0-9_-]*")
+_CURRENCY_RE = re.compile(r"[A-Z]{3}")
+
+
+def b64url_encode(data: bytes) -> str:
+    """base64url without padding."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def b64url_decode(text: str, *, max_len: int = 8192) -> bytes:
+    """Decode base64url without padding; anything else is :class:`Malformed`."""
+    if len(text) > max_len:
+        raise Malformed("base64url value too long")
+    if not _B64URL_RE.fullmatch(text) or len(text) % 4 == 1:
+        raise Malformed("not base64url without padding")
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError) as exc:  # pragma: no cover - regex guards
+        raise Malformed("not base64url") from exc
+
+
+def check_ecoin_id(text: str) -> str:
+    """An ecoin id in text form: 32 lowercase hex characters."""
+    if not isinstance(text, str) or not _ECOIN_HEX_RE.fullmatch(text):
+        raise Malformed("ecoin id must be 32 lowercase hex characters")
+    return text
+
+
+def check_party_id(text: str, what: str = "vendor id") -> str:
+    """A vendor or broker id: ``[a-z0-9-]{1,32}``."""
+    if not isinstance(text, str) or not PARTY_ID_RE.fullmatch(text):
+        raise Malformed(f"{what} must match [a-z0-9-]{{1,32}}")
+    return text
+
+
+def check_currency(text: str) -> str:
+    """An ISO-4217 alphabetic code (three capital letters)."""
+    if not isinstance(text, str) or not _CURRENCY_RE.fullmatch(text):
+        raise Malformed("currency must be three capital letters (ISO 4217)")
+    return text

@@ -1,0 +1,85 @@
+"""SQLAlchemy 2.0 plumbing shared by the broker, the vendor and the wallet.
+
+Engines are built by :func:`make_engine` at process start (never at import
+time). SQLite runs in WAL mode with ``synchronous=FULL`` (a committed spend
+survives a crash of the process and of the machine) and every transaction
+starts with ``BEGIN IMMEDIATE``, so a compare-and-set never meets a lock
+upgrade failure. Nothing here is SQLite-only: on PostgreSQL the same code
+runs with row-level compare-and-set (``UPDATE ... WHERE``) and row locks.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+
+__all__ = ["UnitOfWork", "make_engine", "sqlite_url"]
+
+_BUSY_TIMEOUT_MS = 30_000
+
+
+def sqlite_url(path: Path) -> str:
+    return f"sqlite:///{path}"
+
+
+def make_engine(url: str, *, private: bool = False) -> Engine:
+    """An engine for ``url``; for SQLite files, ``private`` makes them mode 0600."""
+    if url.startswith("sqlite"):
+        path = url.split(":///", 1)[1] if ":///" in url else ""
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            if private and not Path(path).exists():
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                os.close(fd)
+        engine = create_engine(
+            url,
+            connect_args={"timeout": _BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
+        )
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+            dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
+            cur = dbapi_connection.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=FULL")
+            cur.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn: Any) -> None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        if private and path and path != ":memory:":
+            for suffix in ("", "-wal", "-shm"):
+                p = Path(path + suffix)
+                if p.exists():
+                    p.chmod(0o600)
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+class UnitOfWork:
+    """One use case, one transaction: leaving the block without commit() rolls back."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+
+    @contextmanager
+    def __call__(self) -> Iterator[Session]:
+        session = self._sessions()
+        try:
+            yield session
+        finally:
+            session.rollback()
+            session.close()
+
+    def create_all(self, base: type[DeclarativeBase]) -> None:
+        bind = self._sessions.kw["bind"]
+        base.metadata.create_all(bind)
