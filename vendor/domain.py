@@ -1,0 +1,190 @@
+"""The vendor's coin rules, pure: no I/O, no grpc, flask or sqlalchemy.
+
+A vendor keeps one row per coin it has ever held. The row's ``state`` is the
+state of the epoch named in the row:
+
+- ``HELD``: this vendor holds the epoch and may accept paywords while its
+  lease is live;
+- ``HANDING_OFF``: the vendor signed a CoinIndex for the next holder and
+  accepts nothing until the broker records the hand-off (the epoch then ends,
+  ``CLOSED``) or a Reclaim opens the next epoch for this vendor (``HELD``);
+- ``CLOSED``: the epoch is over for this vendor. A closed epoch never moves;
+  a later acquisition opens a *new* epoch (``ACQUIRED`` from ``CLOSED``).
+
+Every state change goes through :func:`transition`. The payment rules of
+protocol.md ("The HTTP payment") are the ``check_*`` functions below; all of
+them run before any hashing.
+"""
+
+from __future__ import annotations
+
+import enum
+import secrets
+from dataclasses import dataclass
+
+from netpay.chain import WORD_BYTES, hash_down
+from netpay.errors import (
+    AlreadySpent,
+    BadPayword,
+    Expired,
+    Insufficient,
+    WrongAmount,
+)
+from netpay.limits import Limits
+from netpay.money import Money, words_for
+
+__all__ = [
+    "CoinEvent",
+    "CoinView",
+    "IllegalTransition",
+    "Item",
+    "PaymentPlan",
+    "VendorCoinState",
+    "check_payment",
+    "lease_deadline_ms",
+    "lease_is_live",
+    "needs_checkpoint",
+    "transition",
+    "verify_payword",
+]
+
+
+class VendorCoinState(enum.Enum):
+    HELD = "held"
+    HANDING_OFF = "handing_off"
+    CLOSED = "closed"
+
+
+class CoinEvent(enum.Enum):
+    """What happened to a coin; the argument of :func:`transition`."""
+
+    ACQUIRED = "acquired"  # the broker granted a new epoch (AcquireCoin / RecordHandoff)
+    PAID = "paid"  # a payword was accepted (compare-and-set on the index)
+    HANDOFF_STARTED = "handoff_started"  # Vendor.HandOff signed a CoinIndex for the next holder
+    RECLAIMED = "reclaimed"  # Broker.Reclaim opened the next epoch for us
+    EPOCH_CLOSED = "epoch_closed"  # the broker says the epoch is no longer ours
+
+
+class IllegalTransition(AssertionError):
+    """A programmer error: the caller asked for a move the state machine forbids."""
+
+
+_TRANSITIONS: dict[tuple[VendorCoinState | None, CoinEvent], VendorCoinState] = {
+    (None, CoinEvent.ACQUIRED): VendorCoinState.HELD,
+    (VendorCoinState.CLOSED, CoinEvent.ACQUIRED): VendorCoinState.HELD,
+    (VendorCoinState.HELD, CoinEvent.PAID): VendorCoinState.HELD,
+    (VendorCoinState.HELD, CoinEvent.HANDOFF_STARTED): VendorCoinState.HANDING_OFF,
+    (VendorCoinState.HANDING_OFF, CoinEvent.RECLAIMED): VendorCoinState.HELD,
+    (VendorCoinState.HELD, CoinEvent.EPOCH_CLOSED): VendorCoinState.CLOSED,
+    (VendorCoinState.HANDING_OFF, CoinEvent.EPOCH_CLOSED): VendorCoinState.CLOSED,
+}
+
+
+def transition(state: VendorCoinState | None, event: CoinEvent) -> VendorCoinState:
+    """The state after ``event``; ``None`` means the vendor has no row for the coin.
+
+    Raises :class:`IllegalTransition` for any move not in the table (a closed
+    epoch never moves, except that a new epoch may be acquired).
+    """
+    try:
+        return _TRANSITIONS[(state, event)]
+    except KeyError:
+        name = state.value if state is not None else "absent"
+        raise IllegalTransition(f"no transition from {name} on {event.value}") from None
+
+
+@dataclass(frozen=True)
+class Item:
+    """A thing for sale: an article id and its price."""
+
+    item_id: str
+    price: Money
+
+
+@dataclass(frozen=True)
+class CoinView:
+    """What the rules need to know about a coin this vendor has a row for."""
+
+    ecoin_id: str
+    epoch: int
+    state: VendorCoinState
+    index: int  # s: the stored (spent) index, the base at an epoch's first payment
+    payword: bytes  # w[s]
+    n: int
+    unit_value_minor: int
+    currency: str
+    expires_at_ms: int
+    lease_deadline_ms: int
+    acknowledged_index: int  # the last index the broker acknowledged (base or checkpoint)
+    max_accepted_index: int  # the highest index ever accepted here, in any epoch
+
+    @property
+    def words_left(self) -> int:
+        return self.n - self.index
+
+
+@dataclass(frozen=True)
+class PaymentPlan:
+    """A payment that passed every rule check except the hash."""
+
+    prev: int
+    index: int
+    words: int
+
+
+def lease_deadline_ms(sent_ms: int, lease_ttl_s: int, max_skew_s: int) -> int:
+    """The holder's lease deadline: (time the request was sent) + ttl - skew."""
+    return sent_ms + (lease_ttl_s - max_skew_s) * 1000
+
+
+def lease_is_live(coin: CoinView, now_ms: int) -> bool:
+    return coin.state is VendorCoinState.HELD and coin.lease_deadline_ms > now_ms
+
+
+def check_payment(
+    coin: CoinView, prev: int, index: int, item: Item, limits: Limits, now_ms: int
+) -> PaymentPlan:
+    """Every rule of "The HTTP payment", checked in order, before any hashing.
+
+    ``s`` is ``coin.index``. Raises Expired, WrongCurrency, WrongAmount,
+    AlreadySpent, Insufficient or BadPayword; the errors that let a wallet
+    resynchronise carry ``(s, w[s])``.
+    """
+    s = coin.index
+    if now_ms >= coin.expires_at_ms - limits.max_skew_s * 1000:
+        raise Expired("the coin has expired")
+    words = words_for(item.price, coin.unit_value_minor, coin.currency)
+    if index - prev != words:
+        raise WrongAmount(
+            f"the price is {words} words, the payment covers {index - prev}",
+            index=s,
+            payword=coin.payword,
+        )
+    if prev < s or prev < coin.max_accepted_index:
+        raise AlreadySpent(
+            f"index {prev} is already spent here; the coin stands at {s}",
+            index=s,
+            payword=coin.payword,
+        )
+    if index > coin.n:
+        raise Insufficient(f"the coin has {coin.n - s} words left, the price is {words}")
+    if index - s > words + limits.max_gap_units:
+        raise BadPayword("gap too large")
+    return PaymentPlan(prev=prev, index=index, words=words)
+
+
+def needs_checkpoint(coin: CoinView, index: int, limits: Limits) -> bool:
+    """True when accepting ``index`` would pass max_unreported_units unreported words."""
+    return index - coin.acknowledged_index > limits.max_unreported_units
+
+
+def verify_payword(ecoin_bytes: bytes, coin: CoinView, index: int, word: bytes) -> None:
+    """``word`` must hash down from ``index`` to the stored ``(s, w[s])``.
+
+    The step count was bounded by :func:`check_payment`; this is the only
+    place a payment hashes.
+    """
+    if len(word) != WORD_BYTES or index <= coin.index:
+        raise BadPayword("payword does not verify")
+    if not secrets.compare_digest(hash_down(ecoin_bytes, index, word, coin.index), coin.payword):
+        raise BadPayword("payword does not verify")
