@@ -1,0 +1,186 @@
+"""`netpay broker ...`: serve the broker, admit vendors."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from netpay.ready import install_stop_handlers, print_ready
+
+__all__ = ["add_commands", "main"]
+
+DEFAULT_GRPC_ADDR = "127.0.0.1:7700"
+DB_URL_ENV = "NETPAY_DB_URL"
+
+_BROKER_EPILOG = """examples:
+  netpay broker serve --data-dir /tmp/broker
+  netpay broker add-vendor daily-planet --origin http://127.0.0.1:8001 --data-dir /tmp/broker
+"""
+
+_SERVE_EPILOG = f"""Prints one JSON line on stdout once ready: {{"grpc": "H:P", "web": null}},
+then serves until SIGINT or SIGTERM (exit code 0). The data dir is made at the
+first start: broker.key (Ed25519, 0600), broker.json (the broker id), broker.sqlite.
+--db-url (or ${DB_URL_ENV}) puts the database elsewhere, e.g. PostgreSQL.
+
+examples:
+  netpay broker serve --data-dir /tmp/broker
+  netpay broker serve --data-dir /tmp/broker --grpc-addr 127.0.0.1:0 --currency EUR USD
+"""
+
+_ADD_VENDOR_EPILOG = """Prints the one-time enrollment token alone on stdout (or a JSON object with
+--json). The vendor presents it at its first start (`netpay vendor serve --enroll TOKEN`).
+Works while the broker runs. Asking again before the vendor enrolled replaces the token.
+
+examples:
+  netpay broker add-vendor daily-planet --origin http://127.0.0.1:8001 --data-dir /tmp/broker
+  netpay broker add-vendor gazette --data-dir /tmp/broker --json
+"""
+
+
+def _db_url(args: argparse.Namespace) -> str | None:
+    url: str | None = args.db_url or os.environ.get(DB_URL_ENV) or None
+    return url
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from broker.server import BrokerConfig, start_broker
+
+    currencies = tuple(dict.fromkeys(args.currency or ["EUR"]))
+    config = BrokerConfig(
+        data_dir=Path(args.data_dir),
+        grpc_addr=args.grpc_addr,
+        db_url=_db_url(args),
+        insecure=args.insecure,
+        broker_id=args.broker_id,
+        currencies=currencies,
+        demo_deposit_minor=args.demo_deposit_minor,
+    )
+    stop = install_stop_handlers()
+    handle = start_broker(config)
+    try:
+        print_ready(handle.grpc_address, None)
+        stop.wait()
+    finally:
+        handle.stop()
+    return 0
+
+
+def _add_vendor(args: argparse.Namespace) -> int:
+    from broker.server import add_vendor
+
+    token = add_vendor(Path(args.data_dir), args.vendor_id, args.origin, db_url=_db_url(args))
+    if args.json:
+        sys.stdout.write(
+            json.dumps({"vendor_id": args.vendor_id, "enrollment_token": token}) + "\n"
+        )
+    else:
+        sys.stdout.write(token + "\n")
+    sys.stdout.flush()
+    return 0
+
+
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be >= 0")
+    return value
+
+
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `broker` with its subcommands to the `netpay` parser."""
+    broker = sub.add_parser(
+        "broker",
+        help="run the broker and administer it",
+        description="The NetPay broker: sells coins, keeps their custody, certifies vendors.",
+        epilog=_BROKER_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = broker.add_subparsers(dest="broker_command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser(
+        "serve",
+        help="serve the broker's gRPC API",
+        description="Serve the broker's gRPC API (health and reflection included).",
+        epilog=_SERVE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    serve.add_argument("--data-dir", required=True, help="key, id and SQLite database live here")
+    serve.add_argument(
+        "--grpc-addr",
+        default=DEFAULT_GRPC_ADDR,
+        metavar="H:P",
+        help=f"gRPC listen address; port 0 picks a free port (default {DEFAULT_GRPC_ADDR})",
+    )
+    serve.add_argument(
+        "--db-url",
+        help=f"SQLAlchemy database URL (default: ${DB_URL_ENV} or the data dir's SQLite)",
+    )
+    serve.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow a plaintext listener on a non-loopback address",
+    )
+    serve.add_argument(
+        "--broker-id",
+        default="broker",
+        help="broker id [a-z0-9-]{1,32}, used only when the data dir is made (default broker)",
+    )
+    serve.add_argument(
+        "--demo-deposit-minor",
+        type=_non_negative,
+        default=10_000,
+        metavar="N",
+        help="demo bank: opening deposit per currency for each new reader (default 10000)",
+    )
+    serve.add_argument(
+        "--currency",
+        action="extend",
+        nargs="+",
+        metavar="CUR",
+        help="currencies offered (ISO 4217, repeatable; default EUR)",
+    )
+    serve.set_defaults(func=_serve)
+
+    add_vendor = commands.add_parser(
+        "add-vendor",
+        help="admit a vendor; prints its one-time enrollment token",
+        description="Admit a vendor and print its one-time enrollment token.",
+        epilog=_ADD_VENDOR_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_vendor.add_argument("vendor_id", metavar="ID", help="vendor id [a-z0-9-]{1,32}")
+    add_vendor.add_argument("--origin", metavar="URL", help="fix the vendor's web origin")
+    add_vendor.add_argument("--data-dir", required=True, help="the broker's data dir")
+    add_vendor.add_argument("--db-url", help=f"database URL (default: ${DB_URL_ENV} or SQLite)")
+    add_vendor.add_argument("--json", action="store_true", help="print a JSON object")
+    add_vendor.set_defaults(func=_add_vendor)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run `broker ...` on its own (what `netpay broker ...` does)."""
+    import logging
+
+    from netpay.errors import NetPayError
+
+    parser = argparse.ArgumentParser(prog="netpay")
+    add_commands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        code: int = args.func(args)
+    except NetPayError as err:
+        print(f"netpay: {err.code}: {err.detail}", file=sys.stderr)
+        return 2
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

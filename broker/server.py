@@ -1,0 +1,149 @@
+"""Broker process wiring: config -> data dir -> storage -> services -> gRPC."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from broker.rpc import SERVICE_NAME, BrokerServicer
+from broker.services import BrokerServices, enroll_vendor
+from broker.storage import BrokerStore
+from netpay.clock import Clock, SystemClock
+from netpay.encoding import check_currency, check_party_id
+from netpay.envelope import load_or_create_key
+from netpay.files import ensure_private_dir, read_json, write_private
+from netpay.limits import DEFAULT_LIMITS, Limits
+from netpay.sqlstore import make_engine, sqlite_url
+from netpay.transport.server import GrpcServer, create_grpc_server
+from netpay.v1 import broker_pb2_grpc
+
+__all__ = [
+    "DB_FILE",
+    "ID_FILE",
+    "KEY_FILE",
+    "BrokerConfig",
+    "BrokerHandle",
+    "add_vendor",
+    "open_store",
+    "start_broker",
+]
+
+log = logging.getLogger(__name__)
+
+KEY_FILE = "broker.key"
+ID_FILE = "broker.json"
+DB_FILE = "broker.sqlite"
+
+
+@dataclass(frozen=True)
+class BrokerConfig:
+    data_dir: Path
+    grpc_addr: str = "127.0.0.1:0"
+    db_url: str | None = None  # default: sqlite file <data_dir>/broker.sqlite
+    insecure: bool = False
+    broker_id: str = "broker"  # used only when the data dir is first made; later read from it
+    limits: Limits = DEFAULT_LIMITS
+    currencies: tuple[str, ...] = ("EUR",)
+    demo_deposit_minor: int = 10_000  # demo bank: opening deposit per currency for each new reader
+
+
+@dataclass
+class BrokerHandle:
+    """A running broker; ``stop()`` shuts it down gracefully (idempotent)."""
+
+    grpc_address: str
+    broker_id: str
+    public_key: bytes
+    services: BrokerServices
+    _server: GrpcServer = field(repr=False)
+    _store: BrokerStore = field(repr=False)
+    _stopped: bool = field(default=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def stop(self) -> None:
+        with self._lock:
+            if self._stopped:
+                return
+            self._stopped = True
+        self._server.stop()
+        self._store.dispose()
+        log.info("broker %s stopped", self.broker_id)
+
+
+def open_store(data_dir: Path, db_url: str | None) -> BrokerStore:
+    """The broker's store (schema made if missing): ``db_url`` or the data dir's SQLite file."""
+    url = db_url or sqlite_url(data_dir / DB_FILE)
+    store = BrokerStore(make_engine(url, private=True))
+    store.create_schema()
+    return store
+
+
+def _broker_id(data_dir: Path, configured: str) -> str:
+    """The id in broker.json; written from ``configured`` when the data dir is new."""
+    path = data_dir / ID_FILE
+    if path.exists():
+        broker_id = read_json(path).get("broker_id")
+        if not isinstance(broker_id, str):
+            raise ValueError(f"{path} has no broker_id")
+        return check_party_id(broker_id, "broker id")
+    check_party_id(configured, "broker id")
+    write_private(path, (json.dumps({"broker_id": configured}) + "\n").encode())
+    return configured
+
+
+def start_broker(config: BrokerConfig, *, clock: Clock | None = None) -> BrokerHandle:
+    """Open (or make) the data dir and database, then serve gRPC on ``config.grpc_addr``."""
+    for currency in config.currencies:
+        check_currency(currency)
+    data_dir = ensure_private_dir(Path(config.data_dir))
+    key = load_or_create_key(data_dir / KEY_FILE)
+    broker_id = _broker_id(data_dir, config.broker_id)
+    store = open_store(data_dir, config.db_url)
+    try:
+        services = BrokerServices(
+            store,
+            key,
+            broker_id,
+            limits=config.limits,
+            currencies=config.currencies,
+            demo_deposit_minor=config.demo_deposit_minor,
+            clock=clock or SystemClock(),
+        )
+        servicer = BrokerServicer(services)
+        server = create_grpc_server(
+            config.grpc_addr,
+            [lambda s: broker_pb2_grpc.add_BrokerServicer_to_server(servicer, s)],  # type: ignore[no-untyped-call]
+            [SERVICE_NAME],
+            insecure=config.insecure,
+        )
+    except BaseException:
+        store.dispose()
+        raise
+    log.info("broker %s serving gRPC on %s", broker_id, server.address)
+    return BrokerHandle(
+        grpc_address=server.address,
+        broker_id=broker_id,
+        public_key=key.public_key,
+        services=services,
+        _server=server,
+        _store=store,
+    )
+
+
+def add_vendor(
+    data_dir: Path, vendor_id: str, origin: str | None = None, *, db_url: str | None = None
+) -> str:
+    """Admit a vendor and return its one-time enrollment token.
+
+    Works while the broker runs: it opens the same database (SQLite WAL, busy
+    timeout) for one short transaction.
+    """
+    data_dir = ensure_private_dir(Path(data_dir))
+    store = open_store(data_dir, db_url)
+    try:
+        return enroll_vendor(store, vendor_id, origin, SystemClock().now_ms())
+    finally:
+        store.dispose()

@@ -1,0 +1,1019 @@
+"""The broker's use cases: each runs in one unit of work.
+
+Servicers (``broker.rpc``) translate messages and call exactly one method
+here; the methods raise :class:`netpay.errors.NetPayError` subclasses for
+every refusal, leave the database unchanged when they do, and never touch a
+status code.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import math
+import re
+import secrets
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from google.protobuf.message import DecodeError
+
+from broker.domain import (
+    AccountKind,
+    AccountRef,
+    Acquire,
+    AcquireDecision,
+    CheckpointIndex,
+    CoinIndexView,
+    CoinRecordView,
+    CoinState,
+    EpochOpening,
+    EpochView,
+    Freeze,
+    HandOff,
+    IndexedWord,
+    IssueHandOffGrant,
+    Reclaim,
+    RenewLease,
+    Transaction,
+    Unfreeze,
+    check_index_advance,
+    decide_acquire,
+    effective_state,
+    handoff_is_repeat,
+    proof_bound_units,
+    reclaim_is_repeat,
+    transition,
+)
+from broker.storage import BrokerStore, PurchaseRow, Repos, StoredCoin, VendorRow
+from netpay.chain import WORD_BYTES
+from netpay.clock import Clock
+from netpay.encoding import b64url_encode, check_currency, check_ecoin_id, check_party_id
+from netpay.envelope import PUBLIC_KEY_BYTES, SigningKey, open_envelope, seal
+from netpay.errors import (
+    AlreadyExists,
+    Insufficient,
+    InvalidArgument,
+    NetPayError,
+    NotFound,
+    PermissionDenied,
+    PreconditionFailed,
+    SignatureInvalid,
+    Unauthenticated,
+    Unavailable,
+)
+from netpay.limits import Limits
+from netpay.money import DEFAULT_CURRENCY
+from netpay.v1 import statements_pb2 as pb
+
+__all__ = [
+    "CERTIFICATE_TTL_S",
+    "MAX_FAILED_LOGINS",
+    "READER_TOKEN_TTL_S",
+    "BrokerServices",
+    "BuyCoinInput",
+    "CheckpointItem",
+    "CheckpointOutcome",
+    "CheckpointStatus",
+    "CoinStatusView",
+    "CustodyGrantView",
+    "HandOffRequiredView",
+    "LoginResult",
+    "PurchaseResult",
+    "VendorRegistration",
+    "WalletKind",
+    "check_origin",
+    "default_password_hasher",
+    "enroll_vendor",
+    "hash_token",
+    "new_token",
+]
+
+READER_TOKEN_TTL_S = 30 * 86_400
+CERTIFICATE_TTL_S = 7 * 86_400
+MAX_FAILED_LOGINS = 5
+FAILED_LOGIN_WINDOW_S = 300
+MAX_LISTED_COINS = 2_000
+MAX_REQUEST_ID_CHARS = 64
+MAX_PASSWORD_CHARS = 256
+MIN_PASSWORD_CHARS = 8
+MAX_DISPLAY_NAME_CHARS = 100
+MAX_ADDRESS_CHARS = 256
+USERNAME_RE = re.compile(r"[a-z0-9_.-]{3,32}")
+_ORIGIN_RE = re.compile(
+    r"https?://[A-Za-z0-9.\-]+(?::[0-9]{1,5})?|https?://\[[0-9A-Fa-f:.]+\](?::[0-9]{1,5})?"
+)
+_HOST_PORT_RE = re.compile(r"(?:[A-Za-z0-9.\-]+|\[[0-9A-Fa-f:.]+\]):([0-9]{1,5})")
+
+
+class WalletKind(enum.StrEnum):
+    UNSPECIFIED = "unspecified"
+    CLIENT_SIDE = "client_side"
+    SERVER_SIDE = "server_side"
+
+
+class CheckpointStatus(enum.Enum):
+    LEASED = "leased"
+    CLOSED = "closed"
+    REJECTED = "rejected"
+
+
+@dataclass(frozen=True)
+class LoginResult:
+    token: str
+    expires_at_ms: int
+    reader_id: str
+
+
+@dataclass(frozen=True)
+class VendorRegistration:
+    vendor_id: str
+    vendor_token: str | None  # set only on enrollment
+    certificate: pb.Envelope
+    broker_id: str
+    broker_public_key: bytes
+
+
+@dataclass(frozen=True)
+class BuyCoinInput:
+    request_id: str
+    ecoin_id: str
+    root: bytes
+    n: int
+    unit_value_minor: int  # 0 means 1
+    currency: str  # "" means EUR
+    wallet_kind: WalletKind
+
+
+@dataclass(frozen=True)
+class PurchaseResult:
+    touchstone: pb.Envelope
+    amount_minor: int
+    currency: str
+
+
+@dataclass(frozen=True)
+class CoinStatusView:
+    touchstone: pb.Envelope
+    state: CoinState
+    frozen: bool
+    holder: str | None
+    epoch: int
+    latest: IndexedWord
+
+
+@dataclass(frozen=True)
+class CustodyGrantView:
+    ecoin_id: str
+    epoch: int
+    base: IndexedWord
+    touchstone: pb.Envelope
+    lease_ttl_s: int
+    max_skew_s: int
+    holder: str
+
+
+@dataclass(frozen=True)
+class HandOffRequiredView:
+    grant: pb.Envelope
+    holder_certificate: pb.Envelope
+    touchstone: pb.Envelope
+
+
+@dataclass(frozen=True)
+class CheckpointItem:
+    ecoin_id: str
+    epoch: int
+    status: CheckpointStatus
+    detail: str
+    acknowledged_index: int
+
+
+@dataclass(frozen=True)
+class CheckpointOutcome:
+    results: tuple[CheckpointItem, ...]
+    lease_ttl_s: int
+    max_skew_s: int
+
+
+# -- helpers ------------------------------------------------------------------------
+
+
+def new_token() -> str:
+    """32 random bytes, base64url."""
+    return b64url_encode(secrets.token_bytes(32))
+
+
+def hash_token(token: str) -> bytes:
+    return hashlib.sha256(token.encode("utf-8")).digest()
+
+
+def default_password_hasher() -> PasswordHasher:
+    """Argon2id with lighter-than-default parameters (OWASP's second option)."""
+    return PasswordHasher(time_cost=2, memory_cost=19_456, parallelism=1)
+
+
+def check_origin(origin: str) -> str:
+    """A web origin: ``http(s)://host[:port]``, nothing after it."""
+    if len(origin) > MAX_ADDRESS_CHARS or not _ORIGIN_RE.fullmatch(origin):
+        raise InvalidArgument("web origin must look like http(s)://host[:port]")
+    return origin
+
+
+def _check_host_port(address: str) -> str:
+    match = _HOST_PORT_RE.fullmatch(address) if len(address) <= MAX_ADDRESS_CHARS else None
+    if match is None or not 1 <= int(match.group(1)) <= 65535:
+        raise InvalidArgument("grpc address must be host:port")
+    return address
+
+
+def _envelope(data: bytes) -> pb.Envelope:
+    env = pb.Envelope()
+    env.ParseFromString(data)
+    return env
+
+
+def enroll_vendor(store: BrokerStore, vendor_id: str, origin: str | None, now_ms: int) -> str:
+    """Admit a vendor; returns its one-time enrollment token (shown once, stored hashed).
+
+    A vendor that has not enrolled yet gets a fresh token (the old one stops
+    working); an enrolled vendor is AlreadyExists.
+    """
+    check_party_id(vendor_id)
+    fixed_origin = check_origin(origin) if origin else None
+    token = new_token()
+    with store.begin() as repos:
+        row = repos.vendors.get(vendor_id, for_update=True)
+        if row is None:
+            repos.vendors.add(
+                VendorRow(
+                    vendor_id=vendor_id,
+                    fixed_origin=fixed_origin,
+                    enrollment_token_sha256=hash_token(token),
+                    created_at_ms=now_ms,
+                )
+            )
+        elif row.public_key is not None:
+            raise AlreadyExists(f"vendor {vendor_id} is already enrolled")
+        else:
+            row.enrollment_token_sha256 = hash_token(token)
+            row.fixed_origin = fixed_origin
+        repos.commit()
+    return token
+
+
+def _purchase_fingerprint(req: BuyCoinInput) -> bytes:
+    """SHA-256 over the normalised request (everything but the request id)."""
+    h = hashlib.sha256(b"netpay-buy-v1\x00")
+    for part in (
+        req.ecoin_id.encode(),
+        req.root,
+        str(req.n).encode(),
+        str(req.unit_value_minor).encode(),
+        req.currency.encode(),
+        req.wallet_kind.value.encode(),
+    ):
+        h.update(len(part).to_bytes(4, "big") + part)
+    return h.digest()
+
+
+class BrokerServices:
+    """Every broker use case, over one store, one key and one clock."""
+
+    def __init__(
+        self,
+        store: BrokerStore,
+        key: SigningKey,
+        broker_id: str,
+        *,
+        limits: Limits,
+        currencies: Sequence[str],
+        demo_deposit_minor: int,
+        clock: Clock,
+        password_hasher: PasswordHasher | None = None,
+    ) -> None:
+        check_party_id(broker_id, "broker id")
+        if not currencies:
+            raise InvalidArgument("at least one currency")
+        for currency in currencies:
+            check_currency(currency)
+        if demo_deposit_minor < 0:
+            raise InvalidArgument("the demo deposit cannot be negative")
+        self.store = store
+        self.key = key
+        self.broker_id = broker_id
+        self.limits = limits
+        self.currencies = tuple(dict.fromkeys(currencies))
+        self.demo_deposit_minor = demo_deposit_minor
+        self.clock = clock
+        self._hasher = password_hasher or default_password_hasher()
+        # Verified against for unknown usernames, so both paths cost the same.
+        self._dummy_hash = self._hasher.hash(secrets.token_urlsafe(16))
+
+    @property
+    def public_key(self) -> bytes:
+        return self.key.public_key
+
+    def _lease_expires_ms(self, now_ms: int) -> int:
+        return now_ms + self.limits.lease_ttl_s * 1000
+
+    # -- readers ----------------------------------------------------------------
+
+    def register_reader(self, username: str, password: str) -> str:
+        """Open a reader account and its funded demo bank account; returns the reader id."""
+        if not USERNAME_RE.fullmatch(username):
+            raise InvalidArgument("username must match [a-z0-9_.-]{3,32}")
+        if not MIN_PASSWORD_CHARS <= len(password) <= MAX_PASSWORD_CHARS:
+            raise InvalidArgument(
+                f"password must have {MIN_PASSWORD_CHARS}..{MAX_PASSWORD_CHARS} characters"
+            )
+        password_hash = self._hasher.hash(password)
+        reader_id = secrets.token_hex(16)
+        now_ms = self.clock.now_ms()
+        with self.store.begin() as repos:
+            if repos.readers.by_username(username) is not None:
+                raise AlreadyExists(f"username {username} is taken")
+            repos.readers.add(reader_id, username, password_hash, now_ms)
+            for currency in self.currencies:
+                account = AccountRef.reader(reader_id, currency)
+                repos.ledger.account_id(account)
+                if self.demo_deposit_minor > 0:
+                    repos.ledger.post(
+                        Transaction.transfer(
+                            "demo_deposit",
+                            f"demo-deposit:{reader_id}:{currency}",
+                            now_ms,
+                            source=AccountRef.demo_funding(currency),
+                            destination=account,
+                            amount_minor=self.demo_deposit_minor,
+                        )
+                    )
+            repos.commit()
+        return reader_id
+
+    def login(self, username: str, password: str) -> LoginResult:
+        """A bearer token for a correct password; failed attempts are rate-limited."""
+        if not USERNAME_RE.fullmatch(username) or len(password) > MAX_PASSWORD_CHARS:
+            raise Unauthenticated("wrong username or password")
+        now_ms = self.clock.now_ms()
+        window_start_ms = now_ms - FAILED_LOGIN_WINDOW_S * 1000
+        with self.store.begin() as repos:
+            self._check_login_rate(repos, username, window_start_ms, now_ms)
+            reader = repos.readers.by_username(username)
+            reader_id = reader.reader_id if reader else None
+            stored_hash = reader.password_hash if reader else self._dummy_hash
+        # Hash outside the transaction: it is slow and needs no lock.
+        ok = self._verify_password(stored_hash, password) and reader_id is not None
+        token = new_token()
+        expires_at_ms = now_ms + READER_TOKEN_TTL_S * 1000
+        with self.store.begin() as repos:
+            repos.readers.prune_failures(window_start_ms)
+            if not ok or reader_id is None:
+                repos.readers.add_failure(username, now_ms)
+                repos.commit()
+                raise Unauthenticated("wrong username or password")
+            self._check_login_rate(repos, username, window_start_ms, now_ms)
+            repos.readers.clear_failures(username)
+            repos.readers.prune_tokens(reader_id, now_ms)
+            repos.readers.add_token(hash_token(token), reader_id, now_ms, expires_at_ms)
+            repos.commit()
+        return LoginResult(token=token, expires_at_ms=expires_at_ms, reader_id=reader_id)
+
+    def _check_login_rate(
+        self, repos: Repos, username: str, window_start_ms: int, now_ms: int
+    ) -> None:
+        failures = repos.readers.recent_failures(username, window_start_ms)
+        if len(failures) >= MAX_FAILED_LOGINS:
+            unblock_ms = failures[-MAX_FAILED_LOGINS] + FAILED_LOGIN_WINDOW_S * 1000
+            retry_after_s = max(1, math.ceil((unblock_ms - now_ms) / 1000))
+            raise PermissionDenied(
+                f"too many failed logins; retry in {retry_after_s} s",
+                retry_after_s=retry_after_s,
+            )
+
+    def _verify_password(self, stored_hash: str, password: str) -> bool:
+        try:
+            return self._hasher.verify(stored_hash, password)
+        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            return False
+
+    def authenticate_reader(self, token: str) -> str:
+        """The reader id of a live login token, or Unauthenticated."""
+        with self.store.begin() as repos:
+            reader_id = repos.readers.reader_for_token(hash_token(token), self.clock.now_ms())
+        if reader_id is None:
+            raise Unauthenticated("unknown or expired reader token")
+        return reader_id
+
+    def authenticate_vendor(self, token: str) -> str:
+        """The vendor id of a vendor token, or Unauthenticated."""
+        with self.store.begin() as repos:
+            row = repos.vendors.by_vendor_token(hash_token(token))
+            vendor_id = row.vendor_id if row is not None else None
+        if vendor_id is None:
+            raise Unauthenticated("unknown vendor token")
+        return vendor_id
+
+    def authenticate_any(self, token: str) -> tuple[str | None, str | None]:
+        """``(reader_id, None)`` or ``(None, vendor_id)`` for a reader or vendor token."""
+        try:
+            return self.authenticate_reader(token), None
+        except Unauthenticated:
+            pass
+        try:
+            return None, self.authenticate_vendor(token)
+        except Unauthenticated:
+            raise Unauthenticated("unknown or expired token") from None
+
+    def account_balances(self, reader_id: str) -> dict[str, int]:
+        """The reader's bank balance per currency (every offered currency listed)."""
+        with self.store.begin() as repos:
+            balances = repos.ledger.balances_of(AccountKind.READER_BANK, reader_id)
+        for currency in self.currencies:
+            balances.setdefault(currency, 0)
+        return dict(sorted(balances.items()))
+
+    # -- vendors ------------------------------------------------------------------
+
+    def add_vendor(self, vendor_id: str, origin: str | None = None) -> str:
+        return enroll_vendor(self.store, vendor_id, origin, self.clock.now_ms())
+
+    def register_vendor(
+        self,
+        *,
+        enrollment_token: str,
+        bearer_token: str | None,
+        public_key: bytes,
+        grpc_address: str,
+        web_origin: str,
+        display_name: str,
+    ) -> VendorRegistration:
+        """Enrollment (first start) or re-registration (every start) -> a fresh certificate."""
+        if len(public_key) != PUBLIC_KEY_BYTES:
+            raise InvalidArgument("public key must be 32 raw Ed25519 bytes")
+        _check_host_port(grpc_address)
+        if web_origin:
+            check_origin(web_origin)
+        if len(display_name) > MAX_DISPLAY_NAME_CHARS or not display_name.isprintable():
+            raise InvalidArgument(f"display name: at most {MAX_DISPLAY_NAME_CHARS} printable chars")
+        if len(enrollment_token) > 256:
+            raise Unauthenticated("unknown or used enrollment token")
+        now_ms = self.clock.now_ms()
+        vendor_token: str | None = None
+        with self.store.begin() as repos:
+            if enrollment_token:
+                row = repos.vendors.by_enrollment_token(hash_token(enrollment_token))
+                if row is None:
+                    raise Unauthenticated("unknown or used enrollment token")
+                if row.public_key is not None:
+                    raise AlreadyExists(f"vendor {row.vendor_id} is already enrolled")
+                vendor_token = new_token()
+                row.public_key = public_key
+                row.enrollment_token_sha256 = None
+                row.vendor_token_sha256 = hash_token(vendor_token)
+                row.enrolled_at_ms = now_ms
+            else:
+                if bearer_token is None:
+                    raise Unauthenticated("an enrollment token or the vendor token is required")
+                found = repos.vendors.by_vendor_token(hash_token(bearer_token))
+                if found is None:
+                    raise Unauthenticated("unknown vendor token")
+                row = found
+                if row.public_key != public_key:
+                    raise PermissionDenied("the public key differs from the enrolled key")
+            row.grpc_address = grpc_address
+            row.web_origin = row.fixed_origin or web_origin
+            row.display_name = display_name or row.vendor_id
+            row.registered_at_ms = now_ms
+            certificate = seal(
+                pb.VendorCertificate(
+                    vendor_id=row.vendor_id,
+                    public_key=public_key,
+                    grpc_address=grpc_address,
+                    web_origin=row.web_origin,
+                    valid_until_ms=now_ms + CERTIFICATE_TTL_S * 1000,
+                    broker_id=self.broker_id,
+                    display_name=row.display_name,
+                    issued_at_ms=now_ms,
+                ),
+                self.key,
+            )
+            row.certificate = certificate.SerializeToString()
+            vendor_id = row.vendor_id
+            repos.vendors.flush()
+            repos.commit()
+        return VendorRegistration(
+            vendor_id=vendor_id,
+            vendor_token=vendor_token,
+            certificate=certificate,
+            broker_id=self.broker_id,
+            broker_public_key=self.key.public_key,
+        )
+
+    def vendor_certificate(self, vendor_id: str) -> pb.Envelope:
+        check_party_id(vendor_id)
+        with self.store.begin() as repos:
+            row = repos.vendors.get(vendor_id)
+            data = row.certificate if row is not None else None
+        if data is None:
+            raise NotFound(f"no certificate for vendor {vendor_id}")
+        return _envelope(data)
+
+    # -- coins --------------------------------------------------------------------
+
+    def _normalise_buy(self, req: BuyCoinInput) -> BuyCoinInput:
+        if not 1 <= len(req.request_id) <= MAX_REQUEST_ID_CHARS:
+            raise InvalidArgument(f"request id must have 1..{MAX_REQUEST_ID_CHARS} characters")
+        if req.wallet_kind is WalletKind.SERVER_SIDE:
+            raise InvalidArgument("server-side coins are not available yet")
+        if req.wallet_kind is not WalletKind.CLIENT_SIDE:
+            raise InvalidArgument("wallet kind must be client-side")
+        check_ecoin_id(req.ecoin_id)
+        if len(req.root) != WORD_BYTES:
+            raise InvalidArgument(f"root must be {WORD_BYTES} bytes")
+        if not 1 <= req.n <= self.limits.max_chain_units:
+            raise InvalidArgument(f"n must be 1..{self.limits.max_chain_units}")
+        unit = req.unit_value_minor or 1
+        if not 1 <= unit <= self.limits.max_click_amount_minor:
+            raise InvalidArgument(
+                f"unit value must be 1..{self.limits.max_click_amount_minor} minor units"
+            )
+        currency = req.currency or DEFAULT_CURRENCY
+        check_currency(currency)
+        if currency not in self.currencies:
+            raise InvalidArgument(f"this broker sells coins in {', '.join(self.currencies)}")
+        return BuyCoinInput(
+            request_id=req.request_id,
+            ecoin_id=req.ecoin_id,
+            root=req.root,
+            n=req.n,
+            unit_value_minor=unit,
+            currency=currency,
+            wallet_kind=req.wallet_kind,
+        )
+
+    def buy_coin(self, reader_id: str, request: BuyCoinInput) -> PurchaseResult:
+        """Sell a client-side coin: debit the reader, credit the float, sign the touchstone."""
+        req = self._normalise_buy(request)
+        fingerprint = _purchase_fingerprint(req)
+        try:
+            return self._buy_once(reader_id, req, fingerprint)
+        except AlreadyExists:
+            # A concurrent identical request may have won the unique key: the
+            # replay path then returns its result; anything else fails again.
+            return self._buy_once(reader_id, req, fingerprint)
+
+    def _buy_once(self, reader_id: str, req: BuyCoinInput, fingerprint: bytes) -> PurchaseResult:
+        now_ms = self.clock.now_ms()
+        with self.store.begin() as repos:
+            earlier = repos.purchases.get(reader_id, req.request_id)
+            if earlier is not None:
+                return self._replay_purchase(repos, earlier, fingerprint)
+            if repos.coins.exists(req.ecoin_id):
+                raise AlreadyExists("ecoin id already sold under another request")
+            amount_minor = req.n * req.unit_value_minor
+            account = AccountRef.reader(reader_id, req.currency)
+            balance_minor = repos.ledger.balance_minor(account, for_update=True)
+            if balance_minor < amount_minor:
+                raise Insufficient(
+                    f"the coin costs {amount_minor}, the balance is {balance_minor} "
+                    f"({req.currency} minor units)"
+                )
+            transaction_id = repos.ledger.post(
+                Transaction.transfer(
+                    "buy_coin",
+                    f"buy:{req.ecoin_id}",
+                    now_ms,
+                    source=account,
+                    destination=AccountRef.broker_float(req.currency),
+                    amount_minor=amount_minor,
+                )
+            )
+            expires_at_ms = now_ms + self.limits.coin_expiry_s * 1000
+            touchstone = seal(
+                pb.Touchstone(
+                    ecoin_id=req.ecoin_id,
+                    root=req.root,
+                    n=req.n,
+                    unit_value_minor=req.unit_value_minor,
+                    currency=req.currency,
+                    wallet_kind=pb.WALLET_KIND_CLIENT_SIDE,
+                    owner=reader_id,
+                    issued_at_ms=now_ms,
+                    expires_at_ms=expires_at_ms,
+                    broker_id=self.broker_id,
+                ),
+                self.key,
+            )
+            repos.coins.add(
+                CoinRecordView(
+                    ecoin_id=req.ecoin_id,
+                    n=req.n,
+                    unit_value_minor=req.unit_value_minor,
+                    expires_at_ms=expires_at_ms,
+                    state=CoinState.FREE,
+                    frozen=False,
+                    holder=None,
+                    epoch=0,
+                    latest=IndexedWord(0, req.root),
+                ),
+                owner=reader_id,
+                currency=req.currency,
+                wallet_kind=req.wallet_kind.value,
+                root=req.root,
+                touchstone=touchstone.SerializeToString(),
+                issued_at_ms=now_ms,
+            )
+            repos.purchases.add(
+                PurchaseRow(
+                    reader_id=reader_id,
+                    request_id=req.request_id,
+                    fingerprint=fingerprint,
+                    ecoin_id=req.ecoin_id,
+                    amount_minor=amount_minor,
+                    currency=req.currency,
+                    transaction_id=transaction_id,
+                    created_at_ms=now_ms,
+                )
+            )
+            repos.commit()
+        return PurchaseResult(touchstone, amount_minor, req.currency)
+
+    def _replay_purchase(
+        self, repos: Repos, earlier: PurchaseRow, fingerprint: bytes
+    ) -> PurchaseResult:
+        if not secrets.compare_digest(earlier.fingerprint, fingerprint):
+            raise AlreadyExists("request id reused with a different request")
+        stored = repos.coins.get(earlier.ecoin_id)
+        assert stored is not None, earlier.ecoin_id
+        return PurchaseResult(_envelope(stored.touchstone), earlier.amount_minor, earlier.currency)
+
+    def _status(self, stored: StoredCoin, now_ms: int) -> CoinStatusView:
+        coin = stored.view
+        return CoinStatusView(
+            touchstone=_envelope(stored.touchstone),
+            state=effective_state(coin, now_ms),
+            frozen=coin.frozen,
+            holder=coin.holder,
+            epoch=coin.epoch,
+            latest=coin.latest,
+        )
+
+    def get_coin(
+        self, ecoin_id: str, *, reader_id: str | None = None, vendor_id: str | None = None
+    ) -> CoinStatusView:
+        """A coin's status for its owner or for any vendor."""
+        assert (reader_id is None) != (vendor_id is None)
+        check_ecoin_id(ecoin_id)
+        with self.store.begin() as repos:
+            stored = repos.coins.get(ecoin_id)
+        if stored is None or (reader_id is not None and stored.owner != reader_id):
+            raise NotFound(f"no coin {ecoin_id}")
+        return self._status(stored, self.clock.now_ms())
+
+    def list_coins(self, reader_id: str) -> list[CoinStatusView]:
+        """The reader's coins, newest first (at most MAX_LISTED_COINS)."""
+        now_ms = self.clock.now_ms()
+        with self.store.begin() as repos:
+            coins = repos.coins.list_for_owner(reader_id, MAX_LISTED_COINS)
+        return [self._status(stored, now_ms) for stored in coins]
+
+    def freeze_coin(self, ecoin_id: str, *, frozen: bool = True) -> CoinStatusView:
+        """Set or clear the frozen flag (loss reporting)."""
+        check_ecoin_id(ecoin_id)
+        with self.store.begin() as repos:
+            stored = self._coin_for_update(repos, ecoin_id)
+            after = transition(stored.view, Freeze() if frozen else Unfreeze())
+            repos.coins.apply(stored.view, after)
+            repos.commit()
+        return self._status(
+            StoredCoin(after, stored.owner, stored.currency, stored.wallet_kind, stored.touchstone),
+            self.clock.now_ms(),
+        )
+
+    # -- custody ------------------------------------------------------------------
+
+    def _coin_for_update(self, repos: Repos, ecoin_id: str) -> StoredCoin:
+        stored = repos.coins.get(ecoin_id, for_update=True)
+        if stored is None:
+            raise NotFound(f"no coin {ecoin_id}")
+        return stored
+
+    def _grant(self, stored: StoredCoin, epoch: EpochView) -> CustodyGrantView:
+        return CustodyGrantView(
+            ecoin_id=stored.view.ecoin_id,
+            epoch=epoch.epoch,
+            base=epoch.base,
+            touchstone=_envelope(stored.touchstone),
+            lease_ttl_s=self.limits.lease_ttl_s,
+            max_skew_s=self.limits.max_skew_s,
+            holder=epoch.holder,
+        )
+
+    def _bound_units(self, coin: CoinRecordView) -> int:
+        return proof_bound_units(self.limits, coin.unit_value_minor)
+
+    def _current_epoch(self, repos: Repos, coin: CoinRecordView) -> EpochView | None:
+        if coin.epoch == 0:
+            return None
+        current = repos.coins.epoch(coin.ecoin_id, coin.epoch)
+        assert current is not None, (coin.ecoin_id, coin.epoch)
+        return current
+
+    def _renew(self, repos: Repos, stored: StoredCoin, caller: str, now_ms: int) -> EpochView:
+        coin = stored.view
+        current = self._current_epoch(repos, coin)
+        assert current is not None and current.holder == caller
+        renewed = transition(coin, RenewLease(caller, coin.epoch, self._lease_expires_ms(now_ms)))
+        repos.coins.apply(coin, renewed)
+        return current
+
+    def acquire_coin(
+        self, caller: str, ecoin_id: str, proof_index: int, proof_word: bytes, *, force: bool
+    ) -> CustodyGrantView | HandOffRequiredView:
+        """AcquireCoin (protocol.md, "Coin custody", step 1)."""
+        check_ecoin_id(ecoin_id)
+        if len(proof_word) != WORD_BYTES:
+            raise InvalidArgument(f"proof word must be {WORD_BYTES} bytes")
+        now_ms = self.clock.now_ms()
+        with self.store.begin() as repos:
+            stored = self._coin_for_update(repos, ecoin_id)
+            coin = stored.view
+            decision = decide_acquire(
+                coin,
+                caller,
+                now_ms,
+                proof_index,
+                proof_word,
+                bound_units=self._bound_units(coin),
+                force=force,
+                busy_retry_after_s=self.limits.max_skew_s,
+            )
+            if decision is AcquireDecision.RENEW:
+                current = self._renew(repos, stored, caller, now_ms)
+                repos.commit()
+                return self._grant(stored, current)
+            if decision is AcquireDecision.GRANT:
+                after = transition(coin, Acquire(caller, now_ms, self._lease_expires_ms(now_ms)))
+                repos.coins.apply(coin, after)
+                opened = EpochView(
+                    epoch=after.epoch,
+                    holder=caller,
+                    base=after.latest,
+                    opened_by=EpochOpening.ACQUIRE,
+                    opened_from=None,
+                )
+                repos.coins.open_epoch(ecoin_id, opened, now_ms)
+                repos.commit()
+                return self._grant(stored, opened)
+            assert decision is AcquireDecision.HANDOFF and coin.holder is not None
+            holder_row = repos.vendors.get(coin.holder)
+            if holder_row is None or holder_row.certificate is None:
+                raise Unavailable(f"the holder {coin.holder} has no certificate")
+            expires_at_ms = now_ms + self.limits.handoff_grant_ttl_s * 1000
+            grant = seal(
+                pb.HandOffGrant(
+                    ecoin_id=ecoin_id,
+                    from_vendor=coin.holder,
+                    to_vendor=caller,
+                    epoch=coin.epoch,
+                    expires_at_ms=expires_at_ms,
+                    broker_id=self.broker_id,
+                ),
+                self.key,
+            )
+            after = transition(coin, IssueHandOffGrant(caller, coin.epoch, expires_at_ms))
+            repos.coins.apply(coin, after)
+            holder_certificate = _envelope(holder_row.certificate)
+            repos.commit()
+        return HandOffRequiredView(
+            grant=grant,
+            holder_certificate=holder_certificate,
+            touchstone=_envelope(stored.touchstone),
+        )
+
+    def _vendor_key_lookup(self, repos: Repos) -> Callable[[pb.CoinIndex], bytes]:
+        def key_for(index: pb.CoinIndex) -> bytes:
+            if not 1 <= len(index.vendor_id) <= 32:
+                raise SignatureInvalid("the CoinIndex names no valid vendor")
+            key = repos.vendors.public_key(index.vendor_id)
+            if key is None:
+                raise SignatureInvalid(f"unknown signer {index.vendor_id}")
+            return key
+
+        return key_for
+
+    def _open_coin_index(
+        self, envelope: pb.Envelope, signer_key: bytes | Callable[[pb.CoinIndex], bytes]
+    ) -> CoinIndexView:
+        msg = open_envelope(envelope, pb.CoinIndex, signer_key)
+        check_ecoin_id(msg.ecoin_id)
+        check_party_id(msg.vendor_id)
+        if msg.to_vendor:
+            check_party_id(msg.to_vendor)
+        if len(msg.payword) != WORD_BYTES:
+            raise InvalidArgument(f"payword must be {WORD_BYTES} bytes")
+        return CoinIndexView(
+            ecoin_id=msg.ecoin_id,
+            epoch=msg.epoch,
+            at=IndexedWord(msg.index, msg.payword),
+            vendor_id=msg.vendor_id,
+            to_vendor=msg.to_vendor,
+            issued_at_ms=msg.issued_at_ms,
+        )
+
+    def record_handoff(self, caller: str, coin_index: pb.Envelope) -> CustodyGrantView:
+        """RecordHandoff (step 2): close the holder's epoch, open epoch + 1 for the caller."""
+        now_ms = self.clock.now_ms()
+        with self.store.begin() as repos:
+            index = self._open_coin_index(coin_index, self._vendor_key_lookup(repos))
+            if index.to_vendor != caller:
+                raise PermissionDenied("the CoinIndex hands the coin to another vendor")
+            if index.vendor_id == caller:
+                raise InvalidArgument("a vendor cannot hand a coin to itself")
+            stored = self._coin_for_update(repos, index.ecoin_id)
+            coin = stored.view
+            current = self._current_epoch(repos, coin)
+            if current is not None and handoff_is_repeat(coin, current, caller, index):
+                self._renew(repos, stored, caller, now_ms)
+                repos.commit()
+                return self._grant(stored, current)
+            if index.epoch != coin.epoch or not coin.holds(index.vendor_id):
+                raise PreconditionFailed(
+                    f"epoch {index.epoch} of {index.vendor_id} is not the coin's current "
+                    f"epoch ({coin.epoch})"
+                )
+            check_index_advance(coin, index.at, self._bound_units(coin))
+            after = transition(
+                coin,
+                HandOff(
+                    from_vendor=index.vendor_id,
+                    to_vendor=caller,
+                    epoch=index.epoch,
+                    at=index.at,
+                    now_ms=now_ms,
+                    lease_expires_ms=self._lease_expires_ms(now_ms),
+                ),
+            )
+            opened = self._switch_epoch(
+                repos, coin, after, index.at, EpochOpening.HANDOFF, index.vendor_id, now_ms
+            )
+            repos.commit()
+        return self._grant(stored, opened)
+
+    def reclaim(
+        self, caller: str, ecoin_id: str, epoch: int, coin_index: pb.Envelope
+    ) -> CustodyGrantView:
+        """Reclaim (step 3): the holder closes its epoch and opens epoch + 1 itself."""
+        check_ecoin_id(ecoin_id)
+        now_ms = self.clock.now_ms()
+        with self.store.begin() as repos:
+            caller_key = repos.vendors.public_key(caller)
+            if caller_key is None:
+                raise Unauthenticated(f"vendor {caller} is not enrolled")
+            index = self._open_coin_index(coin_index, caller_key)
+            if index.vendor_id != caller:
+                raise PermissionDenied("the CoinIndex must be signed by the caller")
+            if index.ecoin_id != ecoin_id or index.epoch != epoch:
+                raise InvalidArgument("the CoinIndex is for another coin or epoch")
+            stored = self._coin_for_update(repos, ecoin_id)
+            coin = stored.view
+            current = self._current_epoch(repos, coin)
+            if current is not None and reclaim_is_repeat(coin, current, caller, epoch, index):
+                self._renew(repos, stored, caller, now_ms)
+                repos.commit()
+                return self._grant(stored, current)
+            if epoch != coin.epoch or not coin.holds(caller):
+                raise PreconditionFailed(
+                    f"epoch {epoch} is no longer current (the coin is at epoch {coin.epoch})"
+                )
+            check_index_advance(coin, index.at, self._bound_units(coin))
+            after = transition(
+                coin,
+                Reclaim(
+                    vendor_id=caller,
+                    epoch=epoch,
+                    at=index.at,
+                    now_ms=now_ms,
+                    lease_expires_ms=self._lease_expires_ms(now_ms),
+                ),
+            )
+            opened = self._switch_epoch(
+                repos, coin, after, index.at, EpochOpening.RECLAIM, caller, now_ms
+            )
+            repos.commit()
+        return self._grant(stored, opened)
+
+    def _switch_epoch(
+        self,
+        repos: Repos,
+        before: CoinRecordView,
+        after: CoinRecordView,
+        at: IndexedWord,
+        how: EpochOpening,
+        previous_holder: str,
+        now_ms: int,
+    ) -> EpochView:
+        """Write a hand-off or reclaim: the coin, the closed epoch and the opened one."""
+        assert after.epoch == before.epoch + 1 and after.holder is not None
+        repos.coins.apply(before, after)
+        repos.coins.close_epoch(before.ecoin_id, before.epoch, at, now_ms, how)
+        opened = EpochView(
+            epoch=after.epoch,
+            holder=after.holder,
+            base=at,
+            opened_by=how,
+            opened_from=previous_holder,
+        )
+        repos.coins.open_epoch(before.ecoin_id, opened, now_ms)
+        return opened
+
+    def checkpoint(self, caller: str, indexes: Sequence[pb.Envelope]) -> CheckpointOutcome:
+        """Checkpoint (step 4): acknowledge each held coin's index and renew its lease."""
+        if len(indexes) > self.limits.max_checkpoint_indexes:
+            raise InvalidArgument(
+                f"at most {self.limits.max_checkpoint_indexes} indexes per checkpoint"
+            )
+        now_ms = self.clock.now_ms()
+        results: list[CheckpointItem] = []
+        with self.store.begin() as repos:
+            caller_key = repos.vendors.public_key(caller)
+            if caller_key is None:
+                raise Unauthenticated(f"vendor {caller} is not enrolled")
+            for envelope in indexes:
+                results.append(self._checkpoint_one(repos, caller, caller_key, envelope, now_ms))
+            repos.commit()
+        return CheckpointOutcome(tuple(results), self.limits.lease_ttl_s, self.limits.max_skew_s)
+
+    def _checkpoint_one(
+        self, repos: Repos, caller: str, caller_key: bytes, envelope: pb.Envelope, now_ms: int
+    ) -> CheckpointItem:
+        claimed_id, claimed_epoch = _peek_coin_index(envelope)
+        try:
+            index = self._open_coin_index(envelope, caller_key)
+        except NetPayError as err:
+            return CheckpointItem(
+                claimed_id, claimed_epoch, CheckpointStatus.REJECTED, err.detail, 0
+            )
+        if index.vendor_id != caller:
+            return CheckpointItem(
+                index.ecoin_id,
+                index.epoch,
+                CheckpointStatus.REJECTED,
+                "the CoinIndex names another vendor",
+                0,
+            )
+        stored = repos.coins.get(index.ecoin_id, for_update=True)
+        if stored is None:
+            return CheckpointItem(
+                index.ecoin_id, index.epoch, CheckpointStatus.REJECTED, "unknown coin", 0
+            )
+        coin = stored.view
+        if coin.epoch != index.epoch or not coin.holds(caller):
+            return CheckpointItem(
+                index.ecoin_id,
+                index.epoch,
+                CheckpointStatus.CLOSED,
+                f"epoch {index.epoch} is not yours (the coin is at epoch {coin.epoch})",
+                coin.latest.index,
+            )
+        if coin.frozen:
+            return CheckpointItem(
+                index.ecoin_id,
+                index.epoch,
+                CheckpointStatus.REJECTED,
+                "revoked: the coin is frozen",
+                coin.latest.index,
+            )
+        try:
+            check_index_advance(coin, index.at, self._bound_units(coin))
+            after = transition(
+                coin,
+                CheckpointIndex(caller, index.epoch, index.at, self._lease_expires_ms(now_ms)),
+            )
+        except NetPayError as err:
+            return CheckpointItem(
+                index.ecoin_id,
+                index.epoch,
+                CheckpointStatus.REJECTED,
+                f"{err.code}: {err.detail}",
+                coin.latest.index,
+            )
+        repos.coins.apply(coin, after)
+        return CheckpointItem(
+            index.ecoin_id, index.epoch, CheckpointStatus.LEASED, "", after.latest.index
+        )
+
+
+def _peek_coin_index(envelope: pb.Envelope) -> tuple[str, int]:
+    """Unverified ``(ecoin_id, epoch)`` of a CoinIndex, only to label a rejection."""
+    msg = pb.CoinIndex()
+    try:
+        if envelope.payload_type == pb.CoinIndex.DESCRIPTOR.full_name:
+            msg.ParseFromString(envelope.payload[:65536])
+    except DecodeError:
+        return "", 0
+    ecoin_id = msg.ecoin_id if len(msg.ecoin_id) <= 32 else ""
+    return ecoin_id, msg.epoch

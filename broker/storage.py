@@ -1,0 +1,656 @@
+"""The broker's storage: SQLAlchemy 2.0 models and repositories.
+
+Portable SQL only (SQLite by default, PostgreSQL at scale): every custody
+change is a compare-and-set ``UPDATE ... WHERE`` whose row count is checked,
+rows that a use case will change are read ``FOR UPDATE`` (ignored by SQLite,
+where ``BEGIN IMMEDIATE`` already serialises writers), and uniqueness is
+enforced by constraints. Engines are built by the server at start, never at
+import time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, cast
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CursorResult,
+    Engine,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    UniqueConstraint,
+    delete,
+    event,
+    func,
+    select,
+    update,
+)
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+from broker.domain import (
+    AccountKind,
+    AccountRef,
+    CoinRecordView,
+    CoinState,
+    EpochOpening,
+    EpochView,
+    IndexedWord,
+    Transaction,
+    assert_balanced,
+)
+from netpay.errors import AlreadyExists, Conflict
+from netpay.sqlstore import UnitOfWork
+
+__all__ = [
+    "AccountRow",
+    "Base",
+    "BrokerStore",
+    "CoinRow",
+    "CustodyEpochRow",
+    "EntryRow",
+    "LoginFailureRow",
+    "PurchaseRow",
+    "ReaderRow",
+    "ReaderTokenRow",
+    "Repos",
+    "StoredCoin",
+    "TransactionRow",
+    "VendorRow",
+]
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+# -- readers and vendors ------------------------------------------------------
+
+
+class ReaderRow(Base):
+    __tablename__ = "readers"
+
+    reader_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    username: Mapped[str] = mapped_column(String(32), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(256))
+    created_at_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class ReaderTokenRow(Base):
+    __tablename__ = "reader_tokens"
+
+    token_sha256: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
+    reader_id: Mapped[str] = mapped_column(ForeignKey("readers.reader_id"), index=True)
+    created_at_ms: Mapped[int] = mapped_column(BigInteger)
+    expires_at_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class LoginFailureRow(Base):
+    __tablename__ = "login_failures"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    username: Mapped[str] = mapped_column(String(32), index=True)
+    at_ms: Mapped[int] = mapped_column(BigInteger, index=True)
+
+
+class VendorRow(Base):
+    __tablename__ = "vendors"
+
+    vendor_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    # The operator's fixed origin (add-vendor --origin); wins over the vendor's.
+    fixed_origin: Mapped[str | None] = mapped_column(String(256))
+    # SHA-256 of the one-time enrollment token; cleared when it is used.
+    enrollment_token_sha256: Mapped[bytes | None] = mapped_column(LargeBinary(32), unique=True)
+    vendor_token_sha256: Mapped[bytes | None] = mapped_column(LargeBinary(32), unique=True)
+    public_key: Mapped[bytes | None] = mapped_column(LargeBinary(32))
+    grpc_address: Mapped[str] = mapped_column(String(256), default="")
+    web_origin: Mapped[str] = mapped_column(String(256), default="")
+    display_name: Mapped[str] = mapped_column(String(100), default="")
+    # Serialized Envelope(VendorCertificate), the newest one.
+    certificate: Mapped[bytes | None] = mapped_column(LargeBinary)
+    created_at_ms: Mapped[int] = mapped_column(BigInteger)
+    enrolled_at_ms: Mapped[int | None] = mapped_column(BigInteger)
+    registered_at_ms: Mapped[int | None] = mapped_column(BigInteger)
+
+
+# -- ledger -----------------------------------------------------------------------
+
+
+class AccountRow(Base):
+    __tablename__ = "accounts"
+    __table_args__ = (UniqueConstraint("kind", "owner", "currency"),)
+
+    account_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    owner: Mapped[str] = mapped_column(String(64))
+    currency: Mapped[str] = mapped_column(String(3))
+
+
+class TransactionRow(Base):
+    __tablename__ = "ledger_transactions"
+
+    transaction_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    idempotency_key: Mapped[str] = mapped_column(String(160), unique=True)
+    at_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class EntryRow(Base):
+    """An immutable ledger entry; the code never updates or deletes one."""
+
+    __tablename__ = "ledger_entries"
+
+    entry_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    transaction_id: Mapped[int] = mapped_column(
+        ForeignKey("ledger_transactions.transaction_id"), index=True
+    )
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.account_id"), index=True)
+    currency: Mapped[str] = mapped_column(String(3))
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+
+
+@event.listens_for(EntryRow, "before_update")
+@event.listens_for(EntryRow, "before_delete")
+def _entries_are_immutable(_mapper: Any, _connection: Any, target: EntryRow) -> None:
+    raise AssertionError(f"ledger entry {target.entry_id} is immutable")
+
+
+# -- coins and custody ------------------------------------------------------------
+
+
+class CoinRow(Base):
+    __tablename__ = "coins"
+
+    ecoin_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    owner: Mapped[str] = mapped_column(ForeignKey("readers.reader_id"), index=True)
+    n: Mapped[int] = mapped_column(Integer)
+    unit_value_minor: Mapped[int] = mapped_column(Integer)
+    currency: Mapped[str] = mapped_column(String(3))
+    wallet_kind: Mapped[str] = mapped_column(String(16))
+    root: Mapped[bytes] = mapped_column(LargeBinary(32))
+    # Serialized Envelope(Touchstone), returned byte for byte.
+    touchstone: Mapped[bytes] = mapped_column(LargeBinary)
+    issued_at_ms: Mapped[int] = mapped_column(BigInteger)
+    expires_at_ms: Mapped[int] = mapped_column(BigInteger)
+    state: Mapped[str] = mapped_column(String(16))
+    frozen: Mapped[bool] = mapped_column(Boolean, default=False)
+    holder: Mapped[str | None] = mapped_column(String(32))
+    epoch: Mapped[int] = mapped_column(BigInteger)
+    latest_index: Mapped[int] = mapped_column(Integer)
+    latest_word: Mapped[bytes] = mapped_column(LargeBinary(32))
+    lease_expires_ms: Mapped[int | None] = mapped_column(BigInteger)
+    grant_epoch: Mapped[int | None] = mapped_column(BigInteger)
+    grant_to_vendor: Mapped[str | None] = mapped_column(String(32))
+    grant_expires_ms: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class CustodyEpochRow(Base):
+    """The custody log: one row per epoch of a coin."""
+
+    __tablename__ = "custody_log"
+    __table_args__ = (UniqueConstraint("ecoin_id", "epoch"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    ecoin_id: Mapped[str] = mapped_column(ForeignKey("coins.ecoin_id"))
+    epoch: Mapped[int] = mapped_column(BigInteger)
+    holder: Mapped[str] = mapped_column(String(32))
+    base_index: Mapped[int] = mapped_column(Integer)
+    base_word: Mapped[bytes] = mapped_column(LargeBinary(32))
+    end_index: Mapped[int | None] = mapped_column(Integer)
+    end_word: Mapped[bytes | None] = mapped_column(LargeBinary(32))
+    opened_at_ms: Mapped[int] = mapped_column(BigInteger)
+    opened_by: Mapped[str] = mapped_column(String(16))
+    opened_from: Mapped[str | None] = mapped_column(String(32))
+    closed_at_ms: Mapped[int | None] = mapped_column(BigInteger)
+    close_reason: Mapped[str | None] = mapped_column(String(16))
+
+
+class PurchaseRow(Base):
+    """BuyCoin idempotency: the first result per (reader, request id)."""
+
+    __tablename__ = "purchases"
+    __table_args__ = (UniqueConstraint("reader_id", "request_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    reader_id: Mapped[str] = mapped_column(ForeignKey("readers.reader_id"))
+    request_id: Mapped[str] = mapped_column(String(64))
+    fingerprint: Mapped[bytes] = mapped_column(LargeBinary(32))
+    ecoin_id: Mapped[str] = mapped_column(ForeignKey("coins.ecoin_id"), unique=True)
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    transaction_id: Mapped[int] = mapped_column(ForeignKey("ledger_transactions.transaction_id"))
+    created_at_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+# -- repositories -------------------------------------------------------------------
+
+
+def _rowcount(result: Any) -> int:
+    return cast(CursorResult[Any], result).rowcount
+
+
+class ReaderRepo:
+    def __init__(self, session: Session) -> None:
+        self._s = session
+
+    def add(self, reader_id: str, username: str, password_hash: str, now_ms: int) -> None:
+        self._s.add(
+            ReaderRow(
+                reader_id=reader_id,
+                username=username,
+                password_hash=password_hash,
+                created_at_ms=now_ms,
+            )
+        )
+        self._s.flush()
+
+    def by_username(self, username: str) -> ReaderRow | None:
+        return self._s.scalars(select(ReaderRow).where(ReaderRow.username == username)).first()
+
+    def add_token(self, token_sha256: bytes, reader_id: str, now_ms: int, expires_ms: int) -> None:
+        self._s.add(
+            ReaderTokenRow(
+                token_sha256=token_sha256,
+                reader_id=reader_id,
+                created_at_ms=now_ms,
+                expires_at_ms=expires_ms,
+            )
+        )
+
+    def reader_for_token(self, token_sha256: bytes, now_ms: int) -> str | None:
+        return self._s.scalars(
+            select(ReaderTokenRow.reader_id).where(
+                ReaderTokenRow.token_sha256 == token_sha256,
+                ReaderTokenRow.expires_at_ms > now_ms,
+            )
+        ).first()
+
+    def prune_tokens(self, reader_id: str, now_ms: int) -> None:
+        self._s.execute(
+            delete(ReaderTokenRow).where(
+                ReaderTokenRow.reader_id == reader_id, ReaderTokenRow.expires_at_ms <= now_ms
+            )
+        )
+
+    def recent_failures(self, username: str, since_ms: int) -> list[int]:
+        """Times of the failed logins for ``username`` since ``since_ms``, oldest first."""
+        return list(
+            self._s.scalars(
+                select(LoginFailureRow.at_ms)
+                .where(LoginFailureRow.username == username, LoginFailureRow.at_ms >= since_ms)
+                .order_by(LoginFailureRow.at_ms)
+            )
+        )
+
+    def add_failure(self, username: str, now_ms: int) -> None:
+        self._s.add(LoginFailureRow(username=username, at_ms=now_ms))
+
+    def clear_failures(self, username: str) -> None:
+        self._s.execute(delete(LoginFailureRow).where(LoginFailureRow.username == username))
+
+    def prune_failures(self, before_ms: int) -> None:
+        self._s.execute(delete(LoginFailureRow).where(LoginFailureRow.at_ms < before_ms))
+
+
+class VendorRepo:
+    def __init__(self, session: Session) -> None:
+        self._s = session
+
+    def get(self, vendor_id: str, *, for_update: bool = False) -> VendorRow | None:
+        stmt = select(VendorRow).where(VendorRow.vendor_id == vendor_id)
+        if for_update:
+            stmt = stmt.with_for_update()
+        return self._s.scalars(stmt).first()
+
+    def add(self, row: VendorRow) -> None:
+        self._s.add(row)
+        self._s.flush()
+
+    def by_enrollment_token(self, token_sha256: bytes) -> VendorRow | None:
+        return self._s.scalars(
+            select(VendorRow)
+            .where(VendorRow.enrollment_token_sha256 == token_sha256)
+            .with_for_update()
+        ).first()
+
+    def by_vendor_token(self, token_sha256: bytes) -> VendorRow | None:
+        return self._s.scalars(
+            select(VendorRow).where(VendorRow.vendor_token_sha256 == token_sha256)
+        ).first()
+
+    def public_key(self, vendor_id: str) -> bytes | None:
+        return self._s.scalars(
+            select(VendorRow.public_key).where(VendorRow.vendor_id == vendor_id)
+        ).first()
+
+    def flush(self) -> None:
+        self._s.flush()
+
+
+class LedgerRepo:
+    def __init__(self, session: Session) -> None:
+        self._s = session
+
+    def account_id(self, ref: AccountRef, *, for_update: bool = False) -> int:
+        """The account's id, made on first use."""
+        stmt = select(AccountRow.account_id).where(
+            AccountRow.kind == ref.kind.value,
+            AccountRow.owner == ref.owner,
+            AccountRow.currency == ref.currency,
+        )
+        if for_update:
+            stmt = stmt.with_for_update()
+        found = self._s.scalars(stmt).first()
+        if found is not None:
+            return found
+        row = AccountRow(kind=ref.kind.value, owner=ref.owner, currency=ref.currency)
+        self._s.add(row)
+        self._s.flush()
+        return row.account_id
+
+    def balance_minor(self, ref: AccountRef, *, for_update: bool = False) -> int:
+        """The sum of the account's entries (locks the account row when asked)."""
+        account_id = self.account_id(ref, for_update=for_update)
+        total = self._s.scalar(
+            select(func.coalesce(func.sum(EntryRow.amount_minor), 0)).where(
+                EntryRow.account_id == account_id
+            )
+        )
+        return int(total or 0)
+
+    def balances_of(self, kind: AccountKind, owner: str) -> dict[str, int]:
+        """Per currency, the balance of each account of ``owner``."""
+        rows = self._s.execute(
+            select(AccountRow.currency, func.coalesce(func.sum(EntryRow.amount_minor), 0))
+            .select_from(AccountRow)
+            .outerjoin(EntryRow, EntryRow.account_id == AccountRow.account_id)
+            .where(AccountRow.kind == kind.value, AccountRow.owner == owner)
+            .group_by(AccountRow.currency)
+            .order_by(AccountRow.currency)
+        ).all()
+        return {currency: int(total) for currency, total in rows}
+
+    def post(self, tx: Transaction) -> int:
+        """Write a balanced transaction; returns its id."""
+        assert_balanced(tx.entries)
+        row = TransactionRow(kind=tx.kind, idempotency_key=tx.idempotency_key, at_ms=tx.at_ms)
+        self._s.add(row)
+        self._s.flush()
+        for entry in tx.entries:
+            self._s.add(
+                EntryRow(
+                    transaction_id=row.transaction_id,
+                    account_id=self.account_id(entry.account),
+                    currency=entry.account.currency,
+                    amount_minor=entry.amount_minor,
+                )
+            )
+        self._s.flush()
+        return row.transaction_id
+
+    def unbalanced_transactions(self) -> list[tuple[int, str]]:
+        """Every (transaction id, currency) whose entries do not sum to 0 (should be none)."""
+        rows = self._s.execute(
+            select(EntryRow.transaction_id, EntryRow.currency)
+            .group_by(EntryRow.transaction_id, EntryRow.currency)
+            .having(func.sum(EntryRow.amount_minor) != 0)
+        ).all()
+        return [(int(t), str(c)) for t, c in rows]
+
+
+@dataclass(frozen=True)
+class StoredCoin:
+    view: CoinRecordView
+    owner: str
+    currency: str
+    wallet_kind: str
+    touchstone: bytes
+
+
+def _coin_view(row: CoinRow) -> CoinRecordView:
+    return CoinRecordView(
+        ecoin_id=row.ecoin_id,
+        n=row.n,
+        unit_value_minor=row.unit_value_minor,
+        expires_at_ms=row.expires_at_ms,
+        state=CoinState(row.state),
+        frozen=row.frozen,
+        holder=row.holder,
+        epoch=row.epoch,
+        latest=IndexedWord(row.latest_index, row.latest_word),
+        lease_expires_ms=row.lease_expires_ms,
+        grant_epoch=row.grant_epoch,
+        grant_to_vendor=row.grant_to_vendor,
+        grant_expires_ms=row.grant_expires_ms,
+    )
+
+
+def _stored(row: CoinRow) -> StoredCoin:
+    return StoredCoin(_coin_view(row), row.owner, row.currency, row.wallet_kind, row.touchstone)
+
+
+def _epoch_view(row: CustodyEpochRow) -> EpochView:
+    end = None
+    if row.end_index is not None and row.end_word is not None:
+        end = IndexedWord(row.end_index, row.end_word)
+    return EpochView(
+        epoch=row.epoch,
+        holder=row.holder,
+        base=IndexedWord(row.base_index, row.base_word),
+        opened_by=EpochOpening(row.opened_by),
+        opened_from=row.opened_from,
+        end=end,
+    )
+
+
+class CoinRepo:
+    def __init__(self, session: Session) -> None:
+        self._s = session
+
+    def add(
+        self,
+        coin: CoinRecordView,
+        *,
+        owner: str,
+        currency: str,
+        wallet_kind: str,
+        root: bytes,
+        touchstone: bytes,
+        issued_at_ms: int,
+    ) -> None:
+        assert coin.state is CoinState.FREE and coin.epoch == 0 and coin.latest.index == 0
+        self._s.add(
+            CoinRow(
+                ecoin_id=coin.ecoin_id,
+                owner=owner,
+                n=coin.n,
+                unit_value_minor=coin.unit_value_minor,
+                currency=currency,
+                wallet_kind=wallet_kind,
+                root=root,
+                touchstone=touchstone,
+                issued_at_ms=issued_at_ms,
+                expires_at_ms=coin.expires_at_ms,
+                state=coin.state.value,
+                frozen=coin.frozen,
+                holder=None,
+                epoch=0,
+                latest_index=0,
+                latest_word=coin.latest.word,
+            )
+        )
+        self._s.flush()
+
+    def get(self, ecoin_id: str, *, for_update: bool = False) -> StoredCoin | None:
+        stmt = (
+            select(CoinRow)
+            .where(CoinRow.ecoin_id == ecoin_id)
+            .execution_options(populate_existing=True)
+        )
+        if for_update:
+            stmt = stmt.with_for_update()
+        row = self._s.scalars(stmt).first()
+        return None if row is None else _stored(row)
+
+    def exists(self, ecoin_id: str) -> bool:
+        found = self._s.scalars(
+            select(CoinRow.ecoin_id).where(CoinRow.ecoin_id == ecoin_id)
+        ).first()
+        return found is not None
+
+    def list_for_owner(self, owner: str, limit: int) -> list[StoredCoin]:
+        rows = self._s.scalars(
+            select(CoinRow)
+            .where(CoinRow.owner == owner)
+            .order_by(CoinRow.issued_at_ms.desc(), CoinRow.ecoin_id)
+            .limit(limit)
+            .execution_options(populate_existing=True)
+        )
+        return [_stored(row) for row in rows]
+
+    def apply(self, before: CoinRecordView, after: CoinRecordView) -> None:
+        """Compare-and-set the custody columns; Conflict when the row moved meanwhile."""
+        assert before.ecoin_id == after.ecoin_id
+        result = self._s.execute(
+            update(CoinRow)
+            .where(
+                CoinRow.ecoin_id == before.ecoin_id,
+                CoinRow.epoch == before.epoch,
+                CoinRow.state == before.state.value,
+                CoinRow.latest_index == before.latest.index,
+            )
+            .values(
+                state=after.state.value,
+                frozen=after.frozen,
+                holder=after.holder,
+                epoch=after.epoch,
+                latest_index=after.latest.index,
+                latest_word=after.latest.word,
+                lease_expires_ms=after.lease_expires_ms,
+                grant_epoch=after.grant_epoch,
+                grant_to_vendor=after.grant_to_vendor,
+                grant_expires_ms=after.grant_expires_ms,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        if _rowcount(result) != 1:
+            raise Conflict("the coin changed meanwhile; read it again")
+
+    def epoch(self, ecoin_id: str, epoch: int) -> EpochView | None:
+        row = self._s.scalars(
+            select(CustodyEpochRow)
+            .where(CustodyEpochRow.ecoin_id == ecoin_id, CustodyEpochRow.epoch == epoch)
+            .execution_options(populate_existing=True)
+        ).first()
+        return None if row is None else _epoch_view(row)
+
+    def epochs(self, ecoin_id: str) -> list[EpochView]:
+        rows = self._s.scalars(
+            select(CustodyEpochRow)
+            .where(CustodyEpochRow.ecoin_id == ecoin_id)
+            .order_by(CustodyEpochRow.epoch)
+            .execution_options(populate_existing=True)
+        )
+        return [_epoch_view(row) for row in rows]
+
+    def open_epoch(self, ecoin_id: str, epoch: EpochView, now_ms: int) -> None:
+        assert epoch.end is None
+        self._s.add(
+            CustodyEpochRow(
+                ecoin_id=ecoin_id,
+                epoch=epoch.epoch,
+                holder=epoch.holder,
+                base_index=epoch.base.index,
+                base_word=epoch.base.word,
+                opened_at_ms=now_ms,
+                opened_by=epoch.opened_by.value,
+                opened_from=epoch.opened_from,
+            )
+        )
+        self._s.flush()
+
+    def close_epoch(
+        self, ecoin_id: str, epoch: int, end: IndexedWord, now_ms: int, reason: EpochOpening
+    ) -> None:
+        """Close an open epoch at ``end`` (compare-and-set on its still being open)."""
+        result = self._s.execute(
+            update(CustodyEpochRow)
+            .where(
+                CustodyEpochRow.ecoin_id == ecoin_id,
+                CustodyEpochRow.epoch == epoch,
+                CustodyEpochRow.end_index.is_(None),
+            )
+            .values(
+                end_index=end.index,
+                end_word=end.word,
+                closed_at_ms=now_ms,
+                close_reason=reason.value,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        if _rowcount(result) != 1:
+            raise Conflict(f"epoch {epoch} is not open")
+
+
+class PurchaseRepo:
+    def __init__(self, session: Session) -> None:
+        self._s = session
+
+    def get(self, reader_id: str, request_id: str) -> PurchaseRow | None:
+        return self._s.scalars(
+            select(PurchaseRow).where(
+                PurchaseRow.reader_id == reader_id, PurchaseRow.request_id == request_id
+            )
+        ).first()
+
+    def add(self, row: PurchaseRow) -> None:
+        self._s.add(row)
+        self._s.flush()
+
+
+class Repos:
+    """The repositories of one unit of work; ``commit()`` makes it durable."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.readers = ReaderRepo(session)
+        self.vendors = VendorRepo(session)
+        self.ledger = LedgerRepo(session)
+        self.coins = CoinRepo(session)
+        self.purchases = PurchaseRepo(session)
+
+    def commit(self) -> None:
+        self.session.commit()
+
+
+class BrokerStore:
+    """The broker's database: schema and units of work."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._uow = UnitOfWork(engine)
+
+    def create_schema(self) -> None:
+        Base.metadata.create_all(self.engine)
+
+    @contextmanager
+    def begin(self) -> Iterator[Repos]:
+        """One unit of work. A duplicate key anywhere inside becomes AlreadyExists."""
+        with self._uow() as session:
+            try:
+                yield Repos(session)
+            except IntegrityError as exc:
+                raise AlreadyExists("a record with that key already exists") from exc
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def table_names() -> Sequence[str]:
+    return sorted(Base.metadata.tables)
