@@ -63,7 +63,7 @@ class PayingReader(HttpUser):
         coin = COINS.take()
         ecoin = bytes.fromhex(coin["ecoin_id"])
         self.ecoin_id: str = coin["ecoin_id"]
-        self.chain = Chain.make(ecoin, coin["n"], bytes.fromhex(coin["seed"]))
+        self.chain = Chain.make(ecoin, coin["n"], bytes.fromhex(coin["seed"]), pebble_every=16)
         self.index: int = coin["index"]
         self.words: int = spec["paid_words"]
         self.path: str = spec["paid_path"]

@@ -196,7 +196,7 @@ def _launch(data_dir: Path, port_base: int | None, children: list[Child]) -> dic
                 capture_output=True,
                 text=True,
             ).stdout.strip()
-            argv += ["--enroll", token]
+            argv.append(f"--enroll={token}")  # a token may start with "-"
         child = _start(vendor_id, argv)
         children.append(child)
         ready = _await_ready(child, deadline)
@@ -226,15 +226,15 @@ def _launch(data_dir: Path, port_base: int | None, children: list[Child]) -> dic
 def _ensure_demo_reader(data_dir: Path, wallet_dir: Path, broker_addr: str) -> None:
     """First run: register the demo reader, log the wallet in, buy one coin."""
     password_file = data_dir / "demo-reader-password"
-    wallet = Wallet(wallet_dir)
-    if password_file.exists():
-        password = password_file.read_text().strip()
-        wallet.login(broker_addr, DEMO_USERNAME, password)  # the broker may have moved
-        return
-    password = secrets.token_urlsafe(18)
-    wallet.register(broker_addr, DEMO_USERNAME, password)
-    wallet.buy(DEMO_COIN_UNITS)
-    write_private(password_file, (password + "\n").encode())
+    with Wallet(wallet_dir) as wallet:
+        if password_file.exists():
+            password = password_file.read_text().strip()
+            wallet.login(broker_addr, DEMO_USERNAME, password)  # the broker may have moved
+            return
+        password = secrets.token_urlsafe(18)
+        wallet.register(broker_addr, DEMO_USERNAME, password)
+        write_private(password_file, (password + "\n").encode())
+        wallet.buy(DEMO_COIN_UNITS)
 
 
 def _print_guide(info: dict[str, Any]) -> None:

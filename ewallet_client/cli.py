@@ -1,0 +1,370 @@
+"""``netpay wallet [--wallet-dir DIR] COMMAND``: the reader's wallet on the command line.
+
+Machine output is one JSON object per line on stdout; human messages go to
+stderr. NetPay errors raise out of the handlers; ``netpay.cli.main`` prints
+them as ``netpay: <code>: <detail>`` and exits 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from ewallet_client.domain import CoinView
+from ewallet_client.wallet import DEFAULT_MAX_AMOUNT_MINOR, ReadResult, Wallet, default_wallet_dir
+from netpay.errors import InvalidArgument, NetPayError
+from netpay.money import Money
+
+__all__ = ["add_commands", "read_password_file"]
+
+_MAX_PASSWORD_FILE_BYTES = 4096
+Handler = Callable[[argparse.Namespace], int]
+
+
+def read_password_file(path: str) -> str:
+    """The first line of ``path`` (``-`` is stdin), without its line ending."""
+    try:
+        if path == "-":
+            data = sys.stdin.buffer.read(_MAX_PASSWORD_FILE_BYTES + 1)
+        else:
+            with open(path, "rb") as f:
+                data = f.read(_MAX_PASSWORD_FILE_BYTES + 1)
+    except OSError as exc:
+        raise InvalidArgument(f"cannot read the password file: {exc.strerror}") from None
+    if len(data) > _MAX_PASSWORD_FILE_BYTES:
+        raise InvalidArgument("the password file is larger than 4 KiB")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidArgument("the password file is not UTF-8") from None
+    line = text.splitlines()[0] if text else ""
+    if not line:
+        raise InvalidArgument("the password file's first line is empty")
+    return line
+
+
+def _iso(ms: int | None) -> str | None:
+    if ms is None:
+        return None
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat().replace("+00:00", "Z")
+
+
+def coin_json(coin: CoinView) -> dict[str, object]:
+    out = coin.to_json()
+    out["expires_at"] = _iso(coin.expires_at_ms)
+    return out
+
+
+def _emit(obj: object) -> None:
+    sys.stdout.write(json.dumps(obj, sort_keys=True) + "\n")
+    sys.stdout.flush()
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def _wallet(args: argparse.Namespace) -> Wallet:
+    return Wallet(args.wallet_dir or default_wallet_dir())
+
+
+def _warnings(wallet: Wallet) -> None:
+    for w in wallet.warnings:
+        _say(f"netpay: warning: {w}")
+
+
+# -- handlers -----------------------------------------------------------------
+
+
+def _register(args: argparse.Namespace) -> int:
+    password = read_password_file(args.password_file)
+    with _wallet(args) as wallet:
+        reader_id = wallet.register(args.broker, args.username, password)
+        st = wallet.store.settings()
+    _emit({"reader_id": reader_id, "broker_id": st.broker_id, "broker": st.broker_addr})
+    _say(f"registered {args.username!r} at broker {st.broker_id} and logged in")
+    return 0
+
+
+def _login(args: argparse.Namespace) -> int:
+    password = read_password_file(args.password_file)
+    with _wallet(args) as wallet:
+        wallet.login(args.broker, args.username, password)
+        st = wallet.store.settings()
+    _emit({"reader_id": st.reader_id, "broker_id": st.broker_id, "broker": st.broker_addr})
+    _say(f"logged in as {args.username!r} at broker {st.broker_id}")
+    return 0
+
+
+def _buy(args: argparse.Namespace) -> int:
+    with _wallet(args) as wallet:
+        coin = wallet.buy(args.units, args.unit_value, args.currency)
+    _emit(coin_json(coin))
+    _say(f"bought coin {coin.ecoin_id}: {Money(coin.value_minor, coin.currency)}")
+    return 0
+
+
+def _balance(args: argparse.Namespace) -> int:
+    with _wallet(args) as wallet:
+        coins = wallet.coins()
+        bank: list[dict[str, object]] | None
+        try:
+            bank = wallet.bank_balances()
+        except NetPayError as err:
+            bank = None
+            _say(f"netpay: bank balance unavailable: {err.code}: {err.detail}")
+    totals: dict[str, int] = {}
+    for c in coins:
+        if c.state.value == "active":
+            totals[c.currency] = totals.get(c.currency, 0) + c.value_left_minor
+    if args.json:
+        _emit(
+            {
+                "coins": [coin_json(c) for c in coins],
+                "wallet_minor": totals,
+                "bank": bank,
+            }
+        )
+        return 0
+    out = sys.stdout
+    if not coins:
+        out.write("no coins (netpay wallet buy --units N)\n")
+    for c in coins:
+        out.write(
+            f"{c.ecoin_id}  {c.state.value:8} {c.words_left:>8} words  "
+            f"{Money(c.value_left_minor, c.currency)!s:>14}  expires {_iso(c.expires_at_ms)}"
+            f"  last vendor {c.last_vendor or '-'}\n"
+        )
+    for currency, minor in sorted(totals.items()):
+        out.write(f"wallet total: {Money(minor, currency)}\n")
+    for b in bank or []:
+        out.write(f"bank: {Money(int(str(b['balance_minor'])), str(b['currency']))}\n")
+    return 0
+
+
+def _history(args: argparse.Namespace) -> int:
+    with _wallet(args) as wallet:
+        receipts = wallet.history()
+    if args.json:
+        for r in receipts:
+            _emit(r)
+        return 0
+    if not receipts:
+        sys.stdout.write("no receipts yet\n")
+    for r in receipts:
+        when = _iso(int(str(r["time_ms"])))
+        price = Money(int(str(r["amount_minor"])), str(r["currency"]))
+        sys.stdout.write(
+            f"{when}  {r['vendor_id']:<16} {price!s:>12}  item {r['item_id']}  "
+            f"coin {r['ecoin_id']} ({r['from_index']}, {r['to_index']}]\n"
+        )
+    return 0
+
+
+def _receipt_line(result: ReadResult) -> dict[str, object]:
+    r = result.receipt
+    return {
+        "url": result.url,
+        "status": result.status,
+        "paid_minor": result.amount_paid_minor,
+        "currency": result.currency,
+        "ecoin_id": result.ecoin_id,
+        "balance_words": result.balance_words,
+        "vendor_balance_words": result.vendor_balance_words,
+        "receipt": None
+        if r is None
+        else {
+            "vendor_id": r.vendor_id,
+            "ecoin_id": r.ecoin_id,
+            "epoch": r.epoch,
+            "from_index": r.from_index,
+            "to_index": r.to_index,
+            "amount_minor": r.amount_minor,
+            "currency": r.currency,
+            "item_id": r.item_id,
+            "time_ms": r.time_ms,
+        },
+    }
+
+
+def _read(args: argparse.Namespace) -> int:
+    with _wallet(args) as wallet:
+        result = wallet.read(args.url, args.max_amount)
+        _warnings(wallet)
+    sys.stdout.flush()
+    sys.stdout.buffer.write(result.body)
+    sys.stdout.buffer.flush()
+    if args.json_receipt:
+        print(json.dumps(_receipt_line(result), sort_keys=True), file=sys.stderr)
+    elif result.paid and result.currency is not None:
+        price = Money(result.amount_paid_minor, result.currency)
+        if result.receipt is not None:
+            r = result.receipt
+            _say(
+                f"netpay: paid {price} to {r.vendor_id} for {r.item_id!r} "
+                f"(coin {r.ecoin_id}, words ({r.from_index}, {r.to_index}])"
+            )
+        _say(f"netpay: balance: {result.balance_words} words left on coin {result.ecoin_id}")
+    if result.receipt_error is not None:
+        raise result.receipt_error
+    if result.status >= 400:
+        _say(f"netpay: the server answered HTTP {result.status}")
+        return 1
+    return 0
+
+
+def _authorize(args: argparse.Namespace) -> int:
+    with _wallet(args) as wallet:
+        header = wallet.authorize(args.url, args.max_amount)
+        _warnings(wallet)
+    sys.stdout.write(header + "\n")
+    sys.stdout.flush()
+    return 0
+
+
+# -- parser -------------------------------------------------------------------
+
+
+def _parser(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    handler: Handler,
+    help_text: str,
+    example: str,
+) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        name,
+        help=help_text,
+        description=help_text,
+        epilog=f"example:\n  {example}\n",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    # Also accepted after the command; the value before it is the default.
+    p.add_argument("--wallet-dir", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    p.set_defaults(func=handler)
+    return p
+
+
+def _max_amount(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--max-amount",
+        type=int,
+        default=DEFAULT_MAX_AMOUNT_MINOR,
+        metavar="A",
+        help=f"refuse a price above A minor units (default {DEFAULT_MAX_AMOUNT_MINOR})",
+    )
+
+
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``netpay wallet`` and its subcommands."""
+    wallet = sub.add_parser(
+        "wallet",
+        help="the reader's client-side e-wallet",
+        description=(
+            "The reader's client-side e-wallet: buys coins from the broker and pays "
+            "vendors' 402 challenges with paywords. Machine output is JSON on stdout, "
+            "messages on stderr; NetPay errors exit 2."
+        ),
+        epilog=(
+            "examples:\n"
+            "  netpay wallet register --broker 127.0.0.1:7000 --username ann "
+            "--password-file pw.txt\n"
+            "  netpay wallet buy --units 100\n"
+            "  netpay wallet read http://127.0.0.1:8001/articles/1\n"
+            '  curl -H "Authorization: $(netpay wallet authorize URL)" URL\n'
+            "\n"
+            "default wallet dir: $NETPAY_WALLET_DIR, else $XDG_DATA_HOME/netpay/wallet,\n"
+            "else ~/.local/share/netpay/wallet\n"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    wallet.add_argument(
+        "--wallet-dir", type=Path, default=None, metavar="DIR", help="the wallet directory"
+    )
+    cmds = wallet.add_subparsers(dest="wallet_command", required=True, metavar="COMMAND")
+
+    p = _parser(
+        cmds,
+        "register",
+        _register,
+        "open a reader account at the broker and log in (keeps a token, never the password)",
+        "netpay wallet register --broker 127.0.0.1:7000 --username ann --password-file pw.txt",
+    )
+    p.add_argument("--broker", required=True, metavar="H:P", help="the broker's gRPC address")
+    p.add_argument("--username", required=True, metavar="U")
+    p.add_argument(
+        "--password-file", required=True, metavar="F", help="its first line is the password"
+    )
+
+    p = _parser(
+        cmds,
+        "login",
+        _login,
+        "log in again (at the stored broker unless --broker is given)",
+        "netpay wallet login --username ann --password-file pw.txt",
+    )
+    p.add_argument("--broker", metavar="H:P", help="the broker's gRPC address")
+    p.add_argument("--username", required=True, metavar="U")
+    p.add_argument(
+        "--password-file", required=True, metavar="F", help="its first line is the password"
+    )
+
+    p = _parser(
+        cmds,
+        "buy",
+        _buy,
+        "buy a client-side coin of N words from the broker; prints the coin as JSON",
+        "netpay wallet buy --units 200 --unit-value 1 --currency EUR",
+    )
+    p.add_argument("--units", type=int, required=True, metavar="N", help="words in the coin")
+    p.add_argument(
+        "--unit-value", type=int, default=1, metavar="U", help="minor units per word (default 1)"
+    )
+    p.add_argument("--currency", default="EUR", metavar="C", help="ISO 4217 (default EUR)")
+
+    p = _parser(
+        cmds,
+        "balance",
+        _balance,
+        "the coins with words and value left, and the bank balance at the broker",
+        "netpay wallet balance --json",
+    )
+    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+
+    p = _parser(
+        cmds,
+        "history",
+        _history,
+        "the receipts of every paid click",
+        "netpay wallet history --json",
+    )
+    p.add_argument("--json", action="store_true", help="one JSON object per receipt on stdout")
+
+    p = _parser(
+        cmds,
+        "read",
+        _read,
+        "fetch URL, paying its 402 challenge; the resource goes to stdout, "
+        "the receipt and balance to stderr",
+        "netpay wallet read http://127.0.0.1:8001/articles/1 --max-amount 10 > article.html",
+    )
+    p.add_argument("url", metavar="URL")
+    _max_amount(p)
+    p.add_argument(
+        "--json-receipt", action="store_true", help="the receipt as one JSON line on stderr"
+    )
+
+    p = _parser(
+        cmds,
+        "authorize",
+        _authorize,
+        "print the Authorization header value that pays for URL once (the wallet's index "
+        "moves now: an unused header leaves void words, returned after the coin expires)",
+        'curl -H "Authorization: $(netpay wallet authorize URL)" URL',
+    )
+    p.add_argument("url", metavar="URL")
+    _max_amount(p)

@@ -1,0 +1,285 @@
+"""The client wallet's rules: coin states, coin choice, statement checks.
+
+Plain code: no grpc, flask or sqlalchemy here. The store and the use cases in
+:mod:`ewallet_client.wallet` call these functions; every change of a coin's
+state goes through :func:`transition`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from urllib.parse import urlsplit
+
+from netpay.errors import (
+    Insufficient,
+    InvalidArgument,
+    PermissionDenied,
+    PreconditionFailed,
+    SignatureInvalid,
+)
+from netpay.v1 import statements_pb2 as pb
+
+__all__ = [
+    "CoinEvent",
+    "CoinState",
+    "CoinView",
+    "check_certificate",
+    "check_origin",
+    "check_receipt",
+    "check_touchstone",
+    "choose_coin",
+    "is_loopback_host",
+    "origin_of",
+    "transition",
+    "usable",
+]
+
+
+class CoinState(StrEnum):
+    """A coin in the wallet.
+
+    ``pending``: the chain is made and stored, BuyCoin not (yet) confirmed —
+    the seed is kept so that a sale the broker made is never lost.
+    ``active``: the touchstone is verified; the coin can pay.
+    ``abandoned``: the broker refused the sale (final; nothing was sold).
+    """
+
+    PENDING = "pending"
+    ACTIVE = "active"
+    ABANDONED = "abandoned"
+
+
+class CoinEvent(StrEnum):
+    SOLD = "sold"  # BuyCoin answered with a touchstone that verifies
+    REFUSED = "refused"  # BuyCoin refused the sale for good
+
+
+_TRANSITIONS: dict[tuple[CoinState, CoinEvent], CoinState] = {
+    (CoinState.PENDING, CoinEvent.SOLD): CoinState.ACTIVE,
+    (CoinState.PENDING, CoinEvent.REFUSED): CoinState.ABANDONED,
+}
+
+
+def transition(state: CoinState, event: CoinEvent) -> CoinState:
+    """The one transition function of a wallet coin; final states never move."""
+    try:
+        return _TRANSITIONS[(state, event)]
+    except KeyError:
+        raise PreconditionFailed(f"a {state.value} coin cannot be {event.value}") from None
+
+
+@dataclass(frozen=True)
+class CoinView:
+    """What the wallet knows about one coin (no secrets)."""
+
+    ecoin_id: str
+    state: CoinState
+    n: int
+    unit_value_minor: int
+    currency: str
+    index: int  # highest index ever put in a header
+    accepted_index: int  # highest index a vendor accepted (with a verified receipt)
+    expires_at_ms: int | None
+    last_vendor: str | None
+    created_at_ms: int
+
+    @property
+    def words_left(self) -> int:
+        return self.n - self.index
+
+    @property
+    def value_minor(self) -> int:
+        return self.n * self.unit_value_minor
+
+    @property
+    def value_left_minor(self) -> int:
+        return self.words_left * self.unit_value_minor
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "ecoin_id": self.ecoin_id,
+            "state": self.state.value,
+            "n": self.n,
+            "unit_value": self.unit_value_minor,
+            "currency": self.currency,
+            "value_minor": self.value_minor,
+            "index": self.index,
+            "accepted_index": self.accepted_index,
+            "words_left": self.words_left,
+            "value_left_minor": self.value_left_minor,
+            "expires_at_ms": self.expires_at_ms,
+            "last_vendor": self.last_vendor,
+        }
+
+
+def usable(coin: CoinView, now_ms: int, skew_ms: int) -> bool:
+    """Active and not within ``skew_ms`` of its expiry (vendors stop then)."""
+    return (
+        coin.state is CoinState.ACTIVE
+        and coin.expires_at_ms is not None
+        and coin.expires_at_ms - skew_ms > now_ms
+    )
+
+
+def choose_coin(
+    coins: Sequence[CoinView],
+    *,
+    amount_minor: int,
+    currency: str,
+    realm: str,
+    now_ms: int,
+    skew_ms: int,
+) -> tuple[CoinView, int]:
+    """The coin that pays ``amount_minor`` and the number of words it takes.
+
+    Same currency, a unit value that divides the amount, enough words left,
+    not expired. A coin the vendor already holds (``last_vendor == realm``)
+    comes first, then the one that expires first.
+    """
+    if amount_minor <= 0:
+        raise InvalidArgument("amount must be positive")
+    live = [c for c in coins if usable(c, now_ms, skew_ms) and c.currency == currency]
+    if not live:
+        raise Insufficient(f"no usable {currency} coin in the wallet (netpay wallet buy)")
+    dividing = [c for c in live if amount_minor % c.unit_value_minor == 0]
+    if not dividing:
+        raise Insufficient(f"no {currency} coin has a unit value that divides {amount_minor}")
+    enough = [c for c in dividing if c.words_left >= amount_minor // c.unit_value_minor]
+    if not enough:
+        raise Insufficient(f"no {currency} coin has {amount_minor} minor units left")
+    enough.sort(
+        key=lambda c: (c.last_vendor != realm, c.expires_at_ms or 0, c.created_at_ms, c.ecoin_id)
+    )
+    best = enough[0]
+    return best, amount_minor // best.unit_value_minor
+
+
+def check_touchstone(
+    touchstone: pb.Touchstone,
+    *,
+    broker_id: str,
+    ecoin_id: str,
+    root: bytes,
+    n: int,
+    unit_value_minor: int,
+    currency: str,
+    owner: str | None,
+    now_ms: int,
+) -> None:
+    """A verified touchstone must state exactly the coin the wallet asked for."""
+    problems = []
+    if touchstone.broker_id != broker_id:
+        problems.append("broker id")
+    if touchstone.ecoin_id != ecoin_id:
+        problems.append("ecoin id")
+    if touchstone.root != root:
+        problems.append("root")
+    if touchstone.n != n:
+        problems.append("n")
+    if touchstone.unit_value_minor != unit_value_minor:
+        problems.append("unit value")
+    if touchstone.currency != currency:
+        problems.append("currency")
+    if touchstone.wallet_kind != pb.WALLET_KIND_CLIENT_SIDE:
+        problems.append("wallet kind")
+    if owner and touchstone.owner != owner:
+        problems.append("owner")
+    if touchstone.expires_at_ms <= now_ms:
+        problems.append("expiry")
+    if problems:
+        raise SignatureInvalid("touchstone does not match the purchase: " + ", ".join(problems))
+
+
+def check_certificate(
+    cert: pb.VendorCertificate, *, vendor_id: str, broker_id: str, now_ms: int
+) -> None:
+    if cert.vendor_id != vendor_id:
+        raise SignatureInvalid(f"certificate names {cert.vendor_id[:40]!r}, not {vendor_id!r}")
+    if cert.broker_id != broker_id:
+        raise SignatureInvalid("certificate is from another broker")
+    if len(cert.public_key) != 32:
+        raise SignatureInvalid("certificate public key is not 32 bytes")
+    if cert.valid_until_ms <= now_ms:
+        raise SignatureInvalid(f"certificate of {vendor_id} has expired")
+
+
+def check_receipt(
+    receipt: pb.Receipt,
+    *,
+    vendor_id: str,
+    ecoin_id: str,
+    from_index: int,
+    to_index: int,
+    amount_minor: int,
+    currency: str,
+) -> None:
+    """A receipt must cover exactly the payment the wallet made."""
+    problems = []
+    if receipt.vendor_id != vendor_id:
+        problems.append("vendor")
+    if receipt.ecoin_id != ecoin_id:
+        problems.append("ecoin id")
+    if receipt.from_index != from_index or receipt.to_index != to_index:
+        problems.append(
+            f"range ({receipt.from_index}, {receipt.to_index}] != ({from_index}, {to_index}]"
+        )
+    if receipt.amount_minor != amount_minor:
+        problems.append("amount")
+    if receipt.currency != currency:
+        problems.append("currency")
+    if len(receipt.item_id) > 256:
+        problems.append("item id too long")
+    if problems:
+        raise SignatureInvalid("receipt does not match the payment: " + "; ".join(problems))
+
+
+def is_loopback_host(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def origin_of(url: str) -> str:
+    """``scheme://host:port`` of an http(s) URL, lower case, explicit port."""
+    if len(url) > 8192:
+        raise InvalidArgument("URL longer than 8192 characters")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise InvalidArgument(f"bad URL: {exc}") from None
+    scheme = parts.scheme.lower()
+    if scheme not in _DEFAULT_PORTS:
+        raise InvalidArgument("only http and https URLs can be paid")
+    host = (parts.hostname or "").lower()
+    if not host:
+        raise InvalidArgument("URL has no host")
+    if port is None:
+        port = _DEFAULT_PORTS[scheme]
+    shown = f"[{host}]" if ":" in host else host
+    return f"{scheme}://{shown}:{port}"
+
+
+def check_origin(url: str, certificate_origin: str) -> None:
+    """Pay only the web origin the broker certified, and HTTPS outside loopback."""
+    mine = origin_of(url)
+    try:
+        theirs = origin_of(certificate_origin)
+    except InvalidArgument:
+        raise PermissionDenied("the vendor certificate has no usable web origin") from None
+    if mine != theirs:
+        raise PermissionDenied(
+            f"{mine} is not the web origin the broker certified for this vendor ({theirs})"
+        )
+    host = urlsplit(url).hostname or ""
+    if urlsplit(url).scheme.lower() != "https" and not is_loopback_host(host.lower()):
+        raise PermissionDenied("refusing to pay over plain HTTP outside loopback")

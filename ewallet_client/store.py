@@ -1,0 +1,575 @@
+"""The wallet's store: one SQLite file ``<wallet_dir>/wallet.sqlite``.
+
+The directory is mode 0700, the database and its ``-wal``/``-shm`` files are
+0600. It holds the broker settings (address, pinned broker id and key, reader
+id, token — never the password), the coins with their seeds and pebbles
+(every 64th word, so any word costs at most 63 hashes), the receipts, the
+headers issued but not yet seen accepted, and the vendor certificates seen.
+
+Every method is one transaction (``BEGIN IMMEDIATE`` on SQLite). The index
+allocation in :meth:`WalletStore.allocate` is a compare-and-set on the coin
+row inside that transaction, so two wallet processes never hand out
+overlapping ranges; the same statements work on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+from sqlalchemy import (
+    BigInteger,
+    CursorResult,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    UniqueConstraint,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from ewallet_client.domain import CoinEvent, CoinState, CoinView, choose_coin, transition
+from netpay.chain import hash_down
+from netpay.encoding import b64url_encode
+from netpay.errors import Conflict, NotFound
+from netpay.files import ensure_private_dir
+from netpay.limits import DEFAULT_LIMITS
+from netpay.sqlstore import UnitOfWork, make_engine, sqlite_url
+from netpay.v1 import statements_pb2 as pb
+
+__all__ = [
+    "DB_NAME",
+    "PEBBLE_EVERY",
+    "Allocation",
+    "PendingCoin",
+    "Settings",
+    "WalletStore",
+]
+
+DB_NAME = "wallet.sqlite"
+PEBBLE_EVERY = 64
+_CAS_ATTEMPTS = 3
+_MAX_URL_CHARS = 2048
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class SettingsRow(Base):
+    """The single settings row (id 1)."""
+
+    __tablename__ = "settings"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    schema_version: Mapped[int] = mapped_column(Integer, default=1)
+    broker_addr: Mapped[str | None] = mapped_column(String(300))
+    broker_id: Mapped[str | None] = mapped_column(String(32))
+    broker_public_key: Mapped[bytes | None] = mapped_column(LargeBinary(32))
+    reader_id: Mapped[str | None] = mapped_column(String(64))
+    username: Mapped[str | None] = mapped_column(String(128))
+    token: Mapped[str | None] = mapped_column(String(256))
+    token_expires_at_ms: Mapped[int | None] = mapped_column(BigInteger)
+    max_gap_units: Mapped[int] = mapped_column(Integer, default=DEFAULT_LIMITS.max_gap_units)
+    max_chain_units: Mapped[int] = mapped_column(Integer, default=DEFAULT_LIMITS.max_chain_units)
+    max_click_amount_minor: Mapped[int] = mapped_column(
+        BigInteger, default=DEFAULT_LIMITS.max_click_amount_minor
+    )
+    max_skew_s: Mapped[int] = mapped_column(Integer, default=DEFAULT_LIMITS.max_skew_s)
+
+
+class CoinRow(Base):
+    __tablename__ = "coins"
+
+    ecoin_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16))
+    request_id: Mapped[str] = mapped_column(String(64), unique=True)
+    seed: Mapped[bytes] = mapped_column(LargeBinary(32))
+    root: Mapped[bytes] = mapped_column(LargeBinary(32))
+    n: Mapped[int] = mapped_column(Integer)
+    unit_value_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    touchstone: Mapped[bytes | None] = mapped_column(LargeBinary)
+    expires_at_ms: Mapped[int | None] = mapped_column(BigInteger)
+    created_at_ms: Mapped[int] = mapped_column(BigInteger)
+    # Highest index ever put in a header (never moves down).
+    index: Mapped[int] = mapped_column(Integer, default=0)
+    # Highest index a vendor accepted with a verified receipt.
+    accepted_index: Mapped[int] = mapped_column(Integer, default=0)
+    last_vendor: Mapped[str | None] = mapped_column(String(32))
+
+
+class PebbleRow(Base):
+    __tablename__ = "pebbles"
+
+    ecoin_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("coins.ecoin_id", ondelete="CASCADE"), primary_key=True
+    )
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)
+    word: Mapped[bytes] = mapped_column(LargeBinary(32))
+
+
+class ReceiptRow(Base):
+    __tablename__ = "receipts"
+    __table_args__ = (UniqueConstraint("vendor_id", "ecoin_id", "to_index"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    vendor_id: Mapped[str] = mapped_column(String(32))
+    ecoin_id: Mapped[str] = mapped_column(String(32))
+    epoch: Mapped[int] = mapped_column(BigInteger)
+    from_index: Mapped[int] = mapped_column(Integer)
+    to_index: Mapped[int] = mapped_column(Integer)
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    item_id: Mapped[str] = mapped_column(String(256))
+    time_ms: Mapped[int] = mapped_column(BigInteger)
+    url: Mapped[str] = mapped_column(String(_MAX_URL_CHARS))
+    envelope: Mapped[bytes] = mapped_column(LargeBinary)
+    stored_at_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class OutstandingRow(Base):
+    """A header the wallet issued and has not seen accepted."""
+
+    __tablename__ = "outstanding"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    ecoin_id: Mapped[str] = mapped_column(String(32), index=True)
+    prev: Mapped[int] = mapped_column(Integer)
+    index: Mapped[int] = mapped_column(Integer)
+    vendor_id: Mapped[str] = mapped_column(String(32))
+    url: Mapped[str] = mapped_column(String(_MAX_URL_CHARS))
+    issued_at_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class CertificateRow(Base):
+    """The newest verified VendorCertificate seen per vendor."""
+
+    __tablename__ = "certificates"
+
+    vendor_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    envelope: Mapped[bytes] = mapped_column(LargeBinary)
+    valid_until_ms: Mapped[int] = mapped_column(BigInteger)
+    fetched_at_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+@dataclass(frozen=True)
+class Settings:
+    broker_addr: str | None
+    broker_id: str | None
+    broker_public_key: bytes | None
+    reader_id: str | None
+    username: str | None
+    token: str | None
+    token_expires_at_ms: int | None
+    max_gap_units: int
+    max_chain_units: int
+    max_click_amount_minor: int
+    max_skew_s: int
+
+
+_SETTINGS_FIELDS = frozenset(f.name for f in dataclasses.fields(Settings))
+
+
+@dataclass(frozen=True)
+class PendingCoin:
+    ecoin_id: str
+    request_id: str
+    n: int
+    unit_value_minor: int
+    currency: str
+    root: bytes
+
+
+@dataclass(frozen=True)
+class Allocation:
+    """A range ``(prev, index]`` of one coin, given to exactly one header."""
+
+    coin: CoinView  # the coin as it was before the allocation
+    prev: int
+    index: int
+    # Words in this coin's headers issued earlier and not seen accepted.
+    outstanding_words: int
+
+
+def _view(row: CoinRow) -> CoinView:
+    return CoinView(
+        ecoin_id=row.ecoin_id,
+        state=CoinState(row.state),
+        n=row.n,
+        unit_value_minor=row.unit_value_minor,
+        currency=row.currency,
+        index=row.index,
+        accepted_index=row.accepted_index,
+        expires_at_ms=row.expires_at_ms,
+        last_vendor=row.last_vendor,
+        created_at_ms=row.created_at_ms,
+    )
+
+
+def _rowcount(result: Any) -> int:
+    return cast(CursorResult[Any], result).rowcount
+
+
+class WalletStore:
+    """The wallet's persistent state; each method is one transaction."""
+
+    def __init__(self, wallet_dir: Path) -> None:
+        ensure_private_dir(wallet_dir)
+        self.path = wallet_dir / DB_NAME
+        self._engine = make_engine(sqlite_url(self.path), private=True)
+        self._uow = UnitOfWork(self._engine)
+        try:
+            self._uow.create_all(Base)
+        except OperationalError:  # another process created the tables meanwhile
+            self._uow.create_all(Base)
+        with self._uow() as s:
+            if s.get(SettingsRow, 1) is None:
+                s.add(SettingsRow(id=1))
+                try:
+                    s.commit()
+                except IntegrityError:  # pragma: no cover - a concurrent first start
+                    s.rollback()
+        self._make_files_private()
+
+    def _make_files_private(self) -> None:
+        for suffix in ("", "-wal", "-shm"):
+            p = self.path.with_name(self.path.name + suffix)
+            if p.exists() and p.stat().st_mode & 0o077:
+                p.chmod(0o600)
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    # -- settings -------------------------------------------------------------
+
+    def settings(self) -> Settings:
+        with self._uow() as s:
+            row = s.get_one(SettingsRow, 1)
+            return Settings(**{name: getattr(row, name) for name in _SETTINGS_FIELDS})
+
+    def save_settings(self, **changes: object) -> Settings:
+        unknown = set(changes) - _SETTINGS_FIELDS
+        assert not unknown, unknown
+        with self._uow() as s:
+            s.execute(update(SettingsRow).where(SettingsRow.id == 1).values(**changes))
+            s.commit()
+        return self.settings()
+
+    # -- coins ----------------------------------------------------------------
+
+    def add_pending_coin(
+        self,
+        *,
+        ecoin_id: str,
+        request_id: str,
+        seed: bytes,
+        n: int,
+        unit_value_minor: int,
+        currency: str,
+        pebbles: Mapping[int, bytes],
+        now_ms: int,
+    ) -> PendingCoin:
+        """Store a coin (seed, root, pebbles) before its BuyCoin is sent."""
+        root = pebbles[0]
+        assert pebbles[n] == seed
+        with self._uow() as s:
+            s.add(
+                CoinRow(
+                    ecoin_id=ecoin_id,
+                    state=CoinState.PENDING.value,
+                    request_id=request_id,
+                    seed=seed,
+                    root=root,
+                    n=n,
+                    unit_value_minor=unit_value_minor,
+                    currency=currency,
+                    created_at_ms=now_ms,
+                    index=0,
+                    accepted_index=0,
+                )
+            )
+            s.flush()
+            s.execute(
+                insert(PebbleRow),
+                [{"ecoin_id": ecoin_id, "position": i, "word": w} for i, w in pebbles.items()],
+            )
+            s.commit()
+        self._make_files_private()
+        return PendingCoin(ecoin_id, request_id, n, unit_value_minor, currency, root)
+
+    def pending_coins(self) -> list[PendingCoin]:
+        with self._uow() as s:
+            rows = s.scalars(
+                select(CoinRow)
+                .where(CoinRow.state == CoinState.PENDING.value)
+                .order_by(CoinRow.created_at_ms, CoinRow.ecoin_id)
+            ).all()
+            return [
+                PendingCoin(r.ecoin_id, r.request_id, r.n, r.unit_value_minor, r.currency, r.root)
+                for r in rows
+            ]
+
+    def change_state(
+        self,
+        ecoin_id: str,
+        event: CoinEvent,
+        *,
+        touchstone: bytes | None = None,
+        expires_at_ms: int | None = None,
+    ) -> CoinView:
+        """Apply ``event`` to a coin (compare-and-set on its current state)."""
+        with self._uow() as s:
+            row = s.get(CoinRow, ecoin_id)
+            if row is None:
+                raise NotFound(f"no coin {ecoin_id} in the wallet")
+            current = CoinState(row.state)
+            new = transition(current, event)
+            values: dict[str, object] = {"state": new.value}
+            if event is CoinEvent.SOLD:
+                assert touchstone is not None and expires_at_ms is not None
+                values.update(touchstone=touchstone, expires_at_ms=expires_at_ms)
+            result = s.execute(
+                update(CoinRow)
+                .where(CoinRow.ecoin_id == ecoin_id, CoinRow.state == current.value)
+                .values(**values)
+            )
+            if _rowcount(result) != 1:
+                raise Conflict(f"coin {ecoin_id} changed state meanwhile")
+            if new is CoinState.ABANDONED:  # nothing was sold: the chain is worthless
+                s.execute(delete(PebbleRow).where(PebbleRow.ecoin_id == ecoin_id))
+            s.commit()
+            s.refresh(row)
+            return _view(row)
+
+    def coin(self, ecoin_id: str) -> CoinView:
+        with self._uow() as s:
+            row = s.get(CoinRow, ecoin_id)
+            if row is None:
+                raise NotFound(f"no coin {ecoin_id} in the wallet")
+            return _view(row)
+
+    def coins(self) -> list[CoinView]:
+        with self._uow() as s:
+            rows = s.scalars(select(CoinRow).order_by(CoinRow.created_at_ms, CoinRow.ecoin_id))
+            return [_view(r) for r in rows]
+
+    def word(self, ecoin_id: str, j: int) -> bytes:
+        """``w[j]`` of a coin: at most ``PEBBLE_EVERY - 1`` hashes from a pebble."""
+        with self._uow() as s:
+            row = s.get(CoinRow, ecoin_id)
+            if row is None:
+                raise NotFound(f"no coin {ecoin_id} in the wallet")
+            if not 0 <= j <= row.n:
+                raise IndexError(j)
+            upper = (
+                j if j % PEBBLE_EVERY == 0 else min(row.n, (j // PEBBLE_EVERY + 1) * PEBBLE_EVERY)
+            )
+            pebble = s.get(PebbleRow, (ecoin_id, upper))
+            if pebble is None:
+                raise NotFound(f"coin {ecoin_id} has no pebble at {upper}")
+            assert upper - j < PEBBLE_EVERY
+            return hash_down(bytes.fromhex(ecoin_id), upper, pebble.word, j)
+
+    # -- paying ---------------------------------------------------------------
+
+    def allocate(
+        self,
+        *,
+        amount_minor: int,
+        currency: str,
+        realm: str,
+        url: str,
+        now_ms: int,
+        skew_ms: int,
+    ) -> Allocation:
+        """Pick a coin and move its index past a fresh range, in one transaction.
+
+        ``p = coin.index``, ``j = p + amount / u``, ``coin.index = j``: the
+        range ``(p, j]`` belongs to this header alone, whatever else runs.
+        """
+        for _ in range(_CAS_ATTEMPTS):
+            with self._uow() as s:
+                rows = s.scalars(
+                    select(CoinRow).where(
+                        CoinRow.state == CoinState.ACTIVE.value, CoinRow.currency == currency
+                    )
+                ).all()
+                coin, words = choose_coin(
+                    [_view(r) for r in rows],
+                    amount_minor=amount_minor,
+                    currency=currency,
+                    realm=realm,
+                    now_ms=now_ms,
+                    skew_ms=skew_ms,
+                )
+                prev = coin.index
+                index = prev + words
+                assert 0 < index <= coin.n
+                result = s.execute(
+                    update(CoinRow)
+                    .where(CoinRow.ecoin_id == coin.ecoin_id, CoinRow.index == prev)
+                    .values(index=index)
+                )
+                if _rowcount(result) != 1:
+                    continue  # another writer moved the coin (PostgreSQL); choose again
+                outstanding = s.scalar(
+                    select(
+                        func.coalesce(func.sum(OutstandingRow.index - OutstandingRow.prev), 0)
+                    ).where(OutstandingRow.ecoin_id == coin.ecoin_id)
+                )
+                s.add(
+                    OutstandingRow(
+                        ecoin_id=coin.ecoin_id,
+                        prev=prev,
+                        index=index,
+                        vendor_id=realm,
+                        url=url[:_MAX_URL_CHARS],
+                        issued_at_ms=now_ms,
+                    )
+                )
+                s.commit()
+                return Allocation(coin, prev, index, int(outstanding or 0))
+        raise Conflict("could not allocate an index range: the coins kept changing")
+
+    def resync(self, ecoin_id: str, index: int) -> bool:
+        """Move a coin's index up to ``index`` (never down); True if it moved.
+
+        The caller has checked that the vendor's payword is this coin's
+        ``w[index]``. Headers at or below ``index`` are settled either way.
+        """
+        with self._uow() as s:
+            row = s.get(CoinRow, ecoin_id)
+            if row is None:
+                raise NotFound(f"no coin {ecoin_id} in the wallet")
+            assert 0 <= index <= row.n
+            moved = _rowcount(
+                s.execute(
+                    update(CoinRow)
+                    .where(CoinRow.ecoin_id == ecoin_id, CoinRow.index < index)
+                    .values(index=index)
+                )
+            )
+            s.execute(
+                delete(OutstandingRow).where(
+                    OutstandingRow.ecoin_id == ecoin_id, OutstandingRow.index <= index
+                )
+            )
+            s.commit()
+            return moved == 1
+
+    def record_receipt(
+        self, receipt: pb.Receipt, *, envelope: bytes, url: str, now_ms: int
+    ) -> None:
+        """A verified receipt: keep it, move ``accepted_index``, settle the headers."""
+        with self._uow() as s:
+            row = s.get(CoinRow, receipt.ecoin_id)
+            if row is None:
+                raise NotFound(f"no coin {receipt.ecoin_id} in the wallet")
+            assert receipt.to_index <= row.index, "a receipt above the wallet's own index"
+            seen = s.scalar(
+                select(ReceiptRow.id).where(
+                    ReceiptRow.vendor_id == receipt.vendor_id,
+                    ReceiptRow.ecoin_id == receipt.ecoin_id,
+                    ReceiptRow.to_index == receipt.to_index,
+                )
+            )
+            if seen is None:
+                s.add(
+                    ReceiptRow(
+                        vendor_id=receipt.vendor_id,
+                        ecoin_id=receipt.ecoin_id,
+                        epoch=receipt.epoch,
+                        from_index=receipt.from_index,
+                        to_index=receipt.to_index,
+                        amount_minor=receipt.amount_minor,
+                        currency=receipt.currency,
+                        item_id=receipt.item_id,
+                        time_ms=receipt.time_ms,
+                        url=url[:_MAX_URL_CHARS],
+                        envelope=envelope,
+                        stored_at_ms=now_ms,
+                    )
+                )
+            s.execute(
+                update(CoinRow)
+                .where(
+                    CoinRow.ecoin_id == receipt.ecoin_id,
+                    CoinRow.accepted_index < receipt.to_index,
+                )
+                .values(accepted_index=receipt.to_index)
+            )
+            s.execute(
+                update(CoinRow)
+                .where(CoinRow.ecoin_id == receipt.ecoin_id)
+                .values(last_vendor=receipt.vendor_id)
+            )
+            s.execute(
+                delete(OutstandingRow).where(
+                    OutstandingRow.ecoin_id == receipt.ecoin_id,
+                    OutstandingRow.index <= receipt.to_index,
+                )
+            )
+            s.commit()
+
+    def outstanding_words(self, ecoin_id: str) -> int:
+        with self._uow() as s:
+            total = s.scalar(
+                select(
+                    func.coalesce(func.sum(OutstandingRow.index - OutstandingRow.prev), 0)
+                ).where(OutstandingRow.ecoin_id == ecoin_id)
+            )
+            return int(total or 0)
+
+    def receipts(self) -> list[dict[str, object]]:
+        with self._uow() as s:
+            rows = s.scalars(select(ReceiptRow).order_by(ReceiptRow.id)).all()
+            return [_receipt_json(r) for r in rows]
+
+    # -- vendor certificates --------------------------------------------------
+
+    def certificate(self, vendor_id: str, *, fetched_after_ms: int) -> bytes | None:
+        """The stored certificate envelope of a vendor, if fetched after the given time."""
+        with self._uow() as s:
+            row = s.get(CertificateRow, vendor_id)
+            if row is None or row.fetched_at_ms <= fetched_after_ms:
+                return None
+            return row.envelope
+
+    def save_certificate(
+        self, vendor_id: str, envelope: bytes, *, valid_until_ms: int, now_ms: int
+    ) -> None:
+        with self._uow() as s:
+            row = s.get(CertificateRow, vendor_id)
+            if row is None:
+                row = CertificateRow(vendor_id=vendor_id)
+                s.add(row)
+            row.envelope = envelope
+            row.valid_until_ms = valid_until_ms
+            row.fetched_at_ms = now_ms
+            s.commit()
+
+
+def _receipt_json(r: ReceiptRow) -> dict[str, object]:
+    return {
+        "vendor_id": r.vendor_id,
+        "ecoin_id": r.ecoin_id,
+        "epoch": r.epoch,
+        "from_index": r.from_index,
+        "to_index": r.to_index,
+        "amount_minor": r.amount_minor,
+        "currency": r.currency,
+        "item_id": r.item_id,
+        "time_ms": r.time_ms,
+        "url": r.url,
+        "receipt": b64url_encode(r.envelope),
+    }

@@ -1,0 +1,620 @@
+"""The client-side e-wallet's use cases (protocol.md, "The HTTP payment").
+
+A :class:`Wallet` keeps its state in ``<wallet_dir>/wallet.sqlite``
+(:mod:`ewallet_client.store`), talks to the broker over gRPC
+(:mod:`ewallet_client.broker_client`) and to vendors' web sites over HTTP
+(:mod:`ewallet_client.http`). It trusts the broker it pinned at its first
+contact, pays only the web origin the broker certified for a vendor, and
+never gives one index range to two headers.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+import requests
+from google.protobuf.message import DecodeError
+
+from ewallet_client import http
+from ewallet_client.broker_client import BrokerApi, BrokerClient, BrokerFactory
+from ewallet_client.domain import (
+    CoinEvent,
+    CoinState,
+    CoinView,
+    check_certificate,
+    check_origin,
+    check_receipt,
+    check_touchstone,
+)
+from ewallet_client.store import PEBBLE_EVERY, Allocation, PendingCoin, WalletStore
+from netpay.chain import MAX_CHAIN_UNITS, Chain, new_ecoin_id, new_seed
+from netpay.clock import Clock, SystemClock
+from netpay.encoding import PARTY_ID_RE, b64url_decode, check_currency
+from netpay.envelope import PUBLIC_KEY_BYTES, open_envelope
+from netpay.errors import (
+    AlreadySpent,
+    BrokerUnavailable,
+    CoinBusy,
+    Conflict,
+    InvalidArgument,
+    LimitExceeded,
+    Malformed,
+    NetPayError,
+    PermissionDenied,
+    PreconditionFailed,
+    SignatureInvalid,
+    Unauthenticated,
+    Unavailable,
+    WrongAmount,
+)
+from netpay.header import Challenge, Credentials, format_authorization, parse_challenge
+from netpay.money import Money
+from netpay.v1 import broker_pb2
+from netpay.v1 import statements_pb2 as pb
+
+__all__ = [
+    "BUSY_RETRIES",
+    "DEFAULT_MAX_AMOUNT_MINOR",
+    "PAY_ATTEMPTS",
+    "ReadResult",
+    "Wallet",
+    "default_wallet_dir",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_AMOUNT_MINOR = 100
+PAY_ATTEMPTS = 3  # headers issued per read: the first and at most two after a resync
+BUSY_RETRIES = 3  # re-sends of the same header after coin_busy
+BUSY_WAIT_CAP_S = 5.0
+GAP_WARN_FRACTION = 0.8
+# A verified vendor certificate is reused for this long (within its validity),
+# so a click needs no broker call; a vendor that moved is looked up again.
+CERTIFICATE_CACHE_S = 3600
+MAX_USERNAME_CHARS = 128
+MAX_PASSWORD_CHARS = 1024
+MAX_TOKEN_CHARS = 256
+MAX_UNIT_VALUE_MINOR = 2**32 - 1
+_JSON = "application/json"
+_RECEIPT_HEADER = "NetPay-Receipt"
+_BALANCE_HEADER = "NetPay-Balance"
+
+
+def default_wallet_dir() -> Path:
+    """``$NETPAY_WALLET_DIR``, else ``$XDG_DATA_HOME/netpay/wallet``, else
+    ``~/.local/share/netpay/wallet``."""
+    explicit = os.environ.get("NETPAY_WALLET_DIR")
+    if explicit:
+        return Path(explicit)
+    xdg = os.environ.get("XDG_DATA_HOME")
+    if xdg:
+        return Path(xdg) / "netpay" / "wallet"
+    return Path.home() / ".local" / "share" / "netpay" / "wallet"
+
+
+@dataclass(frozen=True)
+class ReadResult:
+    """The outcome of :meth:`Wallet.read`."""
+
+    url: str
+    status: int
+    body: bytes
+    content_type: str
+    amount_paid_minor: int = 0
+    currency: str | None = None
+    receipt: pb.Receipt | None = None
+    # Set when the vendor served the resource but its receipt is missing or
+    # does not verify: the resource is still returned, the wallet warns.
+    receipt_error: NetPayError | None = None
+    ecoin_id: str | None = None
+    # Words left on the coin that paid, as the wallet counts them.
+    balance_words: int | None = None
+    # NetPay-Balance as the vendor sent it.
+    vendor_balance_words: int | None = None
+    warnings: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def paid(self) -> bool:
+        return self.amount_paid_minor > 0
+
+
+@dataclass(frozen=True)
+class _Quote:
+    """A verified price: the challenge and the vendor's certificate."""
+
+    url: str
+    challenge: Challenge
+    certificate: pb.VendorCertificate
+    from_cache: bool
+
+
+def _sale_refused(err: NetPayError) -> bool:
+    """True when BuyCoin's error means the broker sold nothing, for good.
+
+    Transport failures, expired logins and unknown errors leave the coin
+    pending: the sale may have happened, and the same request id will tell.
+    """
+    if isinstance(err, Unavailable | BrokerUnavailable | Unauthenticated | CoinBusy | Conflict):
+        return False
+    return type(err) is not NetPayError
+
+
+class Wallet:
+    """The reader's client-side e-wallet."""
+
+    def __init__(
+        self,
+        wallet_dir: Path,
+        *,
+        clock: Clock | None = None,
+        session: requests.Session | None = None,
+        broker_factory: BrokerFactory | None = None,
+    ) -> None:
+        self.wallet_dir = Path(wallet_dir)
+        self.clock: Clock = clock or SystemClock()
+        self.store = WalletStore(self.wallet_dir)
+        self._own_session = session is None
+        self.session = session or requests.Session()
+        self._broker_factory: BrokerFactory = broker_factory or BrokerClient
+        self._brokers: dict[str, BrokerApi] = {}
+        # How the wallet waits for Retry-After (tests replace it).
+        self.sleep: Callable[[float], None] = time.sleep
+        # Warnings of the last read/authorize (the CLI prints them on stderr).
+        self.warnings: list[str] = []
+
+    # -- lifecycle ------------------------------------------------------------
+
+    def close(self) -> None:
+        for client in self._brokers.values():
+            client.close()
+        self._brokers.clear()
+        if self._own_session:
+            self.session.close()
+        self.store.close()
+
+    def __enter__(self) -> Wallet:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _broker(self, address: str | None = None) -> BrokerApi:
+        address = address or self.store.settings().broker_addr
+        if not address:
+            raise PreconditionFailed(
+                "this wallet has no broker: run `netpay wallet register --broker H:P ...`"
+            )
+        if address not in self._brokers:
+            self._brokers[address] = self._broker_factory(address)
+        return self._brokers[address]
+
+    # -- identity -------------------------------------------------------------
+
+    def _connect_and_pin(self, address: str) -> BrokerApi:
+        """GetInfo; pin the broker id and key at first contact, refuse a change later."""
+        client = self._broker(address)
+        info = client.get_info()
+        if not PARTY_ID_RE.fullmatch(info.broker_id) or len(info.public_key) != PUBLIC_KEY_BYTES:
+            raise SignatureInvalid("the broker's GetInfo has no valid id and Ed25519 key")
+        st = self.store.settings()
+        if st.broker_public_key is not None:
+            if not secrets.compare_digest(st.broker_public_key, info.public_key):
+                raise PermissionDenied("broker key changed")
+            if st.broker_id != info.broker_id:
+                raise PermissionDenied("broker id changed")
+        limits = info.limits
+        self.store.save_settings(
+            broker_addr=address,
+            broker_id=info.broker_id,
+            broker_public_key=info.public_key,
+            max_gap_units=limits.max_gap_units or st.max_gap_units,
+            max_chain_units=min(limits.max_chain_units or MAX_CHAIN_UNITS, MAX_CHAIN_UNITS),
+            max_click_amount_minor=limits.max_click_amount_minor or st.max_click_amount_minor,
+            max_skew_s=limits.max_skew_s or st.max_skew_s,
+        )
+        return client
+
+    @staticmethod
+    def _check_credentials(username: str, password: str) -> None:
+        if not 1 <= len(username) <= MAX_USERNAME_CHARS:
+            raise InvalidArgument(f"username must be 1..{MAX_USERNAME_CHARS} characters")
+        if not 1 <= len(password) <= MAX_PASSWORD_CHARS:
+            raise InvalidArgument(f"password must be 1..{MAX_PASSWORD_CHARS} characters")
+
+    def register(self, broker_addr: str, username: str, password: str) -> str:
+        """Open a reader account at the broker and log in; returns the reader id."""
+        self._check_credentials(username, password)
+        client = self._connect_and_pin(broker_addr)
+        reader_id = client.register_reader(username, password)
+        self._login(client, broker_addr, username, password)
+        return reader_id
+
+    def login(self, broker_addr: str | None, username: str, password: str) -> None:
+        """Log in (at the stored broker when ``broker_addr`` is None); keeps the token."""
+        self._check_credentials(username, password)
+        address = broker_addr or self.store.settings().broker_addr
+        if not address:
+            raise InvalidArgument("no broker address: pass --broker H:P")
+        self._login(self._connect_and_pin(address), address, username, password)
+
+    def _login(self, client: BrokerApi, address: str, username: str, password: str) -> None:
+        resp = client.login(username, password)
+        if not 1 <= len(resp.token) <= MAX_TOKEN_CHARS:
+            raise InvalidArgument("the broker returned no usable token")
+        self.store.save_settings(
+            broker_addr=address,
+            username=username,
+            reader_id=resp.reader_id or self.store.settings().reader_id,
+            token=resp.token,
+            token_expires_at_ms=resp.expires_at_ms or None,
+        )
+
+    def _token(self) -> str:
+        st = self.store.settings()
+        if not st.token:
+            raise Unauthenticated("not logged in: run `netpay wallet login`")
+        if st.token_expires_at_ms is not None and st.token_expires_at_ms <= self.clock.now_ms():
+            raise Unauthenticated("the login has expired: run `netpay wallet login`")
+        return st.token
+
+    # -- coins ----------------------------------------------------------------
+
+    def buy(self, units: int, unit_value_minor: int = 1, currency: str = "EUR") -> CoinView:
+        """Buy a client-side coin of ``units`` words worth ``unit_value_minor`` each.
+
+        The chain is stored (state ``pending``) before BuyCoin is sent; a
+        pending coin with the same terms is retried with its request id.
+        """
+        st = self.store.settings()
+        if not 1 <= units <= min(MAX_CHAIN_UNITS, st.max_chain_units):
+            raise InvalidArgument(f"units must be 1..{min(MAX_CHAIN_UNITS, st.max_chain_units)}")
+        if not 1 <= unit_value_minor <= MAX_UNIT_VALUE_MINOR:
+            raise InvalidArgument("unit value must be a positive number of minor units")
+        check_currency(currency)
+        token = self._token()
+        client = self._broker()
+        pending = next(
+            (
+                p
+                for p in self.store.pending_coins()
+                if (p.n, p.unit_value_minor, p.currency) == (units, unit_value_minor, currency)
+            ),
+            None,
+        )
+        if pending is None:
+            ecoin = new_ecoin_id()
+            seed = new_seed()
+            chain = Chain.make(ecoin, units, seed, pebble_every=PEBBLE_EVERY)
+            pending = self.store.add_pending_coin(
+                ecoin_id=ecoin.hex(),
+                request_id=secrets.token_hex(16),
+                seed=seed,
+                n=units,
+                unit_value_minor=unit_value_minor,
+                currency=currency,
+                pebbles=chain.pebbles,
+                now_ms=self.clock.now_ms(),
+            )
+        else:
+            log.info("retrying the purchase of pending coin %s", pending.ecoin_id)
+        return self._complete_purchase(client, token, pending)
+
+    def resume_pending(self) -> list[CoinView]:
+        """Retry BuyCoin for every pending coin (same request ids)."""
+        token = self._token()
+        client = self._broker()
+        return [self._complete_purchase(client, token, p) for p in self.store.pending_coins()]
+
+    def _complete_purchase(self, client: BrokerApi, token: str, coin: PendingCoin) -> CoinView:
+        request = broker_pb2.BuyCoinRequest(
+            request_id=coin.request_id,
+            ecoin_id=coin.ecoin_id,
+            root=coin.root,
+            n=coin.n,
+            unit_value_minor=coin.unit_value_minor,
+            currency=coin.currency,
+            wallet_kind=pb.WALLET_KIND_CLIENT_SIDE,
+        )
+        try:
+            resp = client.buy_coin(token, request)
+        except NetPayError as err:
+            if _sale_refused(err):
+                self.store.change_state(coin.ecoin_id, CoinEvent.REFUSED)
+            raise
+        st = self.store.settings()
+        assert st.broker_public_key is not None and st.broker_id is not None
+        touchstone = open_envelope(resp.touchstone, pb.Touchstone, st.broker_public_key)
+        check_touchstone(
+            touchstone,
+            broker_id=st.broker_id,
+            ecoin_id=coin.ecoin_id,
+            root=coin.root,
+            n=coin.n,
+            unit_value_minor=coin.unit_value_minor,
+            currency=coin.currency,
+            owner=st.reader_id,
+            now_ms=self.clock.now_ms(),
+        )
+        if resp.amount_minor and resp.amount_minor != coin.n * coin.unit_value_minor:
+            log.warning(
+                "the broker charged %d for coin %s worth %d",
+                resp.amount_minor,
+                coin.ecoin_id,
+                coin.n * coin.unit_value_minor,
+            )
+        return self.store.change_state(
+            coin.ecoin_id,
+            CoinEvent.SOLD,
+            touchstone=resp.touchstone.SerializeToString(),
+            expires_at_ms=touchstone.expires_at_ms,
+        )
+
+    def coins(self) -> list[CoinView]:
+        """Every coin not abandoned: words and value left, currency, expiry, last vendor."""
+        return [c for c in self.store.coins() if c.state is not CoinState.ABANDONED]
+
+    def bank_balances(self) -> list[dict[str, object]]:
+        """The reader's bank balances at the broker (GetAccount)."""
+        resp = self._broker().get_account(self._token())
+        return [{"currency": b.currency, "balance_minor": b.balance_minor} for b in resp.balances]
+
+    def history(self) -> list[dict[str, object]]:
+        """Every receipt the wallet verified, oldest first."""
+        return self.store.receipts()
+
+    # -- paying ---------------------------------------------------------------
+
+    def authorize(self, url: str, max_amount_minor: int = DEFAULT_MAX_AMOUNT_MINOR) -> str:
+        """The ``Authorization`` header value that pays for ``url`` once.
+
+        The wallet's index moves now: a header that is never used leaves a
+        gap of void words (returned to the reader after the coin expires).
+        """
+        self.warnings = []
+        first = http.get(self.session, url, {"Accept": _JSON})
+        if first.status != 402:
+            raise PreconditionFailed(f"{url[:200]} asks for no payment (HTTP {first.status})")
+        quote = self._quote(url, first, max_amount_minor)
+        _, header = self._issue(quote)
+        return header
+
+    def read(self, url: str, max_amount_minor: int = DEFAULT_MAX_AMOUNT_MINOR) -> ReadResult:
+        """GET ``url``, paying its 402 challenge (at most ``max_amount_minor``)."""
+        self.warnings = []
+        first = http.get(self.session, url, {"Accept": _JSON})
+        if first.status != 402:
+            return ReadResult(url, first.status, first.body, first.content_type)
+        quote = self._quote(url, first, max_amount_minor)
+        alloc, header = self._issue(quote)
+        headers_issued = 1
+        busy_retries = 0
+        while True:
+            resp = http.get(self.session, url, {"Accept": _JSON, "Authorization": header})
+            if resp.status == 200:
+                return self._accepted(quote, alloc, resp)
+            err = http.error_from_response(resp)
+            if isinstance(err, CoinBusy) and busy_retries < BUSY_RETRIES:
+                busy_retries += 1
+                self.sleep(http.retry_after_s(resp, BUSY_WAIT_CAP_S))
+                continue  # the same header: nothing was accepted
+            if (
+                isinstance(err, AlreadySpent | WrongAmount)
+                and err.index is not None
+                and err.payword is not None
+                and headers_issued < PAY_ATTEMPTS
+            ):
+                self._resync(alloc.coin.ecoin_id, err)
+                alloc, header = self._issue(quote)
+                headers_issued += 1
+                continue
+            raise err
+
+    def _quote(self, url: str, resp: http.HttpResponse, max_amount_minor: int) -> _Quote:
+        raw = resp.headers.get("WWW-Authenticate")
+        if not raw:
+            raise Malformed("the vendor answered 402 without a NetPay challenge")
+        challenge = parse_challenge(raw)
+        st = self.store.settings()
+        if st.broker_id is None:
+            raise PreconditionFailed("this wallet has no broker: run `netpay wallet register`")
+        if challenge.broker != st.broker_id:
+            raise PermissionDenied(
+                f"the vendor names broker {challenge.broker!r}; this wallet trusts {st.broker_id!r}"
+            )
+        if challenge.amount_minor > max_amount_minor:
+            price = Money(challenge.amount_minor, challenge.currency)
+            raise LimitExceeded(
+                f"price {price} is above the cap of {max_amount_minor} minor units (--max-amount)"
+            )
+        cert, cached = self._certificate(challenge.realm, url, fresh=False)
+        return _Quote(url, challenge, cert, cached)
+
+    def _certificate(
+        self, vendor_id: str, url: str, *, fresh: bool
+    ) -> tuple[pb.VendorCertificate, bool]:
+        """The vendor's verified certificate, whose web origin must be the URL's."""
+        st = self.store.settings()
+        assert st.broker_public_key is not None and st.broker_id is not None
+        now_ms = self.clock.now_ms()
+        if not fresh:
+            stored = self.store.certificate(
+                vendor_id, fetched_after_ms=now_ms - CERTIFICATE_CACHE_S * 1000
+            )
+            if stored is not None:
+                try:
+                    cert = open_envelope(
+                        pb.Envelope.FromString(stored),
+                        pb.VendorCertificate,
+                        st.broker_public_key,
+                    )
+                    check_certificate(
+                        cert, vendor_id=vendor_id, broker_id=st.broker_id, now_ms=now_ms
+                    )
+                    check_origin(url, cert.web_origin)
+                    return cert, True
+                except (NetPayError, DecodeError):
+                    pass  # moved or stale: ask the broker
+        envelope = self._broker().get_vendor_certificate(vendor_id)
+        cert = open_envelope(envelope, pb.VendorCertificate, st.broker_public_key)
+        check_certificate(cert, vendor_id=vendor_id, broker_id=st.broker_id, now_ms=now_ms)
+        self.store.save_certificate(
+            vendor_id,
+            envelope.SerializeToString(),
+            valid_until_ms=cert.valid_until_ms,
+            now_ms=now_ms,
+        )
+        check_origin(url, cert.web_origin)
+        return cert, False
+
+    def _issue(self, quote: _Quote) -> tuple[Allocation, str]:
+        """Allocate a fresh range and build its header (the index moves now)."""
+        st = self.store.settings()
+        ch = quote.challenge
+        alloc = self.store.allocate(
+            amount_minor=ch.amount_minor,
+            currency=ch.currency,
+            realm=ch.realm,
+            url=quote.url,
+            now_ms=self.clock.now_ms(),
+            skew_ms=st.max_skew_s * 1000,
+        )
+        word = self.store.word(alloc.coin.ecoin_id, alloc.index)
+        header = format_authorization(
+            Credentials(
+                ecoin_id=alloc.coin.ecoin_id,
+                prev=alloc.prev,
+                index=alloc.index,
+                payword=word,
+                holder=alloc.coin.last_vendor,
+            )
+        )
+        threshold = GAP_WARN_FRACTION * st.max_gap_units
+        outstanding = alloc.outstanding_words
+        if outstanding >= threshold:
+            # Headers used by another client (curl) were never seen accepted
+            # here; the broker's latest known index settles those below it.
+            self._settle_from_broker(alloc.coin.ecoin_id)
+            outstanding = self.store.outstanding_words(alloc.coin.ecoin_id) - (
+                alloc.index - alloc.prev
+            )
+        if outstanding >= threshold:
+            self._warn(
+                f"coin {alloc.coin.ecoin_id}: {outstanding} words are in headers "
+                f"not seen accepted; a vendor refuses a gap above {st.max_gap_units} words"
+            )
+        return alloc, header
+
+    def _settle_from_broker(self, ecoin_id: str) -> None:
+        """Settle the headers at or below the broker's latest known word of the coin.
+
+        The broker's word is checked against the wallet's own chain; when it
+        is above the wallet's index (a copy of the wallet spent), the wallet
+        moves up to it. Best effort: an unreachable broker changes nothing.
+        """
+        try:
+            status = self._broker().get_coin(self._token(), ecoin_id)
+        except NetPayError as err:
+            log.debug("cannot ask the broker about coin %s: %s", ecoin_id, err.detail)
+            return
+        coin = self.store.coin(ecoin_id)
+        latest = status.latest_index
+        if 0 < latest <= coin.n and secrets.compare_digest(
+            self.store.word(ecoin_id, latest), status.latest_word
+        ):
+            self.store.resync(ecoin_id, latest)
+
+    def _resync(self, ecoin_id: str, err: NetPayError) -> None:
+        """Move up to the vendor's index, only if its payword is this coin's word there."""
+        assert err.index is not None and err.payword is not None
+        coin = self.store.coin(ecoin_id)
+        if err.index > coin.n or not secrets.compare_digest(
+            self.store.word(ecoin_id, err.index), err.payword
+        ):
+            raise type(err)(
+                f"{err.detail} (the vendor's payword for index {err.index} is not this "
+                "coin's: not moving the wallet)",
+                index=err.index,
+            )
+        if self.store.resync(ecoin_id, err.index):
+            self._warn(f"coin {ecoin_id} was spent up to {err.index} elsewhere; paying from there")
+
+    def _accepted(self, quote: _Quote, alloc: Allocation, resp: http.HttpResponse) -> ReadResult:
+        ch = quote.challenge
+        receipt: pb.Receipt | None = None
+        receipt_error: NetPayError | None = None
+        try:
+            raw = self._receipt_bytes(resp)
+            receipt = self._verify_receipt(quote, alloc, pb.Envelope.FromString(raw))
+            self.store.record_receipt(
+                receipt, envelope=raw, url=quote.url, now_ms=self.clock.now_ms()
+            )
+        except (NetPayError, DecodeError) as exc:
+            receipt = None
+            receipt_error = (
+                exc if isinstance(exc, NetPayError) else SignatureInvalid("receipt is no Envelope")
+            )
+            self._warn(f"the vendor's receipt is not valid: {receipt_error.detail}")
+        vendor_balance = resp.headers.get(_BALANCE_HEADER, "").strip()
+        coin = self.store.coin(alloc.coin.ecoin_id)
+        return ReadResult(
+            url=quote.url,
+            status=resp.status,
+            body=resp.body,
+            content_type=resp.content_type,
+            amount_paid_minor=ch.amount_minor,
+            currency=ch.currency,
+            receipt=receipt,
+            receipt_error=receipt_error,
+            ecoin_id=coin.ecoin_id,
+            balance_words=coin.words_left,
+            vendor_balance_words=(
+                int(vendor_balance)
+                if vendor_balance.isdigit() and len(vendor_balance) <= 10
+                else None
+            ),
+            warnings=tuple(self.warnings),
+        )
+
+    @staticmethod
+    def _receipt_bytes(resp: http.HttpResponse) -> bytes:
+        raw = resp.headers.get(_RECEIPT_HEADER)
+        if not raw:
+            raise SignatureInvalid("the vendor sent no NetPay-Receipt")
+        return b64url_decode(raw.strip(), max_len=16 * 1024)
+
+    def _verify_receipt(self, quote: _Quote, alloc: Allocation, env: pb.Envelope) -> pb.Receipt:
+        cert = quote.certificate
+        try:
+            receipt = open_envelope(env, pb.Receipt, cert.public_key)
+        except SignatureInvalid:
+            if not quote.from_cache:
+                raise
+            # The cached certificate may predate a new vendor key: ask the broker.
+            cert, _ = self._certificate(quote.challenge.realm, quote.url, fresh=True)
+            receipt = open_envelope(env, pb.Receipt, cert.public_key)
+        check_receipt(
+            receipt,
+            vendor_id=quote.challenge.realm,
+            ecoin_id=alloc.coin.ecoin_id,
+            from_index=alloc.prev,
+            to_index=alloc.index,
+            amount_minor=quote.challenge.amount_minor,
+            currency=quote.challenge.currency,
+        )
+        return receipt
+
+    def _warn(self, message: str) -> None:
+        log.debug("warning: %s", message)
+        self.warnings.append(message)
