@@ -1,0 +1,471 @@
+"""The vendor's tables and the repository over them (SQLAlchemy 2.0).
+
+Two tables: ``vendor_coins`` (one row per coin this vendor has held: the
+current epoch, its state, the spent index and word, the lease) and
+``vendor_clicks`` (the click log: one row per accepted payword, with the
+signed Receipt, unique on ``(ecoin_id, to_index)``).
+
+Every state change is a compare-and-set (``UPDATE ... WHERE`` + rowcount)
+whose new state comes from :func:`vendor.domain.transition`. Nothing here is
+SQLite-only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import (
+    BigInteger,
+    Integer,
+    LargeBinary,
+    String,
+    UniqueConstraint,
+    case,
+    select,
+    update,
+)
+from sqlalchemy.engine import CursorResult
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+from vendor.domain import CoinEvent, CoinView, VendorCoinState, transition
+
+__all__ = [
+    "Base",
+    "ClickRecord",
+    "ClickRow",
+    "CoinRow",
+    "EpochGrant",
+    "StoredCoin",
+    "VendorRepository",
+]
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class CoinRow(Base):
+    __tablename__ = "vendor_coins"
+
+    ecoin_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    epoch: Mapped[int] = mapped_column(BigInteger)
+    state: Mapped[str] = mapped_column(String(16))
+    idx: Mapped[int] = mapped_column(Integer)
+    payword: Mapped[bytes] = mapped_column(LargeBinary(32))
+    base_index: Mapped[int] = mapped_column(Integer)
+    base_word: Mapped[bytes] = mapped_column(LargeBinary(32))
+    n: Mapped[int] = mapped_column(Integer)
+    unit_value_minor: Mapped[int] = mapped_column(Integer)
+    currency: Mapped[str] = mapped_column(String(3))
+    expires_at_ms: Mapped[int] = mapped_column(BigInteger)
+    touchstone: Mapped[bytes] = mapped_column(LargeBinary)
+    lease_deadline_ms: Mapped[int] = mapped_column(BigInteger)
+    acknowledged_index: Mapped[int] = mapped_column(Integer)
+    max_accepted_index: Mapped[int] = mapped_column(Integer)
+    handoff_to: Mapped[str | None] = mapped_column(String(32), default=None)
+    handoff_coin_index: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
+    handoff_started_ms: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    updated_at_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class ClickRow(Base):
+    __tablename__ = "vendor_clicks"
+    __table_args__ = (UniqueConstraint("ecoin_id", "to_index", name="uq_click_coin_index"),)
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    ecoin_id: Mapped[str] = mapped_column(String(32))
+    epoch: Mapped[int] = mapped_column(BigInteger)
+    from_index: Mapped[int] = mapped_column(Integer)
+    to_index: Mapped[int] = mapped_column(Integer)
+    payword: Mapped[bytes] = mapped_column(LargeBinary(32))
+    item_id: Mapped[str] = mapped_column(String(64))
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    receipt: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+@dataclass(frozen=True)
+class StoredCoin:
+    """A coin row as the services see it."""
+
+    view: CoinView
+    base_index: int
+    base_word: bytes
+    touchstone: bytes
+    handoff_to: str | None
+    handoff_coin_index: bytes | None
+    handoff_started_ms: int | None
+
+
+@dataclass(frozen=True)
+class ClickRecord:
+    ecoin_id: str
+    epoch: int
+    from_index: int
+    to_index: int
+    payword: bytes
+    item_id: str
+    amount_minor: int
+    currency: str
+    receipt: bytes
+    created_at_ms: int
+
+
+def _stored(row: CoinRow) -> StoredCoin:
+    view = CoinView(
+        ecoin_id=row.ecoin_id,
+        epoch=row.epoch,
+        state=VendorCoinState(row.state),
+        index=row.idx,
+        payword=row.payword,
+        n=row.n,
+        unit_value_minor=row.unit_value_minor,
+        currency=row.currency,
+        expires_at_ms=row.expires_at_ms,
+        lease_deadline_ms=row.lease_deadline_ms,
+        acknowledged_index=row.acknowledged_index,
+        max_accepted_index=row.max_accepted_index,
+    )
+    return StoredCoin(
+        view=view,
+        base_index=row.base_index,
+        base_word=row.base_word,
+        touchstone=row.touchstone,
+        handoff_to=row.handoff_to,
+        handoff_coin_index=row.handoff_coin_index,
+        handoff_started_ms=row.handoff_started_ms,
+    )
+
+
+def _click(row: ClickRow) -> ClickRecord:
+    return ClickRecord(
+        ecoin_id=row.ecoin_id,
+        epoch=row.epoch,
+        from_index=row.from_index,
+        to_index=row.to_index,
+        payword=row.payword,
+        item_id=row.item_id,
+        amount_minor=row.amount_minor,
+        currency=row.currency,
+        receipt=row.receipt,
+        created_at_ms=row.created_at_ms,
+    )
+
+
+def _rowcount(result: object) -> int:
+    assert isinstance(result, CursorResult)
+    return int(result.rowcount)
+
+
+@dataclass(frozen=True)
+class EpochGrant:
+    """A new epoch granted by the broker, as the repository stores it."""
+
+    ecoin_id: str
+    epoch: int
+    base_index: int
+    base_word: bytes
+    n: int
+    unit_value_minor: int
+    currency: str
+    expires_at_ms: int
+    touchstone: bytes
+    lease_deadline_ms: int
+
+
+class VendorRepository:
+    """Reads and compare-and-sets on the vendor's tables; the caller commits."""
+
+    def get(self, session: Session, ecoin_id: str) -> StoredCoin | None:
+        row = session.get(CoinRow, ecoin_id, populate_existing=True)
+        return _stored(row) if row is not None else None
+
+    # -- custody ---------------------------------------------------------------
+
+    def open_epoch(self, session: Session, grant: EpochGrant, now_ms: int) -> StoredCoin:
+        """Store a new epoch for this vendor; an existing row at the same or a
+        later epoch is authoritative and is returned unchanged."""
+        row = session.get(CoinRow, grant.ecoin_id, populate_existing=True)
+        if row is None:
+            state = transition(None, CoinEvent.ACQUIRED)
+            row = CoinRow(
+                ecoin_id=grant.ecoin_id,
+                epoch=grant.epoch,
+                state=state.value,
+                idx=grant.base_index,
+                payword=grant.base_word,
+                base_index=grant.base_index,
+                base_word=grant.base_word,
+                n=grant.n,
+                unit_value_minor=grant.unit_value_minor,
+                currency=grant.currency,
+                expires_at_ms=grant.expires_at_ms,
+                touchstone=grant.touchstone,
+                lease_deadline_ms=grant.lease_deadline_ms,
+                acknowledged_index=grant.base_index,
+                max_accepted_index=0,
+                handoff_to=None,
+                handoff_coin_index=None,
+                handoff_started_ms=None,
+                updated_at_ms=now_ms,
+            )
+            session.add(row)
+            session.flush()
+            return _stored(row)
+        if row.epoch >= grant.epoch:
+            return _stored(row)
+        current = VendorCoinState(row.state)
+        if current is not VendorCoinState.CLOSED:
+            # We missed the end of our older epoch: close it first.
+            current = transition(current, CoinEvent.EPOCH_CLOSED)
+        state = transition(current, CoinEvent.ACQUIRED)
+        row.epoch = grant.epoch
+        row.state = state.value
+        row.idx = grant.base_index
+        row.payword = grant.base_word
+        row.base_index = grant.base_index
+        row.base_word = grant.base_word
+        row.touchstone = grant.touchstone
+        row.lease_deadline_ms = grant.lease_deadline_ms
+        row.acknowledged_index = grant.base_index
+        row.handoff_to = None
+        row.handoff_coin_index = None
+        row.handoff_started_ms = None
+        row.updated_at_ms = now_ms
+        session.flush()
+        return _stored(row)
+
+    def cas_pay(
+        self,
+        session: Session,
+        *,
+        ecoin_id: str,
+        epoch: int,
+        from_index: int,
+        to_index: int,
+        payword: bytes,
+        now_ms: int,
+    ) -> bool:
+        """Move the index ``from_index -> to_index`` if the coin is HELD in
+        ``epoch`` at ``from_index`` with a live lease."""
+        new_state = transition(VendorCoinState.HELD, CoinEvent.PAID)
+        result = session.execute(
+            update(CoinRow)
+            .where(
+                CoinRow.ecoin_id == ecoin_id,
+                CoinRow.epoch == epoch,
+                CoinRow.idx == from_index,
+                CoinRow.state == VendorCoinState.HELD.value,
+                CoinRow.lease_deadline_ms > now_ms,
+            )
+            .values(
+                state=new_state.value,
+                idx=to_index,
+                payword=payword,
+                max_accepted_index=case(
+                    (CoinRow.max_accepted_index < to_index, to_index),
+                    else_=CoinRow.max_accepted_index,
+                ),
+                updated_at_ms=now_ms,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        return _rowcount(result) == 1
+
+    def start_handoff(
+        self,
+        session: Session,
+        *,
+        ecoin_id: str,
+        epoch: int,
+        index: int,
+        to_vendor: str,
+        coin_index: bytes,
+        now_ms: int,
+    ) -> bool:
+        """HELD -> HANDING_OFF with the same compare-and-set payments use."""
+        new_state = transition(VendorCoinState.HELD, CoinEvent.HANDOFF_STARTED)
+        result = session.execute(
+            update(CoinRow)
+            .where(
+                CoinRow.ecoin_id == ecoin_id,
+                CoinRow.epoch == epoch,
+                CoinRow.idx == index,
+                CoinRow.state == VendorCoinState.HELD.value,
+            )
+            .values(
+                state=new_state.value,
+                handoff_to=to_vendor,
+                handoff_coin_index=coin_index,
+                handoff_started_ms=now_ms,
+                lease_deadline_ms=0,
+                updated_at_ms=now_ms,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        return _rowcount(result) == 1
+
+    def reclaimed(
+        self,
+        session: Session,
+        *,
+        ecoin_id: str,
+        old_epoch: int,
+        new_epoch: int,
+        base_index: int,
+        base_word: bytes,
+        lease_deadline_ms: int,
+        now_ms: int,
+    ) -> bool:
+        """HANDING_OFF in ``old_epoch`` -> HELD in ``new_epoch`` (Reclaim committed)."""
+        new_state = transition(VendorCoinState.HANDING_OFF, CoinEvent.RECLAIMED)
+        result = session.execute(
+            update(CoinRow)
+            .where(
+                CoinRow.ecoin_id == ecoin_id,
+                CoinRow.epoch == old_epoch,
+                CoinRow.state == VendorCoinState.HANDING_OFF.value,
+            )
+            .values(
+                state=new_state.value,
+                epoch=new_epoch,
+                idx=base_index,
+                payword=base_word,
+                base_index=base_index,
+                base_word=base_word,
+                acknowledged_index=base_index,
+                lease_deadline_ms=lease_deadline_ms,
+                handoff_to=None,
+                handoff_coin_index=None,
+                handoff_started_ms=None,
+                updated_at_ms=now_ms,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        return _rowcount(result) == 1
+
+    def close_epoch(self, session: Session, *, ecoin_id: str, epoch: int, now_ms: int) -> bool:
+        """HELD or HANDING_OFF in ``epoch`` -> CLOSED (the epoch is not ours any more)."""
+        row = session.get(CoinRow, ecoin_id, populate_existing=True)
+        if row is None or row.epoch != epoch:
+            return False
+        current = VendorCoinState(row.state)
+        if current is VendorCoinState.CLOSED:
+            return False
+        new_state = transition(current, CoinEvent.EPOCH_CLOSED)
+        result = session.execute(
+            update(CoinRow)
+            .where(
+                CoinRow.ecoin_id == ecoin_id,
+                CoinRow.epoch == epoch,
+                CoinRow.state == current.value,
+            )
+            .values(state=new_state.value, lease_deadline_ms=0, updated_at_ms=now_ms)
+            .execution_options(synchronize_session=False)
+        )
+        return _rowcount(result) == 1
+
+    def renew_lease(
+        self,
+        session: Session,
+        *,
+        ecoin_id: str,
+        epoch: int,
+        lease_deadline_ms: int,
+        acknowledged_index: int,
+    ) -> bool:
+        """Raise the lease deadline and the acknowledged index (never lowers either)."""
+        result = session.execute(
+            update(CoinRow)
+            .where(
+                CoinRow.ecoin_id == ecoin_id,
+                CoinRow.epoch == epoch,
+                CoinRow.state == VendorCoinState.HELD.value,
+            )
+            .values(
+                lease_deadline_ms=case(
+                    (CoinRow.lease_deadline_ms < lease_deadline_ms, lease_deadline_ms),
+                    else_=CoinRow.lease_deadline_ms,
+                ),
+                acknowledged_index=case(
+                    (CoinRow.acknowledged_index < acknowledged_index, acknowledged_index),
+                    else_=CoinRow.acknowledged_index,
+                ),
+            )
+            .execution_options(synchronize_session=False)
+        )
+        return _rowcount(result) == 1
+
+    def drop_lease(self, session: Session, *, ecoin_id: str, epoch: int) -> None:
+        session.execute(
+            update(CoinRow)
+            .where(CoinRow.ecoin_id == ecoin_id, CoinRow.epoch == epoch)
+            .values(lease_deadline_ms=0)
+            .execution_options(synchronize_session=False)
+        )
+
+    def drop_all_leases(self, session: Session) -> None:
+        """At start: a restarted vendor holds no lease until it has renewed."""
+        session.execute(
+            update(CoinRow).values(lease_deadline_ms=0).execution_options(synchronize_session=False)
+        )
+
+    def held_coins(
+        self, session: Session, *, after_ecoin_id: str = "", limit: int = 10_000
+    ) -> list[StoredCoin]:
+        rows = session.scalars(
+            select(CoinRow)
+            .where(CoinRow.state == VendorCoinState.HELD.value, CoinRow.ecoin_id > after_ecoin_id)
+            .order_by(CoinRow.ecoin_id)
+            .limit(limit)
+        )
+        return [_stored(r) for r in rows]
+
+    def handoffs_started_before(
+        self, session: Session, cutoff_ms: int, *, limit: int = 1_000
+    ) -> list[StoredCoin]:
+        rows = session.scalars(
+            select(CoinRow)
+            .where(
+                CoinRow.state == VendorCoinState.HANDING_OFF.value,
+                CoinRow.handoff_started_ms <= cutoff_ms,
+            )
+            .order_by(CoinRow.handoff_started_ms)
+            .limit(limit)
+        )
+        return [_stored(r) for r in rows]
+
+    # -- click log -------------------------------------------------------------
+
+    def find_click(self, session: Session, ecoin_id: str, to_index: int) -> ClickRecord | None:
+        row = session.scalars(
+            select(ClickRow).where(ClickRow.ecoin_id == ecoin_id, ClickRow.to_index == to_index)
+        ).first()
+        return _click(row) if row is not None else None
+
+    def add_click(self, session: Session, click: ClickRecord) -> None:
+        session.add(
+            ClickRow(
+                ecoin_id=click.ecoin_id,
+                epoch=click.epoch,
+                from_index=click.from_index,
+                to_index=click.to_index,
+                payword=click.payword,
+                item_id=click.item_id,
+                amount_minor=click.amount_minor,
+                currency=click.currency,
+                receipt=click.receipt,
+                created_at_ms=click.created_at_ms,
+            )
+        )
+        session.flush()
+
+    def clicks(self, session: Session, ecoin_id: str) -> Sequence[ClickRecord]:
+        rows = session.scalars(
+            select(ClickRow).where(ClickRow.ecoin_id == ecoin_id).order_by(ClickRow.to_index)
+        )
+        return [_click(r) for r in rows]
