@@ -6,12 +6,11 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 
 from netpay.ready import install_stop_handlers, print_ready
 
-__all__ = ["add_commands", "main"]
+__all__ = ["add_commands"]
 
 DEFAULT_GRPC_ADDR = "127.0.0.1:7700"
 DB_URL_ENV = "NETPAY_DB_URL"
@@ -158,29 +157,3 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     add_vendor.add_argument("--db-url", help=f"database URL (default: ${DB_URL_ENV} or SQLite)")
     add_vendor.add_argument("--json", action="store_true", help="print a JSON object")
     add_vendor.set_defaults(func=_add_vendor)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run `broker ...` on its own (what `netpay broker ...` does)."""
-    import logging
-
-    from netpay.errors import NetPayError
-
-    parser = argparse.ArgumentParser(prog="netpay")
-    add_commands(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    try:
-        code: int = args.func(args)
-    except NetPayError as err:
-        print(f"netpay: {err.code}: {err.detail}", file=sys.stderr)
-        return 2
-    return code
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -22,6 +22,7 @@ from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 __all__ = ["UnitOfWork", "make_engine", "sqlite_url"]
 
 _BUSY_TIMEOUT_MS = 30_000
+_READ_ONLY = "netpay_read_only"
 
 
 def sqlite_url(path: Path) -> str:
@@ -54,7 +55,11 @@ def make_engine(url: str, *, private: bool = False) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _on_begin(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # Readers take no write lock: in WAL mode they run beside the writer.
+            if conn.get_execution_options().get(_READ_ONLY):
+                conn.exec_driver_sql("BEGIN DEFERRED")
+            else:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         if private and path and path != ":memory:":
             for suffix in ("", "-wal", "-shm"):
@@ -66,14 +71,21 @@ def make_engine(url: str, *, private: bool = False) -> Engine:
 
 
 class UnitOfWork:
-    """One use case, one transaction: leaving the block without commit() rolls back."""
+    """One use case, one transaction: leaving the block without commit() rolls back.
+
+    ``read_only=True`` is for units that only read: on SQLite they start a
+    deferred transaction, so they neither wait for nor block the writer.
+    """
 
     def __init__(self, engine: Engine) -> None:
         self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self._read_sessions = sessionmaker(
+            engine.execution_options(**{_READ_ONLY: True}), expire_on_commit=False
+        )
 
     @contextmanager
-    def __call__(self) -> Iterator[Session]:
-        session = self._sessions()
+    def __call__(self, *, read_only: bool = False) -> Iterator[Session]:
+        session = (self._read_sessions if read_only else self._sessions)()
         try:
             yield session
         finally:

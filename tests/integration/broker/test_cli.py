@@ -11,8 +11,8 @@ from pathlib import Path
 import grpc
 import pytest
 
-from broker import cli
 from broker.server import BrokerConfig, start_broker
+from netpay.cli.main import main
 from netpay.clock import FakeClock
 from netpay.envelope import SigningKey
 from netpay.v1 import broker_pb2 as bpb
@@ -20,16 +20,11 @@ from netpay.v1 import broker_pb2_grpc
 
 
 def netpay_command() -> list[str]:
-    """The `netpay` entry point if every party's CLI imports, else broker.cli on its own."""
-    try:
-        import netpay.cli.main  # noqa: F401
-    except ImportError:
-        return [sys.executable, "-c", "import sys; from broker.cli import main; sys.exit(main())"]
     return [sys.executable, "-m", "netpay.cli.main"]
 
 
 def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
-    code = cli.main(argv)
+    code = main(argv)
     return code, capsys.readouterr().out
 
 
@@ -98,7 +93,7 @@ def test_add_vendor_while_the_broker_runs(
 def test_add_vendor_reports_bad_input_on_stderr(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code = cli.main(["broker", "add-vendor", "Not_Valid", "--data-dir", str(tmp_path)])
+    code = main(["broker", "add-vendor", "Not_Valid", "--data-dir", str(tmp_path)])
     captured = capsys.readouterr()
     assert code == 2 and captured.out == ""
     assert "vendor id" in captured.err
@@ -122,7 +117,7 @@ def test_help_has_examples(capsys: pytest.CaptureFixture[str]) -> None:
         ["broker", "add-vendor", "--help"],
     ):
         with pytest.raises(SystemExit) as info:
-            cli.main(argv)
+            main(argv)
         assert info.value.code == 0
         assert "examples:" in capsys.readouterr().out
 
