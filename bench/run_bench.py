@@ -147,6 +147,8 @@ def main() -> int:
                 "serve",
                 "--data-dir",
                 str(d / "broker"),
+                "--grpc-addr",
+                "127.0.0.1:0",
                 "--demo-deposit-minor",
                 "100000000",
             )
