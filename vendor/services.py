@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import secrets
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol
@@ -69,7 +69,13 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-UnitOfWorkFactory = Callable[[], AbstractContextManager[Session]]
+
+class UnitOfWorkFactory(Protocol):
+    """``netpay.sqlstore.UnitOfWork``: a transaction per call; reads may skip the write lock."""
+
+    def __call__(self, *, read_only: bool = False) -> AbstractContextManager[Session]: ...
+
+
 _PAY_ATTEMPTS = 4
 _HANDOFF_ATTEMPTS = 3
 _MAX_CERTIFICATES = 1024
@@ -245,11 +251,11 @@ class VendorServices:
     # -- reads -----------------------------------------------------------------
 
     def coin(self, ecoin_id: str) -> StoredCoin | None:
-        with self._uow() as session:
+        with self._uow(read_only=True) as session:
             return self._repo.get(session, ecoin_id)
 
     def clicks(self, ecoin_id: str) -> Sequence[ClickRecord]:
-        with self._uow() as session:
+        with self._uow(read_only=True) as session:
             return self._repo.clicks(session, ecoin_id)
 
     # -- paying ----------------------------------------------------------------
@@ -266,10 +272,11 @@ class VendorServices:
         if creds.window is not None:
             raise Malformed("windows are not supported yet")
 
-        # One read for both: the retry lookup (before any custody check) and the coin.
-        with self._uow() as session:
-            replay = self._replay_in(session, creds, item, now_ms)
-            first_look = self._repo.get(session, creds.ecoin_id) if replay is None else None
+        # One read, one statement for both: the retry lookup (before any
+        # custody check) and the coin.
+        with self._uow(read_only=True) as session:
+            first_look, earlier = self._repo.pay_lookup(session, creds.ecoin_id, creds.index)
+        replay = self._replay_of(earlier, first_look, creds, item, now_ms)
         if replay is not None:
             return replay
 
@@ -362,19 +369,27 @@ class VendorServices:
         raise CoinBusy("the coin keeps changing; retry", retry_after_s=1)
 
     def _replay(self, creds: Credentials, item: Item, now_ms: int) -> PaymentResult | None:
-        with self._uow() as session:
-            return self._replay_in(session, creds, item, now_ms)
+        with self._uow(read_only=True) as session:
+            stored, click = self._repo.pay_lookup(session, creds.ecoin_id, creds.index)
+        return self._replay_of(click, stored, creds, item, now_ms)
 
-    def _replay_in(
-        self, session: Session, creds: Credentials, item: Item, now_ms: int
+    def _replay_of(
+        self,
+        click: ClickRecord | None,
+        stored: StoredCoin | None,
+        creds: Credentials,
+        item: Item,
+        now_ms: int,
     ) -> PaymentResult | None:
-        """The same header for the same item within retry_ttl_s is the same purchase."""
-        click = self._repo.find_click(session, creds.ecoin_id, creds.index)
+        """The same header for the same item within retry_ttl_s is the same purchase.
+
+        ``click`` is the click that took ``creds.index`` and ``stored`` its coin,
+        both read in one unit.
+        """
         if click is None or not secrets.compare_digest(click.payword, creds.payword):
             return None
         if click.created_at_ms < now_ms - self.limits.retry_ttl_s * 1000:
             return None
-        stored = self._repo.get(session, creds.ecoin_id)
         assert stored is not None, "a click implies a coin row"
         if click.item_id != item.item_id:
             raise AlreadySpent(

@@ -8,24 +8,35 @@ signed Receipt, unique on ``(ecoin_id, to_index)``).
 Every state change is a compare-and-set (``UPDATE ... WHERE`` + rowcount)
 whose new state comes from :func:`vendor.domain.transition`. Nothing here is
 SQLite-only.
+
+The paid-click path (:meth:`VendorRepository.pay_lookup`, ``cas_pay``,
+``add_click``, ``get``) runs SQLAlchemy Core statements built
+once at import, with ``bindparam`` placeholders, on the session's connection:
+their compiled form is cached and they skip the ORM's identity map and
+unit-of-work, which were most of a paid click's CPU.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
     Integer,
     LargeBinary,
     String,
+    Table,
     UniqueConstraint,
+    and_,
+    bindparam,
     case,
+    insert,
     select,
     update,
 )
-from sqlalchemy.engine import CursorResult
+from sqlalchemy.engine import CursorResult, Row
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from vendor.domain import CoinEvent, CoinView, VendorCoinState, transition
@@ -115,7 +126,8 @@ class ClickRecord:
     created_at_ms: int
 
 
-def _stored(row: CoinRow) -> StoredCoin:
+def _stored(row: CoinRow | Row[Any]) -> StoredCoin:
+    """A StoredCoin from an ORM row or a Core row of ``vendor_coins`` (same names)."""
     view = CoinView(
         ecoin_id=row.ecoin_id,
         epoch=row.epoch,
@@ -161,6 +173,90 @@ def _rowcount(result: object) -> int:
     return int(result.rowcount)
 
 
+# -- the paid-click statements (Core, compiled once) -----------------------------
+
+_COINS: Table = Base.metadata.tables[CoinRow.__tablename__]
+_CLICKS: Table = Base.metadata.tables[ClickRow.__tablename__]
+
+# The coin and, in the same round trip, the click that already took ``to_index``
+# (unique on (ecoin_id, to_index)): a retry's lookup and the coin for one read.
+_LOOKUP_COLUMNS = [*_COINS.c, *(col.label(f"click_{col.name}") for col in _CLICKS.c)]
+_SELECT_COIN_AND_CLICK = (
+    select(*_LOOKUP_COLUMNS)
+    .select_from(
+        _COINS.outerjoin(
+            _CLICKS,
+            and_(
+                _CLICKS.c.ecoin_id == _COINS.c.ecoin_id,
+                _CLICKS.c.to_index == bindparam("p_to_index", type_=Integer),
+            ),
+        )
+    )
+    .where(_COINS.c.ecoin_id == bindparam("p_ecoin_id", type_=String))
+)
+_SELECT_COIN = select(*_COINS.c).where(_COINS.c.ecoin_id == bindparam("p_ecoin_id", type_=String))
+# The payment compare-and-set: HELD in this epoch, at from_index, lease live.
+_CAS_PAY = (
+    update(_COINS)
+    .where(
+        _COINS.c.ecoin_id == bindparam("p_ecoin_id", type_=String),
+        _COINS.c.epoch == bindparam("p_epoch", type_=BigInteger),
+        _COINS.c.idx == bindparam("p_from_index", type_=Integer),
+        _COINS.c.state == bindparam("p_held", type_=String),
+        _COINS.c.lease_deadline_ms > bindparam("p_now_ms", type_=BigInteger),
+    )
+    .values(
+        state=bindparam("p_new_state", type_=String),
+        idx=bindparam("p_to_index", type_=Integer),
+        payword=bindparam("p_payword", type_=LargeBinary),
+        max_accepted_index=case(
+            (
+                _COINS.c.max_accepted_index < bindparam("p_to_index", type_=Integer),
+                bindparam("p_to_index", type_=Integer),
+            ),
+            else_=_COINS.c.max_accepted_index,
+        ),
+        updated_at_ms=bindparam("p_now_ms", type_=BigInteger),
+    )
+)
+# inline(): the click's id is never needed back (no RETURNING, no lastrowid).
+_INSERT_CLICK = (
+    insert(_CLICKS)
+    .inline()
+    .values(
+        ecoin_id=bindparam("p_ecoin_id", type_=String),
+        epoch=bindparam("p_epoch", type_=BigInteger),
+        from_index=bindparam("p_from_index", type_=Integer),
+        to_index=bindparam("p_to_index", type_=Integer),
+        payword=bindparam("p_payword", type_=LargeBinary),
+        item_id=bindparam("p_item_id", type_=String),
+        amount_minor=bindparam("p_amount_minor", type_=BigInteger),
+        currency=bindparam("p_currency", type_=String),
+        receipt=bindparam("p_receipt", type_=LargeBinary),
+        created_at_ms=bindparam("p_created_at_ms", type_=BigInteger),
+    )
+)
+
+
+def _lookup_click(row: Row[Any]) -> ClickRecord | None:
+    """The click half of a ``_SELECT_COIN_AND_CLICK`` row (None when no click matched)."""
+    m = row._mapping
+    if m["click_id"] is None:
+        return None
+    return ClickRecord(
+        ecoin_id=m["click_ecoin_id"],
+        epoch=m["click_epoch"],
+        from_index=m["click_from_index"],
+        to_index=m["click_to_index"],
+        payword=m["click_payword"],
+        item_id=m["click_item_id"],
+        amount_minor=m["click_amount_minor"],
+        currency=m["click_currency"],
+        receipt=m["click_receipt"],
+        created_at_ms=m["click_created_at_ms"],
+    )
+
+
 @dataclass(frozen=True)
 class EpochGrant:
     """A new epoch granted by the broker, as the repository stores it."""
@@ -181,8 +277,25 @@ class VendorRepository:
     """Reads and compare-and-sets on the vendor's tables; the caller commits."""
 
     def get(self, session: Session, ecoin_id: str) -> StoredCoin | None:
-        row = session.get(CoinRow, ecoin_id, populate_existing=True)
+        """The coin row as stored now (a fresh read, never the identity map)."""
+        row = session.connection().execute(_SELECT_COIN, {"p_ecoin_id": ecoin_id}).first()
         return _stored(row) if row is not None else None
+
+    def pay_lookup(
+        self, session: Session, ecoin_id: str, to_index: int
+    ) -> tuple[StoredCoin | None, ClickRecord | None]:
+        """One read for a payment: the coin row and the click that took ``to_index``.
+
+        The click is only found with its coin row (a click implies a coin row).
+        """
+        row = (
+            session.connection()
+            .execute(_SELECT_COIN_AND_CLICK, {"p_ecoin_id": ecoin_id, "p_to_index": to_index})
+            .first()
+        )
+        if row is None:
+            return None, None
+        return _stored(row), _lookup_click(row)
 
     # -- custody ---------------------------------------------------------------
 
@@ -253,26 +366,18 @@ class VendorRepository:
         """Move the index ``from_index -> to_index`` if the coin is HELD in
         ``epoch`` at ``from_index`` with a live lease."""
         new_state = transition(VendorCoinState.HELD, CoinEvent.PAID)
-        result = session.execute(
-            update(CoinRow)
-            .where(
-                CoinRow.ecoin_id == ecoin_id,
-                CoinRow.epoch == epoch,
-                CoinRow.idx == from_index,
-                CoinRow.state == VendorCoinState.HELD.value,
-                CoinRow.lease_deadline_ms > now_ms,
-            )
-            .values(
-                state=new_state.value,
-                idx=to_index,
-                payword=payword,
-                max_accepted_index=case(
-                    (CoinRow.max_accepted_index < to_index, to_index),
-                    else_=CoinRow.max_accepted_index,
-                ),
-                updated_at_ms=now_ms,
-            )
-            .execution_options(synchronize_session=False)
+        result = session.connection().execute(
+            _CAS_PAY,
+            {
+                "p_ecoin_id": ecoin_id,
+                "p_epoch": epoch,
+                "p_from_index": from_index,
+                "p_held": VendorCoinState.HELD.value,
+                "p_now_ms": now_ms,
+                "p_new_state": new_state.value,
+                "p_to_index": to_index,
+                "p_payword": payword,
+            },
         )
         return _rowcount(result) == 1
 
@@ -441,28 +546,23 @@ class VendorRepository:
 
     # -- click log -------------------------------------------------------------
 
-    def find_click(self, session: Session, ecoin_id: str, to_index: int) -> ClickRecord | None:
-        row = session.scalars(
-            select(ClickRow).where(ClickRow.ecoin_id == ecoin_id, ClickRow.to_index == to_index)
-        ).first()
-        return _click(row) if row is not None else None
-
     def add_click(self, session: Session, click: ClickRecord) -> None:
-        session.add(
-            ClickRow(
-                ecoin_id=click.ecoin_id,
-                epoch=click.epoch,
-                from_index=click.from_index,
-                to_index=click.to_index,
-                payword=click.payword,
-                item_id=click.item_id,
-                amount_minor=click.amount_minor,
-                currency=click.currency,
-                receipt=click.receipt,
-                created_at_ms=click.created_at_ms,
-            )
+        """Insert one click (IntegrityError if ``(ecoin_id, to_index)`` is taken)."""
+        session.connection().execute(
+            _INSERT_CLICK,
+            {
+                "p_ecoin_id": click.ecoin_id,
+                "p_epoch": click.epoch,
+                "p_from_index": click.from_index,
+                "p_to_index": click.to_index,
+                "p_payword": click.payword,
+                "p_item_id": click.item_id,
+                "p_amount_minor": click.amount_minor,
+                "p_currency": click.currency,
+                "p_receipt": click.receipt,
+                "p_created_at_ms": click.created_at_ms,
+            },
         )
-        session.flush()
 
     def clicks(self, session: Session, ecoin_id: str) -> Sequence[ClickRecord]:
         rows = session.scalars(
