@@ -17,6 +17,7 @@ from broker.services import (
     CustodyGrantView,
     WalletKind,
 )
+from netpay.limits import limits_to_proto
 from netpay.transport.auth import bearer_token
 from netpay.transport.status import maps_errors
 from netpay.v1 import broker_pb2 as bpb
@@ -99,25 +100,11 @@ class BrokerServicer(broker_pb2_grpc.BrokerServicer):
         self, request: bpb.GetInfoRequest, context: grpc.ServicerContext
     ) -> bpb.BrokerInfo:
         s = self._services
-        lim = s.limits
         return bpb.BrokerInfo(
             broker_id=s.broker_id,
             public_key=s.public_key,
             currencies=list(s.currencies),
-            limits=bpb.Limits(
-                max_chain_units=lim.max_chain_units,
-                max_click_amount_minor=lim.max_click_amount_minor,
-                max_window_units=lim.max_window_units,
-                max_gap_units=lim.max_gap_units,
-                max_unreported_units=lim.max_unreported_units,
-                lease_ttl_s=lim.lease_ttl_s,
-                max_skew_s=lim.max_skew_s,
-                handoff_ttl_s=lim.handoff_ttl_s,
-                retry_ttl_s=lim.retry_ttl_s,
-                window_ttl_s=lim.window_ttl_s,
-                coin_expiry_s=lim.coin_expiry_s,
-                redemption_grace_s=lim.redemption_grace_s,
-            ),
+            limits=limits_to_proto(s.limits),
         )
 
     @maps_errors

@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-__all__ = ["DEFAULT_LIMITS", "Limits"]
+from netpay.v1 import broker_pb2
+
+__all__ = ["DEFAULT_LIMITS", "WIRE_FIELDS", "Limits", "limits_from_proto", "limits_to_proto"]
 
 
 @dataclass(frozen=True)
@@ -46,3 +48,16 @@ class Limits:
 
 
 DEFAULT_LIMITS = Limits()
+
+# The limits a broker announces in GetInfo (netpay.v1.Limits), by field name.
+WIRE_FIELDS: tuple[str, ...] = tuple(f.name for f in broker_pb2.Limits.DESCRIPTOR.fields)
+
+
+def limits_to_proto(limits: Limits) -> broker_pb2.Limits:
+    return broker_pb2.Limits(**{name: getattr(limits, name) for name in WIRE_FIELDS})
+
+
+def limits_from_proto(proto: broker_pb2.Limits, base: Limits | None = None) -> Limits:
+    """The broker's limits over ``base`` (fields the broker leaves 0 keep the default)."""
+    changes = {name: value for name in WIRE_FIELDS if (value := int(getattr(proto, name))) > 0}
+    return (base or DEFAULT_LIMITS).replace(**changes)

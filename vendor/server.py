@@ -31,6 +31,7 @@ from netpay.clock import Clock, SystemClock
 from netpay.envelope import SigningKey, load_or_create_key, open_envelope
 from netpay.errors import InvalidArgument, NetPayError, PermissionDenied, Unavailable
 from netpay.files import ensure_private_dir, read_json, write_private
+from netpay.limits import limits_from_proto
 from netpay.sqlstore import UnitOfWork, make_engine, sqlite_url
 from netpay.transport.server import (
     GrpcServer,
@@ -44,7 +45,7 @@ from vendor.articles import load_newspaper
 from vendor.broker_client import GrpcBrokerClient
 from vendor.peer_client import GrpcPeerClient
 from vendor.rpc import SERVICE_NAME, RpcDeps, VendorServicer
-from vendor.services import VendorIdentity, VendorServices, limits_from_proto
+from vendor.services import VendorIdentity, VendorServices
 from vendor.storage import Base
 from vendor.web import WebDeps, create_app
 from vendor.wsgi import CONFIG_ENV, KEY_FILE, STATE_FILE, web_config

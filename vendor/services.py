@@ -64,7 +64,6 @@ __all__ = [
     "PeerClient",
     "VendorIdentity",
     "VendorServices",
-    "limits_from_proto",
 ]
 
 log = logging.getLogger(__name__)
@@ -137,30 +136,6 @@ class CheckpointSummary:
     closed: int = 0
     rejected: int = 0
     revoked: int = 0  # rejected because the coin is frozen (the broker says "revoked: ...")
-
-
-def limits_from_proto(proto: broker_pb2.Limits, base: Limits | None = None) -> Limits:
-    """The broker's limits over ``base`` (fields the broker leaves 0 keep the default)."""
-    base = base or Limits()
-    changes = {
-        name: value
-        for name in (
-            "max_chain_units",
-            "max_click_amount_minor",
-            "max_window_units",
-            "max_gap_units",
-            "max_unreported_units",
-            "lease_ttl_s",
-            "max_skew_s",
-            "handoff_ttl_s",
-            "retry_ttl_s",
-            "window_ttl_s",
-            "coin_expiry_s",
-            "redemption_grace_s",
-        )
-        if (value := int(getattr(proto, name))) > 0
-    }
-    return base.replace(**changes)
 
 
 class CertificateBook:
