@@ -8,7 +8,11 @@ from netpay.v1 import broker_pb2
 
 def test_protocol_defaults() -> None:
     d = DEFAULT_LIMITS
-    assert (d.max_chain_units, d.max_click_amount_minor, d.max_header_bytes) == (2**20, 10_000, 4096)
+    assert (d.max_chain_units, d.max_click_amount_minor, d.max_header_bytes) == (
+        2**20,
+        10_000,
+        4096,
+    )
     assert (d.max_window_units, d.max_gap_units, d.max_redemption_claims) == (500, 1_000, 10_000)
     assert (d.lease_ttl_s, d.max_skew_s, d.handoff_ttl_s) == (60, 5, 30)
     assert (d.max_unreported_units, d.retry_ttl_s, d.window_ttl_s) == (200, 600, 86_400)
