@@ -32,6 +32,7 @@ from netpay.envelope import SigningKey, load_or_create_key, open_envelope
 from netpay.errors import InvalidArgument, NetPayError, PermissionDenied, Unavailable
 from netpay.files import ensure_private_dir, read_json, write_private
 from netpay.limits import limits_from_proto
+from netpay.ready import child_env
 from netpay.sqlstore import UnitOfWork, make_engine, sqlite_url
 from netpay.transport.server import (
     GrpcServer,
@@ -256,12 +257,14 @@ def _spawn_gunicorn(
         "10",
         "--log-level",
         "warning",
+        "--config",
+        "python:vendor.gunicorn_conf",
     ]
     major_minor = tuple(int(p) for p in version("gunicorn").split(".")[:2])
     if major_minor >= (25, 1):
         cmd.append("--no-control-socket")  # one per machine otherwise: vendors would collide
     cmd.append("vendor.wsgi:create_app_from_env()")
-    env = {**os.environ, CONFIG_ENV: str(config_path)}
+    env = child_env({**os.environ, CONFIG_ENV: str(config_path)})
     return subprocess.Popen(cmd, pass_fds=(fd,), env=env, stdin=subprocess.DEVNULL)
 
 

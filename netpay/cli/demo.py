@@ -26,6 +26,7 @@ from typing import IO, Any
 from ewallet_client.wallet import Wallet
 from netpay.errors import NetPayError, Unavailable
 from netpay.files import ensure_private_dir, write_private
+from netpay.ready import child_env
 
 __all__ = ["DEMO_VENDORS", "add_commands"]
 
@@ -84,6 +85,7 @@ def _start(name: str, argv: list[str]) -> Child:
         stdout=subprocess.PIPE,
         stderr=None,  # children log to our stderr
         start_new_session=True,  # we stop them ourselves, in order
+        env=child_env(),  # ...and they stop if we are killed
     )
     return Child(name, proc)
 

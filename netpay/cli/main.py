@@ -11,6 +11,7 @@ from broker import cli as broker_cli
 from ewallet_client import cli as wallet_cli
 from netpay.cli import demo
 from netpay.errors import NetPayError
+from netpay.ready import die_with_parent
 from vendor import cli as vendor_cli
 
 EPILOG = """examples:
@@ -40,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    die_with_parent()
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         stream=sys.stderr,
