@@ -25,6 +25,9 @@ SERVE_EPILOG = """examples:
   # later starts remember the broker, the vendor id and the token
   netpay vendor serve --data-dir /tmp/v1 --web-addr 127.0.0.1:8001
 
+  # set the operator password of http://127.0.0.1:8001/dashboard (kept afterwards)
+  netpay vendor serve --data-dir /tmp/v1 --dashboard-password-file ~/.vendor-password
+
 Once every listener is bound and answering, prints one JSON line:
   {"grpc": "127.0.0.1:40123", "web": "http://127.0.0.1:8001"}
 SIGINT or SIGTERM stops the vendor (exit code 0).
@@ -87,6 +90,12 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         metavar="FILE",
         help="articles JSON file (default: the packaged demo set)",
     )
+    serve.add_argument(
+        "--dashboard-password-file",
+        type=Path,
+        metavar="FILE",
+        help="set the /dashboard operator password (first line of FILE); kept for later starts",
+    )
     serve.set_defaults(func=_serve)
 
 
@@ -102,6 +111,7 @@ def _serve(args: argparse.Namespace) -> int:
         workers=args.workers,
         display_name=args.name,
         articles_file=args.articles,
+        dashboard_password_file=args.dashboard_password_file,
     )
     stop = install_stop_handlers()  # before the ready line: a signal right after it stops cleanly
     handle = start_vendor(config)

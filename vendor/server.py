@@ -4,8 +4,10 @@ the checkpoint / reclaim loop.
 
 Data dir: ``vendor.key`` (Ed25519, 0600), ``vendor.json`` (0600: vendor id,
 vendor token, broker address, the pinned broker id and public key),
-``vendor.sqlite`` (unless ``--db-url`` / ``NETPAY_DB_URL``) and, with web
-workers, ``vendor-web.json`` (what each gunicorn worker needs).
+``vendor.sqlite`` (unless ``--db-url`` / ``NETPAY_DB_URL``), ``web-secret.key``
+(0600, signs the dashboard's session cookie in every web worker),
+``dashboard-password.argon2`` (0600, once a dashboard password was set) and,
+with web workers, ``vendor-web.json`` (what each gunicorn worker needs).
 """
 
 from __future__ import annotations
@@ -44,6 +46,12 @@ from netpay.v1 import broker_pb2
 from netpay.v1 import statements_pb2 as pb
 from vendor.articles import load_newspaper
 from vendor.broker_client import GrpcBrokerClient
+from vendor.dashboard import (
+    ensure_secret_key,
+    load_password_hash,
+    read_password_file,
+    set_dashboard_password,
+)
 from vendor.peer_client import GrpcPeerClient
 from vendor.rpc import SERVICE_NAME, RpcDeps, VendorServicer
 from vendor.services import VendorIdentity, VendorServices
@@ -62,6 +70,7 @@ _WEB_BACKLOG = 1024
 _READY_TIMEOUT_S = 60.0
 _STOP_TIMEOUT_S = 15.0
 _GUNICORN_THREADS = 4
+_PASSWORD_FILE_MAX_BYTES = 4096
 
 
 @dataclass(frozen=True)
@@ -77,6 +86,9 @@ class VendorConfig:
     display_name: str | None = None
     articles_file: Path | None = None  # default: the packaged demo articles
     background: bool = True  # run the checkpoint / reclaim loop
+    # First line = the dashboard's operator password, stored as an Argon2id hash
+    # in the data dir; later starts keep it without this option.
+    dashboard_password_file: Path | None = None
 
 
 class _WebTier:
@@ -164,6 +176,24 @@ class VendorHandle:
             closer.close()
         self._engine.dispose()
         log.info("vendor %s stopped", self.vendor_id)
+
+
+def _setup_dashboard(data_dir: Path, password_file: Path | None) -> None:
+    """Store a new operator password (if given) and make the web secret key once."""
+    if password_file is not None:
+        try:
+            with Path(password_file).open("rb") as f:
+                raw = f.read(_PASSWORD_FILE_MAX_BYTES)
+        except OSError as exc:
+            raise InvalidArgument(f"cannot read the dashboard password file: {exc}") from exc
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidArgument("the dashboard password file is not UTF-8") from exc
+        set_dashboard_password(data_dir, read_password_file(text))
+        log.info("dashboard password set")
+    load_password_hash(data_dir)  # a readable-by-others hash file stops the start
+    ensure_secret_key(data_dir)
 
 
 def _bind_web_socket(address: str) -> socket.socket:
@@ -349,6 +379,7 @@ def start_vendor(config: VendorConfig, *, clock: Clock | None = None) -> VendorH
         raise InvalidArgument("workers must be >= 0")
     data_dir = ensure_private_dir(Path(config.data_dir).resolve())
     key = load_or_create_key(data_dir / KEY_FILE)
+    _setup_dashboard(data_dir, config.dashboard_password_file)
     state = _load_state(data_dir)
     broker_addr = config.broker_addr or state.get("broker_addr")
     if not isinstance(broker_addr, str) or not broker_addr:
@@ -433,7 +464,9 @@ def start_vendor(config: VendorConfig, *, clock: Clock | None = None) -> VendorH
 
         if config.workers == 0:
             host, port = web_sock.getsockname()[:2]
-            app = create_app(WebDeps(services=services, newspaper=newspaper, clock=clock))
+            app = create_app(
+                WebDeps(services=services, newspaper=newspaper, clock=clock), data_dir=data_dir
+            )
             server = make_server(host, port, app, threaded=True, fd=web_sock.fileno())
             web = _WebTier(None, server)
         else:

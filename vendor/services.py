@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import secrets
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol
@@ -42,6 +42,7 @@ from netpay.errors import (
 )
 from netpay.header import Credentials, parse_authorization
 from netpay.limits import Limits
+from netpay.money import Money
 from netpay.v1 import broker_pb2
 from netpay.v1 import statements_pb2 as pb
 from vendor.domain import (
@@ -54,12 +55,13 @@ from vendor.domain import (
     needs_checkpoint,
     verify_payword,
 )
-from vendor.storage import ClickRecord, EpochGrant, StoredCoin, VendorRepository
+from vendor.storage import ClickRecord, EpochGrant, Revenue, StoredCoin, VendorRepository
 
 __all__ = [
     "BrokerClient",
     "CertificateBook",
     "CheckpointSummary",
+    "Dashboard",
     "PaymentResult",
     "PeerClient",
     "VendorIdentity",
@@ -79,6 +81,7 @@ _PAY_ATTEMPTS = 4
 _HANDOFF_ATTEMPTS = 3
 _MAX_CERTIFICATES = 1024
 _ITEM_ID_MAX = 64
+_DASHBOARD_MAX_ROWS = 1_000
 
 
 class BrokerClient(Protocol):
@@ -128,6 +131,25 @@ class PaymentResult:
     replayed: bool
     ecoin_id: str
     to_index: int
+    unit_value_minor: int  # the coin's u: the reader's credit is words_left * u
+    currency: str
+
+    @property
+    def credit_left(self) -> Money:
+        """What is left on the reader's coin after this payment."""
+        return Money(self.words_left * self.unit_value_minor, self.currency)
+
+
+@dataclass(frozen=True)
+class Dashboard:
+    """The operator's view: clicks, revenue to be redeemed, the coins held."""
+
+    click_count: int
+    recent_clicks: Sequence[ClickRecord]
+    revenue: Sequence[Revenue]
+    coin_counts: Mapping[VendorCoinState, int]
+    coins: Sequence[CoinView]  # HELD and HANDING_OFF, most recently changed first
+    now_ms: int
 
 
 @dataclass(frozen=True)
@@ -233,6 +255,27 @@ class VendorServices:
         with self._uow(read_only=True) as session:
             return self._repo.clicks(session, ecoin_id)
 
+    def dashboard(self, *, clicks_limit: int = 20, coins_limit: int = 100) -> Dashboard:
+        """Everything the operator's dashboard shows, read in one unit of work."""
+        clicks_limit = max(0, min(clicks_limit, _DASHBOARD_MAX_ROWS))
+        coins_limit = max(0, min(coins_limit, _DASHBOARD_MAX_ROWS))
+        with self._uow(read_only=True) as session:
+            return Dashboard(
+                click_count=self._repo.click_count(session),
+                recent_clicks=self._repo.recent_clicks(session, limit=clicks_limit),
+                revenue=self._repo.revenue(session),
+                coin_counts=self._repo.coin_counts(session),
+                coins=[
+                    s.view
+                    for s in self._repo.coins_in(
+                        session,
+                        (VendorCoinState.HELD, VendorCoinState.HANDING_OFF),
+                        limit=coins_limit,
+                    )
+                ],
+                now_ms=self._clock.now_ms(),
+            )
+
     # -- paying ----------------------------------------------------------------
 
     def pay(self, header_value: str, item: Item, now_ms: int) -> PaymentResult:
@@ -322,6 +365,8 @@ class VendorServices:
                     replayed=False,
                     ecoin_id=coin.ecoin_id,
                     to_index=plan.index,
+                    unit_value_minor=coin.unit_value_minor,
+                    currency=coin.currency,
                 )
             # Lost the compare-and-set: maybe to the same purchase, else resync.
             replay = self._replay(creds, item, now_ms)
@@ -378,6 +423,8 @@ class VendorServices:
             replayed=True,
             ecoin_id=click.ecoin_id,
             to_index=click.to_index,
+            unit_value_minor=stored.view.unit_value_minor,
+            currency=stored.view.currency,
         )
 
     def _commit_spend(self, coin: CoinView, click: ClickRecord, now_ms: int) -> bool:

@@ -32,6 +32,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     case,
+    func,
     insert,
     select,
     update,
@@ -47,6 +48,7 @@ __all__ = [
     "ClickRow",
     "CoinRow",
     "EpochGrant",
+    "Revenue",
     "StoredCoin",
     "VendorRepository",
 ]
@@ -255,6 +257,15 @@ def _lookup_click(row: Row[Any]) -> ClickRecord | None:
         receipt=m["click_receipt"],
         created_at_ms=m["click_created_at_ms"],
     )
+
+
+@dataclass(frozen=True)
+class Revenue:
+    """The clicks of one currency: what the vendor will claim at redemption."""
+
+    currency: str
+    amount_minor: int
+    clicks: int
 
 
 @dataclass(frozen=True)
@@ -569,3 +580,42 @@ class VendorRepository:
             select(ClickRow).where(ClickRow.ecoin_id == ecoin_id).order_by(ClickRow.to_index)
         )
         return [_click(r) for r in rows]
+
+    # -- the operator's dashboard (read-only) ----------------------------------
+
+    def click_count(self, session: Session) -> int:
+        return int(session.scalar(select(func.count()).select_from(ClickRow)) or 0)
+
+    def recent_clicks(self, session: Session, *, limit: int) -> list[ClickRecord]:
+        """The last ``limit`` clicks, newest first."""
+        rows = session.scalars(select(ClickRow).order_by(ClickRow.id.desc()).limit(limit))
+        return [_click(r) for r in rows]
+
+    def revenue(self, session: Session) -> list[Revenue]:
+        """Sum and count of the click amounts, per currency."""
+        rows = session.execute(
+            select(ClickRow.currency, func.sum(ClickRow.amount_minor), func.count())
+            .group_by(ClickRow.currency)
+            .order_by(ClickRow.currency)
+        )
+        return [Revenue(currency, int(total or 0), int(count)) for currency, total, count in rows]
+
+    def coin_counts(self, session: Session) -> dict[VendorCoinState, int]:
+        """How many coin rows are in each state."""
+        rows = session.execute(select(CoinRow.state, func.count()).group_by(CoinRow.state))
+        counts = dict.fromkeys(VendorCoinState, 0)
+        for state, count in rows:
+            counts[VendorCoinState(state)] = int(count)
+        return counts
+
+    def coins_in(
+        self, session: Session, states: Sequence[VendorCoinState], *, limit: int
+    ) -> list[StoredCoin]:
+        """Coins in ``states``, most recently changed first."""
+        rows = session.scalars(
+            select(CoinRow)
+            .where(CoinRow.state.in_([s.value for s in states]))
+            .order_by(CoinRow.updated_at_ms.desc(), CoinRow.ecoin_id)
+            .limit(limit)
+        )
+        return [_stored(r) for r in rows]

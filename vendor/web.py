@@ -1,32 +1,94 @@
-"""The newspaper web site (Flask): articles, the 402 challenge, paid clicks.
+"""The newspaper web site (Flask): articles, the 402 challenge, paid clicks,
+and the operator's dashboard.
 
 Views only translate: a paid click calls ``VendorServices.pay`` in process
 and maps a NetPayError to its HTTP answer (the one HTTP boundary of the
-error tree). Bodies are negotiated on ``Accept``: JSON for API clients, HTML
-for browsers.
+error tree). Bodies are negotiated on ``Accept``: JSON for API clients (the
+protocol's shape), an HTML page for browsers that says what happened and
+what the reader can do.
+
+The dashboard (``/dashboard``) is behind the operator password of
+``vendor.dashboard``; its session cookie is signed with the data dir's web
+secret key, HttpOnly, SameSite=Strict, scoped to ``/dashboard`` and Secure
+unless the site is reached on a loopback host. Every form carries a CSRF
+token kept in the session.
 """
 
 from __future__ import annotations
 
+import hashlib
+import ipaddress
+import secrets
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
-from flask import Flask, Response, jsonify, render_template, request, url_for
+from flask import (
+    Flask,
+    Response,
+    abort,
+    jsonify,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask.sessions import SecureCookieSessionInterface
+from werkzeug.exceptions import BadRequest
 
 from netpay.clock import Clock
 from netpay.encoding import b64url_encode
 from netpay.errors import CoinBusy, NetPayError, NotFound
 from netpay.header import Challenge, format_challenge
+from netpay.money import Money
 from vendor.articles import Article, Newspaper
+from vendor.dashboard import (
+    PASSWORD_FILE,
+    LoginLimiter,
+    load_password_hash,
+    password_tag,
+    read_secret_key,
+    verify_password,
+)
+from vendor.domain import VendorCoinState
 from vendor.services import VendorServices
 
-__all__ = ["BALANCE_HEADER", "RECEIPT_HEADER", "WebDeps", "create_app"]
+__all__ = [
+    "BALANCE_HEADER",
+    "RECEIPT_HEADER",
+    "WebDeps",
+    "create_app",
+    "format_money",
+]
 
 RECEIPT_HEADER = "NetPay-Receipt"
 BALANCE_HEADER = "NetPay-Balance"
 _EXTENSION = "netpay_vendor"
+_SESSION_LIFETIME = timedelta(hours=8)
+_RECENT_CLICKS = 20
+_COINS_SHOWN = 100
+_CSRF_FIELD = "csrf_token"
+_SYMBOLS = {"EUR": "€", "USD": "$", "GBP": "£"}
+_DASHBOARD_HEADERS = {
+    "Cache-Control": "private, no-store",
+    "Content-Security-Policy": (
+        "default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+}
+
+
+def format_money(money: Money) -> str:
+    """A price as a reader reads it: ``€0.05``, ``$12.00``, ``1,250.00 CHF``."""
+    sign = "-" if money.amount_minor < 0 else ""
+    whole, cents = divmod(abs(money.amount_minor), 100)
+    number = f"{whole:,}.{cents:02d}"
+    symbol = _SYMBOLS.get(money.currency)
+    return f"{sign}{symbol}{number}" if symbol else f"{sign}{number} {money.currency}"
 
 
 @dataclass(frozen=True)
@@ -54,12 +116,23 @@ class _Deps:
             return self._deps
 
 
-def _deps() -> WebDeps:
+@dataclass
+class _Site:
+    deps: _Deps
+    data_dir: Path | None  # None: no dashboard (no password, no secret key)
+    limiter: LoginLimiter
+
+
+def _site() -> _Site:
     from flask import current_app
 
-    holder = current_app.extensions[_EXTENSION]
-    assert isinstance(holder, _Deps)
-    return holder.get()
+    site = current_app.extensions[_EXTENSION]
+    assert isinstance(site, _Site)
+    return site
+
+
+def _deps() -> WebDeps:
+    return _site().deps.get()
 
 
 def _wants_json() -> bool:
@@ -93,6 +166,136 @@ def _no_store(resp: Response) -> Response:
     return resp
 
 
+# -- payment pages ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Explanation:
+    title: str
+    what: str  # what happened
+    todo: str  # what the reader can do
+
+
+_EXPLAIN: dict[str, _Explanation] = {
+    "payment_required": _Explanation(
+        "This article is paid",
+        "This article costs {price}. The newspaper is paid per article with NetPay: "
+        "your wallet pays a few words of your coin, and the article opens.",
+        "Open it with your NetPay wallet; from a terminal, for example:",
+    ),
+    "malformed": _Explanation(
+        "Your wallet sent a payment we could not read",
+        "The payment header was incomplete or garbled, so it was not looked at any further.",
+        "Nothing was charged. Try again; if it keeps happening, update your wallet.",
+    ),
+    "bad_payword": _Explanation(
+        "The payment did not check out",
+        "The payword your wallet sent does not belong to your coin at that position.",
+        "Nothing was charged. Your wallet will resynchronise with its broker and can retry; "
+        "if it keeps happening, check that the coin comes from this newspaper's broker.",
+    ),
+    "wrong_amount": _Explanation(
+        "The payment was for the wrong amount",
+        "Your wallet offered another amount than this article's price ({price}).",
+        "Nothing was charged. Your wallet will retry with the right price; "
+        "reload the page if it does not.",
+    ),
+    "wrong_currency": _Explanation(
+        "Your coin is in another currency",
+        "This article is priced in {currency}, and the coin your wallet used is not.",
+        "Nothing was charged. Pay with a coin in {currency}: buy one at your broker.",
+    ),
+    "expired": _Explanation(
+        "Your coin has expired",
+        "The coin your wallet used is past its expiry date and can no longer pay.",
+        "Nothing was charged. Buy a new coin at your broker; "
+        "what was left on the old one stays yours at the broker.",
+    ),
+    "revoked": _Explanation(
+        "This coin has been frozen",
+        "The broker has frozen the coin your wallet used (it was reported lost).",
+        "Nothing was charged. Pay with another coin, or contact your broker.",
+    ),
+    "insufficient": _Explanation(
+        "Not enough credit left on your coin",
+        "This article costs {price}, more than what is left on the coin your wallet used.",
+        "Nothing was charged. Buy a new coin at your broker, then reload this page.",
+    ),
+    "limit_exceeded": _Explanation(
+        "This payment is over a limit",
+        "The payment went past one of the limits that keep coins safe "
+        "(too many words unconfirmed with the broker, or too large a step).",
+        "Nothing was charged. Wait a moment and try again; your wallet will retry.",
+    ),
+    "already_spent": _Explanation(
+        "These words of your coin were already spent",
+        "The part of your coin your wallet offered already paid for something else.",
+        "Nothing more was charged. Your wallet will catch up with where your coin "
+        "stands and pay with the next words; reload the page.",
+    ),
+    "coin_busy": _Explanation(
+        "Your coin is moving between newspapers",
+        "Your coin is being handed over from another newspaper right now.",
+        "Nothing was charged. Your wallet will retry in {retry_after} seconds; "
+        "or reload the page then.",
+    ),
+    "broker_unavailable": _Explanation(
+        "We cannot reach the payment broker right now",
+        "To accept your coin this newspaper must ask the NetPay broker, "
+        "and the broker did not answer.",
+        "Nothing was charged. Please try again in a minute; your wallet will retry.",
+    ),
+    "not_found": _Explanation(
+        "Page not found",
+        "There is no article at this address.",
+        "Go back to the front page for today's articles.",
+    ),
+}
+_FALLBACK = _Explanation(
+    "The payment was not accepted",
+    "Something went wrong with the payment.",
+    "Nothing was charged. Try again, or go back to the front page.",
+)
+
+
+def _explain(code: str, article: Article | None, retry_after_s: int | None) -> tuple[str, str, str]:
+    """Title, what happened and what to do (plain text) for ``code``."""
+    exp = _EXPLAIN.get(code, _FALLBACK)
+    values = {
+        "price": format_money(article.price) if article else "",
+        "currency": article.currency if article else "",
+        "retry_after": str(retry_after_s or 1),
+    }
+    return (
+        exp.title,
+        exp.what.format(**values),  # plain text: the template escapes it
+        exp.todo.format(**values),
+    )
+
+
+def _payment_page(
+    deps: WebDeps,
+    *,
+    code: str,
+    detail: str,
+    article: Article | None,
+    index: int | None = None,
+    retry_after_s: int | None = None,
+) -> str:
+    title, what, todo = _explain(code, article, retry_after_s)
+    return render_template(
+        "payment.html",
+        heading=title,
+        what=what,
+        todo=todo,
+        article=article,
+        code=code,
+        detail=detail,
+        index=index,
+        **_page_context(deps),
+    )
+
+
 def _payment_required(deps: WebDeps, article: Article) -> Response:
     detail = f"This article costs {article.price}. Pay with NetPay."
     if _wants_json():
@@ -104,15 +307,7 @@ def _payment_required(deps: WebDeps, article: Article) -> Response:
         )
     else:
         resp = Response(
-            render_template(
-                "payment.html",
-                heading="Payment required",
-                article=article,
-                code="payment_required",
-                detail=detail,
-                index=None,
-                **_page_context(deps),
-            ),
+            _payment_page(deps, code="payment_required", detail=detail, article=article),
             mimetype="text/html",
         )
     resp.status_code = 402
@@ -121,6 +316,7 @@ def _payment_required(deps: WebDeps, article: Article) -> Response:
 
 
 def _error(deps: WebDeps, err: NetPayError, article: Article | None) -> Response:
+    retry_after_s = (err.retry_after_s or 1) if isinstance(err, CoinBusy) else None
     if _wants_json():
         body: dict[str, Any] = {"error": err.code, "detail": err.detail}
         if err.index is not None:
@@ -130,22 +326,21 @@ def _error(deps: WebDeps, err: NetPayError, article: Article | None) -> Response
         resp = jsonify(body)
     else:
         resp = Response(
-            render_template(
-                "payment.html",
-                heading="Not found" if isinstance(err, NotFound) else "Payment not accepted",
-                article=article,
+            _payment_page(
+                deps,
                 code=err.code,
                 detail=err.detail,
+                article=article,
                 index=err.index,
-                **_page_context(deps),
+                retry_after_s=retry_after_s,
             ),
             mimetype="text/html",
         )
     resp.status_code = err.http_status
     if article is not None and not article.is_free:
         resp.headers["WWW-Authenticate"] = _challenge(deps, article)
-    if isinstance(err, CoinBusy):
-        resp.headers["Retry-After"] = str(err.retry_after_s or 1)
+    if retry_after_s is not None:
+        resp.headers["Retry-After"] = str(retry_after_s)
     return _no_store(resp)
 
 
@@ -155,11 +350,122 @@ def _is_netpay(auth: str | None) -> bool:
     return auth.strip().split(None, 1)[0].lower() == "netpay"
 
 
-def create_app(deps: WebDeps | Callable[[], WebDeps]) -> Flask:
-    """The newspaper site; ``deps`` may be a factory called on first request."""
+# -- dashboard sessions ---------------------------------------------------------
+
+
+def _is_loopback_host(host: str) -> bool:
+    """True for ``localhost``, ``127.x.y.z`` and ``[::1]`` (with or without a port)."""
+    if host.startswith("["):
+        name = host[1:].split("]", 1)[0]
+    elif host.count(":") == 1:
+        name = host.split(":", 1)[0]
+    else:
+        name = host
+    name = name.lower().rstrip(".")
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+class _SessionInterface(SecureCookieSessionInterface):
+    """Flask's signed cookie session, Secure unless the site is reached on loopback."""
+
+    def get_cookie_secure(self, app: Flask) -> bool:
+        return not _is_loopback_host(request.host)
+
+
+def _client_address() -> str:
+    return (request.remote_addr or "unknown")[:64]
+
+
+def _csrf_token() -> str:
+    token = session.get("csrf")
+    if not isinstance(token, str):
+        token = secrets.token_urlsafe(32)
+        session["csrf"] = token
+    return token
+
+
+def _check_csrf() -> None:
+    sent = request.form.get(_CSRF_FIELD, "")
+    expected = session.get("csrf")
+    if (
+        not isinstance(expected, str)
+        or not sent
+        or len(sent) > 128
+        or not secrets.compare_digest(sent.encode(), expected.encode())
+    ):
+        raise BadRequest("missing or wrong CSRF token: reload the form and try again")
+
+
+def _logged_in(digest: str) -> bool:
+    tag = session.get("operator")
+    return isinstance(tag, str) and secrets.compare_digest(tag, password_tag(digest))
+
+
+def _dashboard_response(body: str, status: int = 200) -> Response:
+    resp = Response(body, status=status, mimetype="text/html")
+    resp.headers.update(_DASHBOARD_HEADERS)
+    return resp
+
+
+def _see_other(location: str) -> Response:
+    resp = _dashboard_response("", 303)
+    resp.headers["Location"] = location
+    return resp
+
+
+def _amount_in(amount_minor: int, currency: str) -> str:
+    return format_money(Money(amount_minor, currency))
+
+
+def _when(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _short(ecoin_id: str) -> str:
+    return f"{ecoin_id[:8]}…{ecoin_id[-4:]}" if len(ecoin_id) > 12 else ecoin_id
+
+
+def _cookie_name(secret_key: bytes) -> str:
+    """One cookie name per vendor: two newspapers on one host keep their own sessions."""
+    return "netpay_dashboard_" + hashlib.sha256(b"cookie-name:" + secret_key).hexdigest()[:10]
+
+
+def create_app(deps: WebDeps | Callable[[], WebDeps], *, data_dir: Path | None = None) -> Flask:
+    """The newspaper site; ``deps`` may be a factory called on first request.
+
+    ``data_dir`` (the vendor's) enables the dashboard: it holds the web secret
+    key (made by the main process) and the operator password hash.
+    """
     app = Flask(__name__)
-    app.extensions[_EXTENSION] = _Deps(deps)
+    app.extensions[_EXTENSION] = _Site(_Deps(deps), data_dir, LoginLimiter())
     app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.session_interface = _SessionInterface()
+    app.config.update(
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Strict",
+        SESSION_COOKIE_PATH="/dashboard",
+        PERMANENT_SESSION_LIFETIME=_SESSION_LIFETIME,
+        MAX_CONTENT_LENGTH=64 * 1024,
+        MAX_FORM_MEMORY_SIZE=16 * 1024,
+        MAX_FORM_PARTS=16,
+    )
+    if data_dir is not None:
+        app.secret_key = read_secret_key(data_dir)
+        app.config["SESSION_COOKIE_NAME"] = _cookie_name(app.secret_key)
+    app.jinja_env.filters["money"] = format_money
+    app.jinja_env.filters["amount_in"] = _amount_in
+    app.jinja_env.filters["when"] = _when
+    app.jinja_env.filters["short"] = _short
+
+    @app.after_request
+    def _hardening(resp: Response) -> Response:
+        resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+        return resp
 
     @app.get("/healthz")
     def healthz() -> Response:
@@ -195,7 +501,7 @@ def create_app(deps: WebDeps | Callable[[], WebDeps]) -> Flask:
             return _error(d, NotFound(f"no article {article_id[:64]!r}"), None)
         if found.is_free:
             return Response(
-                render_template("article.html", article=found, words_left=None, **_page_context(d)),
+                render_template("article.html", article=found, paid=None, **_page_context(d)),
                 mimetype="text/html",
             )
         auth = request.headers.get("Authorization")
@@ -207,13 +513,91 @@ def create_app(deps: WebDeps | Callable[[], WebDeps]) -> Flask:
         except NetPayError as err:
             return _error(d, err, found)
         resp = Response(
-            render_template(
-                "article.html", article=found, words_left=result.words_left, **_page_context(d)
-            ),
+            render_template("article.html", article=found, paid=result, **_page_context(d)),
             mimetype="text/html",
         )
         resp.headers[RECEIPT_HEADER] = b64url_encode(result.receipt)
         resp.headers[BALANCE_HEADER] = str(result.words_left)
         return _no_store(resp)
+
+    # -- the operator's dashboard ------------------------------------------------
+
+    def disabled() -> Response:
+        d = _deps()
+        return _dashboard_response(
+            render_template(
+                "dashboard_disabled.html",
+                password_file=PASSWORD_FILE,
+                configured=data_dir is not None,
+                **_page_context(d),
+            ),
+            403,
+        )
+
+    @app.get("/dashboard")
+    def dashboard() -> Response:
+        digest = load_password_hash(data_dir)
+        if digest is None:
+            return disabled()
+        if not _logged_in(digest):
+            return _see_other(url_for("login"))
+        d = _deps()
+        view = d.services.dashboard(clicks_limit=_RECENT_CLICKS, coins_limit=_COINS_SHOWN)
+        titles = {a.article_id: d.newspaper.headline(a) for a in d.newspaper.articles}
+        return _dashboard_response(
+            render_template(
+                "dashboard.html",
+                view=view,
+                titles=titles,
+                states=VendorCoinState,
+                csrf_token=_csrf_token(),
+                **_page_context(d),
+            )
+        )
+
+    @app.route("/dashboard/login", methods=["GET", "POST"])
+    def login() -> Response:
+        digest = load_password_hash(data_dir)
+        if digest is None:
+            return disabled()
+        if request.method == "GET":
+            if _logged_in(digest):
+                return _see_other(url_for("dashboard"))
+            return _login_page()
+        _check_csrf()
+        d = _deps()
+        client = _client_address()
+        now_ms = d.clock.now_ms()
+        wait_s = _site().limiter.retry_after_s(client, now_ms)
+        if wait_s:
+            resp = _login_page(f"Too many wrong passwords. Try again in {wait_s} seconds.", 429)
+            resp.headers["Retry-After"] = str(wait_s)
+            return resp
+        if not verify_password(digest, request.form.get("password", "")):
+            _site().limiter.failed(client, now_ms)
+            return _login_page("Wrong password.", 401)
+        _site().limiter.succeeded(client)
+        session.clear()
+        session.permanent = True
+        session["operator"] = password_tag(digest)
+        session["csrf"] = secrets.token_urlsafe(32)
+        return _see_other(url_for("dashboard"))
+
+    @app.post("/dashboard/logout")
+    def logout() -> Response:
+        if data_dir is None:
+            abort(404)
+        _check_csrf()
+        session.clear()
+        return _see_other(url_for("login"))
+
+    def _login_page(error: str | None = None, status: int = 200) -> Response:
+        d = _deps()
+        return _dashboard_response(
+            render_template(
+                "dashboard_login.html", error=error, csrf_token=_csrf_token(), **_page_context(d)
+            ),
+            status,
+        )
 
     return app

@@ -97,4 +97,4 @@ def create_app_from_env() -> Flask:
     if not path:
         raise RuntimeError(f"{CONFIG_ENV} is not set")
     config = read_json(Path(path))
-    return create_app(lambda: load_web_deps(config))
+    return create_app(lambda: load_web_deps(config), data_dir=Path(config["data_dir"]))
