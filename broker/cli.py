@@ -20,13 +20,21 @@ _BROKER_EPILOG = """examples:
   netpay broker add-vendor daily-planet --origin http://127.0.0.1:8001 --data-dir /tmp/broker
 """
 
-_SERVE_EPILOG = f"""Prints one JSON line on stdout once ready: {{"grpc": "H:P", "web": null}},
-then serves until SIGINT or SIGTERM (exit code 0). The data dir is made at the
-first start: broker.key (Ed25519, 0600), broker.json (the broker id), broker.sqlite.
---db-url (or ${DB_URL_ENV}) puts the database elsewhere, e.g. PostgreSQL.
+_SERVE_EPILOG = f"""Prints one JSON line on stdout once ready: {{"grpc": "H:P", "web": "http://H:P"}}
+("web" is null without --web-addr), then serves until SIGINT or SIGTERM (exit
+code 0). The data dir is made at the first start: broker.key (Ed25519, 0600),
+broker.json (the broker id), broker.sqlite, and with the portal web-secret.key
+(0600, the session cookie key). --db-url (or ${DB_URL_ENV}) puts the database
+elsewhere, e.g. PostgreSQL.
+
+The web portal (--web-addr) serves readers in a browser: register, log in,
+profile, demo payment instruments, their coins, the newspapers. On a
+non-loopback address it needs --insecure (plain HTTP: put a TLS proxy in
+front) and its session cookie is Secure.
 
 examples:
   netpay broker serve --data-dir /tmp/broker
+  netpay broker serve --data-dir /tmp/broker --web-addr 127.0.0.1:7780
   netpay broker serve --data-dir /tmp/broker --grpc-addr 127.0.0.1:0 --currency EUR USD
 """
 
@@ -57,11 +65,12 @@ def _serve(args: argparse.Namespace) -> int:
         broker_id=args.broker_id,
         currencies=currencies,
         demo_deposit_minor=args.demo_deposit_minor,
+        web_addr=args.web_addr,
     )
     stop = install_stop_handlers()
     handle = start_broker(config)
     try:
-        print_ready(handle.grpc_address, None)
+        print_ready(handle.grpc_address, handle.web_url)
         stop.wait()
     finally:
         handle.stop()
@@ -102,8 +111,9 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
 
     serve = commands.add_parser(
         "serve",
-        help="serve the broker's gRPC API",
-        description="Serve the broker's gRPC API (health and reflection included).",
+        help="serve the broker's gRPC API and, with --web-addr, its web portal",
+        description="Serve the broker's gRPC API (health and reflection included) and, "
+        "with --web-addr, the readers' web portal.",
         epilog=_SERVE_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -113,6 +123,11 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         default=DEFAULT_GRPC_ADDR,
         metavar="H:P",
         help=f"gRPC listen address; port 0 picks a free port (default {DEFAULT_GRPC_ADDR})",
+    )
+    serve.add_argument(
+        "--web-addr",
+        metavar="H:P",
+        help="serve the reader web portal here; port 0 picks a free port (default: no portal)",
     )
     serve.add_argument(
         "--db-url",

@@ -1,23 +1,35 @@
-"""Broker process wiring: config -> data dir -> storage -> services -> gRPC."""
+"""Broker process wiring: config -> data dir -> storage -> services -> gRPC + web portal."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
+import socket
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from flask import Flask
+from werkzeug.serving import make_server
+
 from broker.rpc import SERVICE_NAME, BrokerServicer
 from broker.services import BrokerServices, enroll_vendor
 from broker.storage import BrokerStore
+from broker.web import PortalDeps, create_app, load_or_create_secret
 from netpay.clock import Clock, SystemClock
 from netpay.encoding import check_currency, check_party_id
 from netpay.envelope import load_or_create_key
+from netpay.errors import InvalidArgument
 from netpay.files import ensure_private_dir, read_json, write_private
 from netpay.limits import DEFAULT_LIMITS, Limits
 from netpay.sqlstore import make_engine, sqlite_url
-from netpay.transport.server import GrpcServer, create_grpc_server
+from netpay.transport.server import (
+    GrpcServer,
+    check_listen_address,
+    create_grpc_server,
+    split_host_port,
+)
 from netpay.v1 import broker_pb2_grpc
 
 __all__ = [
@@ -27,6 +39,7 @@ __all__ = [
     "BrokerConfig",
     "BrokerHandle",
     "add_vendor",
+    "is_loopback_host",
     "open_store",
     "start_broker",
 ]
@@ -48,6 +61,8 @@ class BrokerConfig:
     limits: Limits = DEFAULT_LIMITS
     currencies: tuple[str, ...] = ("EUR",)
     demo_deposit_minor: int = 10_000  # demo bank: opening deposit per currency for each new reader
+    # The web portal's listen address (port 0 allowed); None: no portal.
+    web_addr: str | None = None
 
 
 @dataclass
@@ -60,6 +75,8 @@ class BrokerHandle:
     services: BrokerServices
     _server: GrpcServer = field(repr=False)
     _store: BrokerStore = field(repr=False)
+    web_url: str | None = None  # "http://H:P" of the portal, when it is served
+    _web: _PortalServer | None = field(default=None, repr=False)
     _stopped: bool = field(default=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -68,9 +85,85 @@ class BrokerHandle:
             if self._stopped:
                 return
             self._stopped = True
+        if self._web is not None:
+            self._web.stop()
         self._server.stop()
         self._store.dispose()
         log.info("broker %s stopped", self.broker_id)
+
+
+_WEB_BACKLOG = 128
+_WEB_STOP_TIMEOUT_S = 10.0
+
+
+class _PortalServer:
+    """The portal on a threaded werkzeug server, in this process, on a bound socket."""
+
+    def __init__(self, sock: socket.socket, app: Flask) -> None:
+        host, port = sock.getsockname()[:2]
+        self._server = make_server(host, port, app, threaded=True, fd=sock.fileno())
+        sock.close()  # the server holds its own copy of the descriptor
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.1,), name="broker-web", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(_WEB_STOP_TIMEOUT_S)
+
+
+def _bind_web_socket(address: str) -> socket.socket:
+    host, port = split_host_port(address)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(_WEB_BACKLOG)
+    except OSError as exc:
+        sock.close()
+        raise InvalidArgument(f"could not bind the web address {address}: {exc}") from exc
+    return sock
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for localhost and loopback IP addresses (the portal then needs no HTTPS)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _start_portal(
+    config: BrokerConfig, data_dir: Path, services: BrokerServices
+) -> tuple[_PortalServer, str]:
+    assert config.web_addr is not None
+    check_listen_address(config.web_addr, insecure=config.insecure)
+    host, _port = split_host_port(config.web_addr)
+    sock = _bind_web_socket(config.web_addr)
+    try:
+        bound_host, bound_port = sock.getsockname()[:2]
+        url = (
+            f"http://[{bound_host}]:{bound_port}"
+            if ":" in bound_host
+            else f"http://{bound_host}:{bound_port}"
+        )
+        app = create_app(
+            PortalDeps(
+                services=services,
+                secret_key=load_or_create_secret(data_dir),
+                secure_cookies=not is_loopback_host(host),
+            )
+        )
+        server = _PortalServer(sock, app)
+    except BaseException:
+        sock.close()
+        raise
+    return server, url
 
 
 def open_store(data_dir: Path, db_url: str | None) -> BrokerStore:
@@ -122,6 +215,16 @@ def start_broker(config: BrokerConfig, *, clock: Clock | None = None) -> BrokerH
     except BaseException:
         store.dispose()
         raise
+    web: _PortalServer | None = None
+    web_url: str | None = None
+    if config.web_addr is not None:
+        try:
+            web, web_url = _start_portal(config, data_dir, services)
+        except BaseException:
+            server.stop()
+            store.dispose()
+            raise
+        log.info("broker %s serving the web portal on %s", broker_id, web_url)
     log.info("broker %s serving gRPC on %s", broker_id, server.address)
     return BrokerHandle(
         grpc_address=server.address,
@@ -130,6 +233,8 @@ def start_broker(config: BrokerConfig, *, clock: Clock | None = None) -> BrokerH
         services=services,
         _server=server,
         _store=store,
+        web_url=web_url,
+        _web=web,
     )
 
 

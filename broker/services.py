@@ -47,7 +47,22 @@ from broker.domain import (
     reclaim_is_repeat,
     transition,
 )
-from broker.storage import BrokerStore, PurchaseRow, Repos, StoredCoin, VendorRow
+from broker.portal import (
+    MAX_INSTRUMENTS,
+    BankAccountDetails,
+    CardDetails,
+    InstrumentKind,
+    check_email,
+    check_profile_name,
+)
+from broker.storage import (
+    BrokerStore,
+    PaymentInstrumentRow,
+    PurchaseRow,
+    Repos,
+    StoredCoin,
+    VendorRow,
+)
 from netpay.chain import WORD_BYTES
 from netpay.clock import Clock
 from netpay.encoding import b64url_encode, check_currency, check_ecoin_id, check_party_id
@@ -71,6 +86,7 @@ from netpay.v1 import statements_pb2 as pb
 __all__ = [
     "CERTIFICATE_TTL_S",
     "MAX_FAILED_LOGINS",
+    "PORTAL_SESSION_TTL_S",
     "READER_TOKEN_TTL_S",
     "BrokerServices",
     "BuyCoinInput",
@@ -79,8 +95,13 @@ __all__ = [
     "CheckpointStatus",
     "CoinStatusView",
     "CustodyGrantView",
+    "DirectoryEntry",
     "HandOffRequiredView",
+    "InstrumentView",
     "LoginResult",
+    "PortalCoinView",
+    "PortalSession",
+    "ProfileView",
     "PurchaseResult",
     "VendorRegistration",
     "WalletKind",
@@ -96,6 +117,10 @@ CERTIFICATE_TTL_S = 7 * 86_400
 MAX_FAILED_LOGINS = 5
 FAILED_LOGIN_WINDOW_S = 300
 MAX_LISTED_COINS = 2_000
+PORTAL_SESSION_TTL_S = 12 * 3600
+MAX_PORTAL_COINS = 200
+MAX_DIRECTORY_VENDORS = 500
+MAX_SESSION_TOKEN_CHARS = 64
 MAX_REQUEST_ID_CHARS = 64
 MAX_PASSWORD_CHARS = 256
 MIN_PASSWORD_CHARS = 8
@@ -198,6 +223,86 @@ class CheckpointOutcome:
     max_skew_s: int
 
 
+@dataclass(frozen=True)
+class PortalSession:
+    """A signed-in browser session of the web portal; ``token`` goes in its cookie."""
+
+    token: str
+    reader_id: str
+    expires_at_ms: int
+
+
+@dataclass(frozen=True)
+class ProfileView:
+    reader_id: str
+    username: str
+    display_name: str | None
+    email: str | None
+    created_at_ms: int
+    erased_at_ms: int | None  # when the reader last deleted their personal data
+
+
+@dataclass(frozen=True)
+class InstrumentView:
+    instrument_id: str
+    kind: InstrumentKind
+    brand: str
+    last4: str
+    country: str | None
+    exp_month: int | None
+    exp_year: int | None
+    holder_name: str
+    is_default: bool
+
+    @property
+    def masked(self) -> str:
+        """How the instrument is shown: never more than its last four characters."""
+        dots = "\u2022" * 4
+        if self.kind is InstrumentKind.CARD:
+            return f"{self.brand} {dots} {self.last4}"
+        return f"{self.country}\u2022\u2022 {dots} {dots} {self.last4}"
+
+
+@dataclass(frozen=True)
+class PortalCoinView:
+    """A coin as the portal shows it: what the broker knows today."""
+
+    ecoin_id: str
+    wallet_kind: str
+    currency: str
+    n: int
+    unit_value_minor: int
+    state: CoinState
+    frozen: bool
+    holder: str | None
+    epoch: int
+    latest_index: int
+    issued_at_ms: int
+    expires_at_ms: int
+    epochs: tuple[EpochView, ...]
+
+    @property
+    def words_left(self) -> int:
+        """n minus the latest index the broker knows (vendors may have spent more since)."""
+        return self.n - self.latest_index
+
+    @property
+    def value_minor(self) -> int:
+        return self.n * self.unit_value_minor
+
+    @property
+    def left_minor(self) -> int:
+        return self.words_left * self.unit_value_minor
+
+
+@dataclass(frozen=True)
+class DirectoryEntry:
+    vendor_id: str
+    display_name: str
+    web_origin: str
+    valid_until_ms: int
+
+
 # -- helpers ------------------------------------------------------------------------
 
 
@@ -233,6 +338,20 @@ def _envelope(data: bytes) -> pb.Envelope:
     env = pb.Envelope()
     env.ParseFromString(data)
     return env
+
+
+def _check_new_password(password: str) -> None:
+    if not MIN_PASSWORD_CHARS <= len(password) <= MAX_PASSWORD_CHARS:
+        raise InvalidArgument(
+            f"password must have {MIN_PASSWORD_CHARS}..{MAX_PASSWORD_CHARS} characters"
+        )
+
+
+def _session_hash(token: str) -> bytes | None:
+    """The stored hash of a portal session token, None for one that cannot be ours."""
+    if not 1 <= len(token) <= MAX_SESSION_TOKEN_CHARS:
+        return None
+    return hash_token(token)
 
 
 def enroll_vendor(store: BrokerStore, vendor_id: str, origin: str | None, now_ms: int) -> str:
@@ -325,10 +444,7 @@ class BrokerServices:
         """Open a reader account and its funded demo bank account; returns the reader id."""
         if not USERNAME_RE.fullmatch(username):
             raise InvalidArgument("username must match [a-z0-9_.-]{3,32}")
-        if not MIN_PASSWORD_CHARS <= len(password) <= MAX_PASSWORD_CHARS:
-            raise InvalidArgument(
-                f"password must have {MIN_PASSWORD_CHARS}..{MAX_PASSWORD_CHARS} characters"
-            )
+        _check_new_password(password)
         password_hash = self._hasher.hash(password)
         reader_id = secrets.token_hex(16)
         now_ms = self.clock.now_ms()
@@ -355,6 +471,25 @@ class BrokerServices:
 
     def login(self, username: str, password: str) -> LoginResult:
         """A bearer token for a correct password; failed attempts are rate-limited."""
+        token = new_token()
+        expires: list[int] = []
+
+        def issue(repos: Repos, reader_id: str, now_ms: int) -> None:
+            expires.append(now_ms + READER_TOKEN_TTL_S * 1000)
+            repos.readers.prune_tokens(reader_id, now_ms)
+            repos.readers.add_token(hash_token(token), reader_id, now_ms, expires[0])
+
+        reader_id = self._password_login(username, password, issue)
+        return LoginResult(token=token, expires_at_ms=expires[0], reader_id=reader_id)
+
+    def _password_login(
+        self, username: str, password: str, issue: Callable[[Repos, str, int], None]
+    ) -> str:
+        """Check a password under the failed-login limit; ``issue`` writes the credential.
+
+        ``issue(repos, reader_id, now_ms)`` runs inside the transaction that
+        clears the failures, so a credential exists only for a good password.
+        """
         if not USERNAME_RE.fullmatch(username) or len(password) > MAX_PASSWORD_CHARS:
             raise Unauthenticated("wrong username or password")
         now_ms = self.clock.now_ms()
@@ -366,8 +501,6 @@ class BrokerServices:
             stored_hash = reader.password_hash if reader else self._dummy_hash
         # Hash outside the transaction: it is slow and needs no lock.
         ok = self._verify_password(stored_hash, password) and reader_id is not None
-        token = new_token()
-        expires_at_ms = now_ms + READER_TOKEN_TTL_S * 1000
         with self.store.begin() as repos:
             repos.readers.prune_failures(window_start_ms)
             if not ok or reader_id is None:
@@ -376,10 +509,9 @@ class BrokerServices:
                 raise Unauthenticated("wrong username or password")
             self._check_login_rate(repos, username, window_start_ms, now_ms)
             repos.readers.clear_failures(username)
-            repos.readers.prune_tokens(reader_id, now_ms)
-            repos.readers.add_token(hash_token(token), reader_id, now_ms, expires_at_ms)
+            issue(repos, reader_id, now_ms)
             repos.commit()
-        return LoginResult(token=token, expires_at_ms=expires_at_ms, reader_id=reader_id)
+        return reader_id
 
     def _check_login_rate(
         self, repos: Repos, username: str, window_start_ms: int, now_ms: int
@@ -434,6 +566,266 @@ class BrokerServices:
         for currency in self.currencies:
             balances.setdefault(currency, 0)
         return dict(sorted(balances.items()))
+
+    # -- web portal ----------------------------------------------------------------
+
+    def _open_portal_session(self, repos: Repos, reader_id: str, now_ms: int) -> PortalSession:
+        token = new_token()
+        expires_at_ms = now_ms + PORTAL_SESSION_TTL_S * 1000
+        repos.portal.prune_sessions(now_ms)
+        repos.portal.add_session(hash_token(token), reader_id, now_ms, expires_at_ms)
+        return PortalSession(token=token, reader_id=reader_id, expires_at_ms=expires_at_ms)
+
+    def portal_login(self, username: str, password: str) -> PortalSession:
+        """Sign in at the portal: the same password check and failure limit as Login."""
+        opened: list[PortalSession] = []
+
+        def issue(repos: Repos, reader_id: str, now_ms: int) -> None:
+            opened.append(self._open_portal_session(repos, reader_id, now_ms))
+
+        self._password_login(username, password, issue)
+        return opened[0]
+
+    def portal_register(self, username: str, password: str) -> PortalSession:
+        """Open a reader account (as RegisterReader) and sign it in at the portal."""
+        reader_id = self.register_reader(username, password)
+        with self.store.begin() as repos:
+            opened = self._open_portal_session(repos, reader_id, self.clock.now_ms())
+            repos.commit()
+        return opened
+
+    def portal_reader(self, session_token: str) -> str:
+        """The reader of a live portal session, or Unauthenticated."""
+        digest = _session_hash(session_token)
+        reader_id = None
+        if digest is not None:
+            with self.store.begin() as repos:
+                reader_id = repos.portal.session_reader(digest, self.clock.now_ms())
+        if reader_id is None:
+            raise Unauthenticated("unknown or expired portal session")
+        return reader_id
+
+    def portal_logout(self, session_token: str) -> None:
+        """End a portal session (unknown or ended sessions are fine)."""
+        digest = _session_hash(session_token)
+        if digest is None:
+            return
+        with self.store.begin() as repos:
+            repos.portal.delete_session(digest)
+            repos.commit()
+
+    def _profile(self, repos: Repos, reader_id: str) -> ProfileView:
+        reader = repos.readers.get(reader_id)
+        if reader is None:
+            raise NotFound("no such reader")
+        profile = repos.portal.profile(reader_id)
+        return ProfileView(
+            reader_id=reader_id,
+            username=reader.username,
+            display_name=profile.display_name if profile else None,
+            email=profile.email if profile else None,
+            created_at_ms=reader.created_at_ms,
+            erased_at_ms=profile.erased_at_ms if profile else None,
+        )
+
+    def reader_profile(self, reader_id: str) -> ProfileView:
+        with self.store.begin() as repos:
+            return self._profile(repos, reader_id)
+
+    def update_profile(self, reader_id: str, display_name: str, email: str) -> ProfileView:
+        """Set the optional display name and e-mail (empty clears one)."""
+        name = check_profile_name(display_name)
+        address = check_email(email)
+        with self.store.begin() as repos:
+            if repos.readers.get(reader_id, for_update=True) is None:
+                raise NotFound("no such reader")
+            repos.portal.save_profile(reader_id, name, address, self.clock.now_ms())
+            view = self._profile(repos, reader_id)
+            repos.commit()
+        return view
+
+    def erase_personal_data(self, reader_id: str) -> ProfileView:
+        """Erase name, e-mail and payment instruments; money records and login stay."""
+        with self.store.begin() as repos:
+            if repos.readers.get(reader_id, for_update=True) is None:
+                raise NotFound("no such reader")
+            repos.portal.save_profile(reader_id, None, None, self.clock.now_ms(), erased=True)
+            repos.portal.delete_instruments(reader_id)
+            view = self._profile(repos, reader_id)
+            repos.commit()
+        return view
+
+    def change_password(
+        self, reader_id: str, current: str, new: str, *, keep_session: str | None = None
+    ) -> None:
+        """Replace the password after checking the current one (counted like a login).
+
+        Every other portal session and every API token of the reader ends:
+        wallets must log in again.
+        """
+        _check_new_password(new)
+        if len(current) > MAX_PASSWORD_CHARS:
+            raise Unauthenticated("the current password is wrong")
+        now_ms = self.clock.now_ms()
+        window_start_ms = now_ms - FAILED_LOGIN_WINDOW_S * 1000
+        with self.store.begin() as repos:
+            reader = repos.readers.get(reader_id)
+            if reader is None:
+                raise NotFound("no such reader")
+            username, old_hash = reader.username, reader.password_hash
+            self._check_login_rate(repos, username, window_start_ms, now_ms)
+        ok = self._verify_password(old_hash, current)
+        new_hash = self._hasher.hash(new) if ok else ""
+        keep = _session_hash(keep_session) if keep_session else None
+        with self.store.begin() as repos:
+            repos.readers.prune_failures(window_start_ms)
+            if not ok:
+                repos.readers.add_failure(username, now_ms)
+                repos.commit()
+                raise Unauthenticated("the current password is wrong")
+            self._check_login_rate(repos, username, window_start_ms, now_ms)
+            repos.readers.set_password_hash(reader_id, old_hash, new_hash)
+            repos.readers.clear_failures(username)
+            repos.readers.delete_tokens(reader_id)
+            repos.portal.delete_sessions(reader_id, keep=keep)
+            repos.commit()
+
+    def list_instruments(self, reader_id: str) -> list[InstrumentView]:
+        with self.store.begin() as repos:
+            return [_instrument_view(row) for row in repos.portal.instruments(reader_id)]
+
+    def add_instrument(
+        self,
+        reader_id: str,
+        details: CardDetails | BankAccountDetails,
+        *,
+        make_default: bool = False,
+    ) -> InstrumentView:
+        """Keep a demo instrument (checked by ``broker.portal``); the first is the default."""
+        now_ms = self.clock.now_ms()
+        instrument_id = secrets.token_hex(16)
+        if isinstance(details, CardDetails):
+            row = PaymentInstrumentRow(
+                instrument_id=instrument_id,
+                reader_id=reader_id,
+                kind=InstrumentKind.CARD.value,
+                brand=details.brand,
+                last4=details.last4,
+                country=None,
+                exp_month=details.exp_month,
+                exp_year=details.exp_year,
+                holder_name=details.holder_name,
+                is_default=False,
+                created_at_ms=now_ms,
+            )
+        else:
+            row = PaymentInstrumentRow(
+                instrument_id=instrument_id,
+                reader_id=reader_id,
+                kind=InstrumentKind.BANK_ACCOUNT.value,
+                brand="Bank account",
+                last4=details.last4,
+                country=details.country,
+                exp_month=None,
+                exp_year=None,
+                holder_name=details.holder_name,
+                is_default=False,
+                created_at_ms=now_ms,
+            )
+        with self.store.begin() as repos:
+            # Lock the reader: the count and the one-default rule hold per reader.
+            if repos.readers.get(reader_id, for_update=True) is None:
+                raise NotFound("no such reader")
+            existing = repos.portal.instruments(reader_id)
+            if len(existing) >= MAX_INSTRUMENTS:
+                raise InvalidArgument(f"at most {MAX_INSTRUMENTS} payment instruments")
+            repos.portal.add_instrument(row)
+            if make_default or not existing:
+                repos.portal.set_default(reader_id, instrument_id)
+            added = next(
+                _instrument_view(r)
+                for r in repos.portal.instruments(reader_id)
+                if r.instrument_id == instrument_id
+            )
+            repos.commit()
+        return added
+
+    def remove_instrument(self, reader_id: str, instrument_id: str) -> None:
+        """Remove one; if it was the default, the oldest remaining one becomes the default."""
+        with self.store.begin() as repos:
+            if repos.readers.get(reader_id, for_update=True) is None:
+                raise NotFound("no such reader")
+            if not repos.portal.delete_instrument(reader_id, instrument_id):
+                raise NotFound("no such payment instrument")
+            remaining = repos.portal.instruments(reader_id)
+            if remaining and not any(r.is_default for r in remaining):
+                repos.portal.set_default(reader_id, remaining[0].instrument_id)
+            repos.commit()
+
+    def set_default_instrument(self, reader_id: str, instrument_id: str) -> None:
+        with self.store.begin() as repos:
+            if repos.readers.get(reader_id, for_update=True) is None:
+                raise NotFound("no such reader")
+            if not repos.portal.set_default(reader_id, instrument_id):
+                raise NotFound("no such payment instrument")
+            repos.commit()
+
+    def portal_coins(self, reader_id: str) -> list[PortalCoinView]:
+        """The reader's coins, newest first (at most MAX_PORTAL_COINS), with custody epochs."""
+        now_ms = self.clock.now_ms()
+        with self.store.begin() as repos:
+            coins = repos.coins.list_for_owner(reader_id, MAX_PORTAL_COINS)
+            epochs = repos.coins.epochs_of([c.view.ecoin_id for c in coins])
+        views = []
+        for stored in coins:
+            coin = stored.view
+            touchstone = pb.Touchstone()
+            touchstone.ParseFromString(_envelope(stored.touchstone).payload)
+            views.append(
+                PortalCoinView(
+                    ecoin_id=coin.ecoin_id,
+                    wallet_kind=stored.wallet_kind,
+                    currency=stored.currency,
+                    n=coin.n,
+                    unit_value_minor=coin.unit_value_minor,
+                    state=effective_state(coin, now_ms),
+                    frozen=coin.frozen,
+                    holder=coin.holder,
+                    epoch=coin.epoch,
+                    latest_index=coin.latest.index,
+                    issued_at_ms=touchstone.issued_at_ms,
+                    expires_at_ms=coin.expires_at_ms,
+                    epochs=tuple(epochs[coin.ecoin_id]),
+                )
+            )
+        return views
+
+    def vendor_directory(self) -> list[DirectoryEntry]:
+        """Every vendor with a certificate valid now, by display name."""
+        now_ms = self.clock.now_ms()
+        with self.store.begin() as repos:
+            rows = [
+                (row.vendor_id, row.certificate)
+                for row in repos.vendors.with_certificates(MAX_DIRECTORY_VENDORS)
+            ]
+        entries = []
+        for vendor_id, data in rows:
+            assert data is not None
+            try:
+                cert = open_envelope(_envelope(data), pb.VendorCertificate, self.key.public_key)
+            except NetPayError:
+                continue
+            if cert.valid_until_ms <= now_ms or cert.vendor_id != vendor_id:
+                continue
+            entries.append(
+                DirectoryEntry(
+                    vendor_id=vendor_id,
+                    display_name=cert.display_name or vendor_id,
+                    web_origin=cert.web_origin,
+                    valid_until_ms=cert.valid_until_ms,
+                )
+            )
+        return sorted(entries, key=lambda e: (e.display_name.casefold(), e.vendor_id))
 
     # -- vendors ------------------------------------------------------------------
 
@@ -1005,6 +1397,20 @@ class BrokerServices:
         return CheckpointItem(
             index.ecoin_id, index.epoch, CheckpointStatus.LEASED, "", after.latest.index
         )
+
+
+def _instrument_view(row: PaymentInstrumentRow) -> InstrumentView:
+    return InstrumentView(
+        instrument_id=row.instrument_id,
+        kind=InstrumentKind(row.kind),
+        brand=row.brand,
+        last4=row.last4,
+        country=row.country,
+        exp_month=row.exp_month,
+        exp_year=row.exp_year,
+        holder_name=row.holder_name,
+        is_default=row.is_default,
+    )
 
 
 def _peek_coin_index(envelope: pb.Envelope) -> tuple[str, int]:

@@ -56,7 +56,11 @@ __all__ = [
     "CustodyEpochRow",
     "EntryRow",
     "LoginFailureRow",
+    "PaymentInstrumentRow",
+    "PortalRepo",
+    "PortalSessionRow",
     "PurchaseRow",
+    "ReaderProfileRow",
     "ReaderRow",
     "ReaderTokenRow",
     "Repos",
@@ -117,6 +121,52 @@ class VendorRow(Base):
     created_at_ms: Mapped[int] = mapped_column(BigInteger)
     enrolled_at_ms: Mapped[int | None] = mapped_column(BigInteger)
     registered_at_ms: Mapped[int | None] = mapped_column(BigInteger)
+
+
+# -- web portal ---------------------------------------------------------------------
+
+
+class ReaderProfileRow(Base):
+    """A reader's optional personal data (the portal's profile page)."""
+
+    __tablename__ = "reader_profiles"
+
+    reader_id: Mapped[str] = mapped_column(ForeignKey("readers.reader_id"), primary_key=True)
+    display_name: Mapped[str | None] = mapped_column(String(100))
+    email: Mapped[str | None] = mapped_column(String(254))
+    updated_at_ms: Mapped[int] = mapped_column(BigInteger)
+    erased_at_ms: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class PortalSessionRow(Base):
+    """A signed-in browser session of the portal (the cookie holds the token)."""
+
+    __tablename__ = "portal_sessions"
+
+    session_sha256: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
+    reader_id: Mapped[str] = mapped_column(ForeignKey("readers.reader_id"), index=True)
+    created_at_ms: Mapped[int] = mapped_column(BigInteger)
+    expires_at_ms: Mapped[int] = mapped_column(BigInteger, index=True)
+
+
+class PaymentInstrumentRow(Base):
+    """A demo payment instrument: only what a processor lets a merchant keep."""
+
+    __tablename__ = "payment_instruments"
+
+    # The row id orders instruments by when they were added; the public id is random.
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    instrument_id: Mapped[str] = mapped_column(String(32), unique=True)
+    reader_id: Mapped[str] = mapped_column(ForeignKey("readers.reader_id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    brand: Mapped[str] = mapped_column(String(32))
+    last4: Mapped[str] = mapped_column(String(4))
+    country: Mapped[str | None] = mapped_column(String(2))
+    exp_month: Mapped[int | None] = mapped_column(Integer)
+    exp_year: Mapped[int | None] = mapped_column(Integer)
+    holder_name: Mapped[str] = mapped_column(String(100))
+    is_default: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at_ms: Mapped[int] = mapped_column(BigInteger)
 
 
 # -- ledger -----------------------------------------------------------------------
@@ -253,6 +303,27 @@ class ReaderRepo:
     def by_username(self, username: str) -> ReaderRow | None:
         return self._s.scalars(select(ReaderRow).where(ReaderRow.username == username)).first()
 
+    def get(self, reader_id: str, *, for_update: bool = False) -> ReaderRow | None:
+        stmt = select(ReaderRow).where(ReaderRow.reader_id == reader_id)
+        if for_update:
+            stmt = stmt.with_for_update()
+        return self._s.scalars(stmt).first()
+
+    def set_password_hash(self, reader_id: str, old_hash: str, new_hash: str) -> None:
+        """Compare-and-set the password hash; Conflict when it changed meanwhile."""
+        result = self._s.execute(
+            update(ReaderRow)
+            .where(ReaderRow.reader_id == reader_id, ReaderRow.password_hash == old_hash)
+            .values(password_hash=new_hash)
+            .execution_options(synchronize_session=False)
+        )
+        if _rowcount(result) != 1:
+            raise Conflict("the password changed meanwhile")
+
+    def delete_tokens(self, reader_id: str) -> None:
+        """Revoke every API token of the reader."""
+        self._s.execute(delete(ReaderTokenRow).where(ReaderTokenRow.reader_id == reader_id))
+
     def add_token(self, token_sha256: bytes, reader_id: str, now_ms: int, expires_ms: int) -> None:
         self._s.add(
             ReaderTokenRow(
@@ -328,6 +399,17 @@ class VendorRepo:
         return self._s.scalars(
             select(VendorRow.public_key).where(VendorRow.vendor_id == vendor_id)
         ).first()
+
+    def with_certificates(self, limit: int) -> list[VendorRow]:
+        """Vendors that have been certified at least once, by id."""
+        return list(
+            self._s.scalars(
+                select(VendorRow)
+                .where(VendorRow.certificate.is_not(None))
+                .order_by(VendorRow.vendor_id)
+                .limit(limit)
+            )
+        )
 
     def flush(self) -> None:
         self._s.flush()
@@ -559,6 +641,21 @@ class CoinRepo:
         )
         return [_epoch_view(row) for row in rows]
 
+    def epochs_of(self, ecoin_ids: Sequence[str]) -> dict[str, list[EpochView]]:
+        """The custody log of each coin in ``ecoin_ids``, oldest epoch first."""
+        found: dict[str, list[EpochView]] = {ecoin_id: [] for ecoin_id in ecoin_ids}
+        if not found:
+            return found
+        rows = self._s.scalars(
+            select(CustodyEpochRow)
+            .where(CustodyEpochRow.ecoin_id.in_(list(found)))
+            .order_by(CustodyEpochRow.ecoin_id, CustodyEpochRow.epoch)
+            .execution_options(populate_existing=True)
+        )
+        for row in rows:
+            found[row.ecoin_id].append(_epoch_view(row))
+        return found
+
     def open_epoch(self, ecoin_id: str, epoch: EpochView, now_ms: int) -> None:
         assert epoch.end is None
         self._s.add(
@@ -614,6 +711,129 @@ class PurchaseRepo:
         self._s.flush()
 
 
+class PortalRepo:
+    """Profiles, browser sessions and payment instruments of the web portal."""
+
+    def __init__(self, session: Session) -> None:
+        self._s = session
+
+    # profiles
+
+    def profile(self, reader_id: str) -> ReaderProfileRow | None:
+        return self._s.scalars(
+            select(ReaderProfileRow).where(ReaderProfileRow.reader_id == reader_id)
+        ).first()
+
+    def save_profile(
+        self,
+        reader_id: str,
+        display_name: str | None,
+        email: str | None,
+        now_ms: int,
+        *,
+        erased: bool = False,
+    ) -> None:
+        row = self.profile(reader_id)
+        if row is None:
+            row = ReaderProfileRow(reader_id=reader_id)
+            self._s.add(row)
+        row.display_name = display_name
+        row.email = email
+        row.updated_at_ms = now_ms
+        row.erased_at_ms = now_ms if erased else None
+        self._s.flush()
+
+    # sessions
+
+    def add_session(
+        self, session_sha256: bytes, reader_id: str, now_ms: int, expires_ms: int
+    ) -> None:
+        self._s.add(
+            PortalSessionRow(
+                session_sha256=session_sha256,
+                reader_id=reader_id,
+                created_at_ms=now_ms,
+                expires_at_ms=expires_ms,
+            )
+        )
+        self._s.flush()
+
+    def session_reader(self, session_sha256: bytes, now_ms: int) -> str | None:
+        return self._s.scalars(
+            select(PortalSessionRow.reader_id).where(
+                PortalSessionRow.session_sha256 == session_sha256,
+                PortalSessionRow.expires_at_ms > now_ms,
+            )
+        ).first()
+
+    def delete_session(self, session_sha256: bytes) -> None:
+        self._s.execute(
+            delete(PortalSessionRow).where(PortalSessionRow.session_sha256 == session_sha256)
+        )
+
+    def delete_sessions(self, reader_id: str, *, keep: bytes | None = None) -> None:
+        """End every session of the reader, except ``keep``."""
+        stmt = delete(PortalSessionRow).where(PortalSessionRow.reader_id == reader_id)
+        if keep is not None:
+            stmt = stmt.where(PortalSessionRow.session_sha256 != keep)
+        self._s.execute(stmt)
+
+    def prune_sessions(self, now_ms: int) -> None:
+        self._s.execute(delete(PortalSessionRow).where(PortalSessionRow.expires_at_ms <= now_ms))
+
+    # payment instruments
+
+    def instruments(self, reader_id: str) -> list[PaymentInstrumentRow]:
+        return list(
+            self._s.scalars(
+                select(PaymentInstrumentRow)
+                .where(PaymentInstrumentRow.reader_id == reader_id)
+                .order_by(PaymentInstrumentRow.id)
+                .execution_options(populate_existing=True)
+            )
+        )
+
+    def add_instrument(self, row: PaymentInstrumentRow) -> None:
+        self._s.add(row)
+        self._s.flush()
+
+    def delete_instrument(self, reader_id: str, instrument_id: str) -> bool:
+        result = self._s.execute(
+            delete(PaymentInstrumentRow).where(
+                PaymentInstrumentRow.reader_id == reader_id,
+                PaymentInstrumentRow.instrument_id == instrument_id,
+            )
+        )
+        return _rowcount(result) == 1
+
+    def delete_instruments(self, reader_id: str) -> None:
+        self._s.execute(
+            delete(PaymentInstrumentRow).where(PaymentInstrumentRow.reader_id == reader_id)
+        )
+
+    def set_default(self, reader_id: str, instrument_id: str) -> bool:
+        """Make one instrument the default (and no other); False if it is not the reader's."""
+        self._s.execute(
+            update(PaymentInstrumentRow)
+            .where(
+                PaymentInstrumentRow.reader_id == reader_id,
+                PaymentInstrumentRow.instrument_id != instrument_id,
+            )
+            .values(is_default=False)
+            .execution_options(synchronize_session=False)
+        )
+        result = self._s.execute(
+            update(PaymentInstrumentRow)
+            .where(
+                PaymentInstrumentRow.reader_id == reader_id,
+                PaymentInstrumentRow.instrument_id == instrument_id,
+            )
+            .values(is_default=True)
+            .execution_options(synchronize_session=False)
+        )
+        return _rowcount(result) == 1
+
+
 class Repos:
     """The repositories of one unit of work; ``commit()`` makes it durable."""
 
@@ -624,6 +844,7 @@ class Repos:
         self.ledger = LedgerRepo(session)
         self.coins = CoinRepo(session)
         self.purchases = PurchaseRepo(session)
+        self.portal = PortalRepo(session)
 
     def commit(self) -> None:
         self.session.commit()

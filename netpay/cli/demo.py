@@ -37,6 +37,8 @@ DEMO_VENDORS: tuple[tuple[str, str], ...] = (
 )
 DEMO_USERNAME = "demo"
 DEMO_COIN_UNITS = 1_000
+# The broker's web portal comes after the vendors' ports: N + 2 * len(vendors) + 1.
+BROKER_WEB_OFFSET = 2 * len(DEMO_VENDORS) + 1
 READY_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 20.0
 
@@ -61,7 +63,8 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.add_argument(
         "--port-base",
         type=int,
-        help="fixed ports: broker gRPC N; vendor k gRPC N+2k+1, web N+2k+2 (default: free ports)",
+        help="fixed ports: broker gRPC N; vendor k gRPC N+2k+1, web N+2k+2; broker web "
+        f"portal N+{2 * len(DEMO_VENDORS) + 1} (default: free ports)",
     )
     p.add_argument("--json", action="store_true", help="print the addresses as one JSON line")
     p.set_defaults(func=_cmd_demo)
@@ -167,7 +170,14 @@ def _launch(data_dir: Path, port_base: int | None, children: list[Child]) -> dic
     broker = _start(
         "broker",
         _netpay(
-            "broker", "serve", "--data-dir", str(broker_dir), "--grpc-addr", _addr(port_base, 0)
+            "broker",
+            "serve",
+            "--data-dir",
+            str(broker_dir),
+            "--grpc-addr",
+            _addr(port_base, 0),
+            "--web-addr",
+            _addr(port_base, BROKER_WEB_OFFSET),
         ),
     )
     children.append(broker)
@@ -243,6 +253,7 @@ def _print_guide(info: dict[str, Any]) -> None:
     lines = [
         "NetPay demo is running (Ctrl-C stops it):",
         f"  broker gRPC  {info['broker']['grpc']}",
+        f"  broker web   {info['broker']['web']}   (register, coins, newspapers)",
     ]
     for v in info["vendors"]:
         lines.append(f"  {v['name']:<18} {v['web']}   (gRPC {v['grpc']})")

@@ -1,0 +1,502 @@
+"""The broker's web portal (Flask): account, profile, instruments, coins, directory.
+
+Views only translate: each reads a length-limited form, calls one
+:class:`broker.services.BrokerServices` method in process (never the
+broker's own gRPC) and renders the answer; a NetPayError becomes a friendly
+HTML page with its HTTP status. The app is a plain WSGI app made by
+:func:`create_app`, served in the broker process (``broker.server``) or by
+any WSGI server.
+
+Security: every POST carries a CSRF token bound to the session (compared
+with ``secrets.compare_digest``; missing or wrong -> 400 before the view
+runs). The session cookie is HttpOnly and SameSite=Lax (Lax, not Strict:
+the reader arrives from a newspaper's page by a top-level link or redirect
+and must find their broker session there), and Secure with the ``__Host-``
+prefix when the portal is not on a loopback address. The cookie carries an
+opaque portal-session token whose hash is stored by the broker, so logging
+out ends the session for good. Passwords are never logged nor echoed.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import wraps
+from pathlib import Path
+from typing import Any, TypeVar, cast
+
+from flask import (
+    Flask,
+    Response,
+    abort,
+    current_app,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Response as WerkzeugResponse
+
+from broker.portal import (
+    MAX_EMAIL_CHARS,
+    MAX_HOLDER_CHARS,
+    MAX_INSTRUMENTS,
+    MAX_PROFILE_NAME_CHARS,
+    parse_card,
+    parse_iban,
+)
+from broker.services import (
+    MAX_PASSWORD_CHARS,
+    MIN_PASSWORD_CHARS,
+    PORTAL_SESSION_TTL_S,
+    BrokerServices,
+)
+from netpay.errors import InvalidArgument, NetPayError, PermissionDenied, Unauthenticated
+from netpay.files import write_private
+from netpay.money import Money
+
+__all__ = [
+    "COOKIE_NAME",
+    "CSRF_FIELD",
+    "SECRET_FILE",
+    "SECURE_COOKIE_NAME",
+    "PortalDeps",
+    "create_app",
+    "load_or_create_secret",
+]
+
+log = logging.getLogger(__name__)
+
+SECRET_FILE = "web-secret.key"
+SECRET_BYTES = 32
+# Distinct from any vendor's cookie: browsers do not separate cookies by port,
+# and on loopback the broker and the newspapers share 127.0.0.1.
+COOKIE_NAME = "netpay_broker_session"
+SECURE_COOKIE_NAME = "__Host-netpay_broker_session"
+CSRF_FIELD = "csrf_token"
+MAX_REQUEST_BYTES = 16 * 1024
+MAX_USERNAME_FIELD = 64
+MAX_FIELD_CHARS = 256
+_EXTENSION = "netpay_broker_portal"
+_SESSION_KEY = "sid"
+_CSRF_KEY = "csrf"
+
+_CSP = (
+    "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'"
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+ViewResult = str | Response | WerkzeugResponse | tuple[str, int]
+
+
+@dataclass(frozen=True)
+class PortalDeps:
+    """What the portal needs: the services, the session key, the cookie policy."""
+
+    services: BrokerServices
+    secret_key: bytes
+    # True when the portal is reached over HTTPS (not on a loopback address):
+    # the cookie is then Secure and named with the __Host- prefix.
+    secure_cookies: bool
+
+
+def load_or_create_secret(data_dir: Path) -> bytes:
+    """The Flask secret key in ``data_dir`` (0600), made at the first start."""
+    path = Path(data_dir) / SECRET_FILE
+    if path.exists():
+        mode = path.stat().st_mode & 0o777
+        if mode & 0o077:
+            raise PermissionDenied(f"{path} must be mode 0600, is {mode:04o}")
+        secret = path.read_bytes()
+        if len(secret) != SECRET_BYTES:
+            raise InvalidArgument(f"{path} must hold {SECRET_BYTES} bytes")
+        return secret
+    secret = secrets.token_bytes(SECRET_BYTES)
+    write_private(path, secret)
+    return secret
+
+
+def _deps() -> PortalDeps:
+    deps = current_app.extensions[_EXTENSION]
+    assert isinstance(deps, PortalDeps)
+    return deps
+
+
+def _services() -> BrokerServices:
+    return _deps().services
+
+
+# -- forms, CSRF and the signed-in reader ------------------------------------------------
+
+
+def _csrf_token() -> str:
+    token = session.get(_CSRF_KEY)
+    if not isinstance(token, str):
+        token = secrets.token_urlsafe(32)
+        session[_CSRF_KEY] = token
+    return token
+
+
+def _check_csrf() -> None:
+    expected = session.get(_CSRF_KEY)
+    sent = request.form.get(CSRF_FIELD, "")
+    if (
+        not isinstance(expected, str)
+        or len(sent) > MAX_FIELD_CHARS
+        or not secrets.compare_digest(expected.encode(), sent.encode())
+    ):
+        abort(400, description="The form expired or did not come from this site. Try again.")
+
+
+def _field(name: str, max_chars: int = MAX_FIELD_CHARS) -> str:
+    value = request.form.get(name, "")
+    if len(value) > max_chars:
+        raise InvalidArgument(f"{name.replace('_', ' ')}: at most {max_chars} characters")
+    return value
+
+
+def _reader_id() -> str:
+    reader_id = g.get("reader_id")
+    assert isinstance(reader_id, str)
+    return reader_id
+
+
+def _login_required(view: F) -> F:
+    @wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if g.get("reader_id") is None:
+            flash("Please log in first.")
+            return redirect(url_for("login"))
+        return view(*args, **kwargs)
+
+    return cast(F, wrapper)
+
+
+def _start_session(token: str) -> None:
+    """A fresh session (new CSRF token too): nothing from before the login survives."""
+    session.clear()
+    session[_SESSION_KEY] = token
+    session[_CSRF_KEY] = secrets.token_urlsafe(32)
+
+
+def _error_page(err: NetPayError, template: str | None = None, **context: Any) -> Response:
+    status = err.http_status
+    headers: dict[str, str] = {}
+    if isinstance(err, PermissionDenied) and err.retry_after_s is not None:
+        status = 429
+        headers["Retry-After"] = str(err.retry_after_s)
+    if status >= 500:
+        log.warning("portal: %s: %s", err.code, err.detail)
+    body = render_template(
+        template or "message.html",
+        error=err.detail,
+        title="Something went wrong" if template is None else None,
+        **context,
+    )
+    return Response(body, status=status, headers=headers, mimetype="text/html")
+
+
+# -- formatting ---------------------------------------------------------------------------
+
+
+def _format_ms(ms: int | None) -> str:
+    if not ms:
+        return ""
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _format_money(amount_minor: int, currency: str) -> str:
+    return str(Money(amount_minor, currency))
+
+
+# -- the app ------------------------------------------------------------------------------
+
+
+def create_app(deps: PortalDeps) -> Flask:
+    """The portal as a WSGI app over in-process broker services."""
+    here = Path(__file__).parent
+    app = Flask(
+        __name__,
+        template_folder=str(here / "templates"),
+        static_folder=str(here / "static"),
+        static_url_path="/static",
+    )
+    app.config.update(
+        SECRET_KEY=deps.secret_key,
+        SESSION_COOKIE_NAME=SECURE_COOKIE_NAME if deps.secure_cookies else COOKIE_NAME,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=deps.secure_cookies,
+        SESSION_COOKIE_PATH="/",
+        SESSION_COOKIE_DOMAIN=None,
+        PERMANENT_SESSION_LIFETIME=PORTAL_SESSION_TTL_S,
+        MAX_CONTENT_LENGTH=MAX_REQUEST_BYTES,
+        MAX_FORM_MEMORY_SIZE=MAX_REQUEST_BYTES,
+        MAX_FORM_PARTS=50,
+        TEMPLATES_AUTO_RELOAD=False,
+    )
+    app.extensions[_EXTENSION] = deps
+    app.jinja_env.globals.update(
+        csrf_token=_csrf_token,
+        csrf_field=CSRF_FIELD,
+        format_ms=_format_ms,
+        money=_format_money,
+    )
+
+    @app.before_request
+    def _before() -> None:
+        if request.method not in ("GET", "HEAD", "OPTIONS"):
+            _check_csrf()
+        g.reader_id = None
+        token = session.get(_SESSION_KEY)
+        if isinstance(token, str):
+            try:
+                g.reader_id = _services().portal_reader(token)
+            except Unauthenticated:
+                session.pop(_SESSION_KEY, None)
+
+    @app.after_request
+    def _headers(response: Response) -> Response:
+        response.headers["Content-Security-Policy"] = _CSP
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["X-Frame-Options"] = "DENY"
+        response.headers["Referrer-Policy"] = "same-origin"
+        if request.endpoint != "static":
+            response.headers["Cache-Control"] = "no-store"
+        return response
+
+    @app.errorhandler(HTTPException)
+    def _http_error(err: HTTPException) -> Response:
+        status = err.code or 500
+        body = render_template(
+            "message.html", title=f"{status} {err.name}", error=err.description or err.name
+        )
+        return Response(body, status=status, mimetype="text/html")
+
+    @app.errorhandler(NetPayError)
+    def _netpay_error(err: NetPayError) -> Response:
+        return _error_page(err)
+
+    @app.errorhandler(Exception)
+    def _unexpected(err: Exception) -> Response:
+        log.exception("portal: unexpected error on %s %s", request.method, request.path)
+        body = render_template(
+            "message.html",
+            title="500 Internal Server Error",
+            error="Something broke on our side. Nothing was changed; please try again.",
+        )
+        return Response(body, status=500, mimetype="text/html")
+
+    _add_routes(app)
+    return app
+
+
+def _add_routes(app: Flask) -> None:
+    @app.get("/healthz")
+    def healthz() -> Response:
+        return Response("ok\n", mimetype="text/plain")
+
+    @app.get("/")
+    def index() -> ViewResult:
+        if g.reader_id is not None:
+            return redirect(url_for("coins"))
+        return render_template("index.html")
+
+    # -- account ------------------------------------------------------------------------
+
+    @app.route("/register", methods=["GET", "POST"])
+    def register() -> ViewResult:
+        if request.method == "GET":
+            return render_template("register.html", min_password=MIN_PASSWORD_CHARS)
+        username = request.form.get("username", "")[:MAX_USERNAME_FIELD]
+        try:
+            password = _field("password", MAX_PASSWORD_CHARS)
+            if password != _field("password_again", MAX_PASSWORD_CHARS):
+                raise InvalidArgument("the two passwords differ")
+            opened = _services().portal_register(_field("username", MAX_USERNAME_FIELD), password)
+        except NetPayError as err:
+            return _error_page(
+                err, "register.html", username=username, min_password=MIN_PASSWORD_CHARS
+            )
+        _start_session(opened.token)
+        flash("Welcome! Your account is open.")
+        return redirect(url_for("coins"))
+
+    @app.route("/login", methods=["GET", "POST"])
+    def login() -> ViewResult:
+        if request.method == "GET":
+            return render_template("login.html")
+        username = request.form.get("username", "")[:MAX_USERNAME_FIELD]
+        try:
+            opened = _services().portal_login(
+                _field("username", MAX_USERNAME_FIELD), _field("password", MAX_PASSWORD_CHARS)
+            )
+        except NetPayError as err:
+            return _error_page(err, "login.html", username=username)
+        _start_session(opened.token)
+        return redirect(url_for("coins"))
+
+    @app.post("/logout")
+    def logout() -> ViewResult:
+        token = session.get(_SESSION_KEY)
+        if isinstance(token, str):
+            _services().portal_logout(token)
+        session.clear()
+        flash("You are logged out.")
+        return redirect(url_for("login"))
+
+    # -- profile ------------------------------------------------------------------------
+
+    def _profile_page(error: NetPayError | None = None) -> ViewResult:
+        profile = _services().reader_profile(_reader_id())
+        context = {
+            "profile": profile,
+            "max_name": MAX_PROFILE_NAME_CHARS,
+            "max_email": MAX_EMAIL_CHARS,
+            "min_password": MIN_PASSWORD_CHARS,
+        }
+        if error is not None:
+            return _error_page(error, "profile.html", **context)
+        return render_template("profile.html", **context)
+
+    @app.get("/profile")
+    @_login_required
+    def profile() -> ViewResult:
+        return _profile_page()
+
+    @app.post("/profile")
+    @_login_required
+    def profile_update() -> ViewResult:
+        try:
+            _services().update_profile(
+                _reader_id(),
+                _field("display_name", MAX_PROFILE_NAME_CHARS),
+                _field("email", MAX_EMAIL_CHARS),
+            )
+        except NetPayError as err:
+            return _profile_page(err)
+        flash("Your personal data is saved.")
+        return redirect(url_for("profile"))
+
+    @app.post("/profile/password")
+    @_login_required
+    def profile_password() -> ViewResult:
+        try:
+            new = _field("new_password", MAX_PASSWORD_CHARS)
+            if new != _field("new_password_again", MAX_PASSWORD_CHARS):
+                raise InvalidArgument("the two new passwords differ")
+            _services().change_password(
+                _reader_id(),
+                _field("current_password", MAX_PASSWORD_CHARS),
+                new,
+                keep_session=session.get(_SESSION_KEY),
+            )
+        except NetPayError as err:
+            return _profile_page(err)
+        flash("Your password is changed. Other sessions and wallets must log in again.")
+        return redirect(url_for("profile"))
+
+    @app.post("/profile/erase")
+    @_login_required
+    def profile_erase() -> ViewResult:
+        if request.form.get("confirm") != "yes":
+            return _profile_page(InvalidArgument("tick the box to confirm the deletion"))
+        _services().erase_personal_data(_reader_id())
+        flash("Your personal data and payment instruments are deleted.")
+        return redirect(url_for("profile"))
+
+    # -- payment instruments ------------------------------------------------------------
+
+    def _instruments_page(error: NetPayError | None = None) -> ViewResult:
+        context = {
+            "instruments": _services().list_instruments(_reader_id()),
+            "max_instruments": MAX_INSTRUMENTS,
+            "max_holder": MAX_HOLDER_CHARS,
+        }
+        if error is not None:
+            return _error_page(error, "instruments.html", **context)
+        return render_template("instruments.html", **context)
+
+    @app.get("/instruments")
+    @_login_required
+    def instruments() -> ViewResult:
+        return _instruments_page()
+
+    @app.post("/instruments/card")
+    @_login_required
+    def instruments_add_card() -> ViewResult:
+        services = _services()
+        try:
+            details = parse_card(
+                _field("holder_name", MAX_HOLDER_CHARS),
+                _field("card_number", 32),
+                _field("exp_month", 8),
+                _field("exp_year", 8),
+                services.clock.now_ms(),
+            )
+            services.add_instrument(
+                _reader_id(), details, make_default=request.form.get("make_default") == "yes"
+            )
+        except NetPayError as err:
+            return _instruments_page(err)
+        flash(f"Card ending {details.last4} added.")
+        return redirect(url_for("instruments"))
+
+    @app.post("/instruments/bank")
+    @_login_required
+    def instruments_add_bank() -> ViewResult:
+        try:
+            details = parse_iban(_field("holder_name", MAX_HOLDER_CHARS), _field("iban", 48))
+            _services().add_instrument(
+                _reader_id(), details, make_default=request.form.get("make_default") == "yes"
+            )
+        except NetPayError as err:
+            return _instruments_page(err)
+        flash(f"Bank account ending {details.last4} added.")
+        return redirect(url_for("instruments"))
+
+    @app.post("/instruments/<instrument_id>/default")
+    @_login_required
+    def instruments_default(instrument_id: str) -> ViewResult:
+        try:
+            _services().set_default_instrument(_reader_id(), instrument_id[:64])
+        except NetPayError as err:
+            return _instruments_page(err)
+        flash("Default payment instrument changed.")
+        return redirect(url_for("instruments"))
+
+    @app.post("/instruments/<instrument_id>/remove")
+    @_login_required
+    def instruments_remove(instrument_id: str) -> ViewResult:
+        try:
+            _services().remove_instrument(_reader_id(), instrument_id[:64])
+        except NetPayError as err:
+            return _instruments_page(err)
+        flash("Payment instrument removed.")
+        return redirect(url_for("instruments"))
+
+    # -- coins and the directory --------------------------------------------------------
+
+    @app.get("/coins")
+    @_login_required
+    def coins() -> ViewResult:
+        services = _services()
+        reader_id = _reader_id()
+        return render_template(
+            "coins.html",
+            coins=services.portal_coins(reader_id),
+            balances=services.account_balances(reader_id),
+            profile=services.reader_profile(reader_id),
+        )
+
+    @app.get("/newspapers")
+    def newspapers() -> ViewResult:
+        return render_template("newspapers.html", vendors=_services().vendor_directory())
