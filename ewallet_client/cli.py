@@ -14,10 +14,21 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+from ewallet_client.bridge import (
+    DEFAULT_LISTEN,
+    DEFAULT_MAX_CLICK_MINOR,
+    DEFAULT_MAX_DAY_MINOR,
+    BridgeCaps,
+    check_cap,
+    normalize_origin,
+    start_bridge,
+    utc_day,
+)
 from ewallet_client.domain import CoinView
 from ewallet_client.wallet import DEFAULT_MAX_AMOUNT_MINOR, ReadResult, Wallet, default_wallet_dir
-from netpay.errors import InvalidArgument, NetPayError
+from netpay.errors import InvalidArgument, NetPayError, NotFound
 from netpay.money import Money
+from netpay.ready import install_stop_handlers
 
 __all__ = ["add_commands", "read_password_file"]
 
@@ -226,6 +237,80 @@ def _authorize(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bridge(args: argparse.Namespace) -> int:
+    caps = BridgeCaps(max_click_minor=args.max_click, max_day_minor=args.max_day)
+    stop = install_stop_handlers()
+    wallet = _wallet(args)
+    try:
+        handle = start_bridge(wallet, listen=args.listen, caps=caps, close_wallet=True)
+    except BaseException:
+        wallet.close()
+        raise
+    try:
+        origins = wallet.store.approved_origins()
+        _emit({"bridge": handle.url})
+        _say(
+            f"netpay: wallet bridge on {handle.url} for {len(origins)} approved origin(s); "
+            f"caps {caps.max_click_minor} per click, {caps.max_day_minor} per day and origin"
+        )
+        if not origins:
+            _say("netpay: no origin is approved yet: netpay wallet approve-origin URL")
+        stop.wait()
+    finally:
+        handle.stop()
+    return 0
+
+
+def _optional_cap(value: int | None, name: str) -> int | None:
+    return None if value is None else check_cap(value, name)
+
+
+def _approve_origin(args: argparse.Namespace) -> int:
+    origin = normalize_origin(args.url)
+    with _wallet(args) as wallet:
+        approved = wallet.store.approve_origin(
+            origin,
+            max_click_minor=_optional_cap(args.max_click, "--max-click"),
+            max_day_minor=_optional_cap(args.max_day, "--max-day"),
+            now_ms=wallet.clock.now_ms(),
+        )
+    _emit(approved.to_json())
+    _say(f"netpay: pages of {origin} may now ask the wallet bridge to pay their articles")
+    return 0
+
+
+def _revoke_origin(args: argparse.Namespace) -> int:
+    origin = normalize_origin(args.url)
+    with _wallet(args) as wallet:
+        if not wallet.store.revoke_origin(origin):
+            raise NotFound(f"{origin} is not an approved origin")
+    _emit({"origin": origin, "revoked": True})
+    return 0
+
+
+def _origins(args: argparse.Namespace) -> int:
+    with _wallet(args) as wallet:
+        day = utc_day(wallet.clock.now_ms())
+        rows = [
+            (o, wallet.store.bridge_spending(o.origin, day))
+            for o in wallet.store.approved_origins()
+        ]
+    if args.json:
+        for o, spent in rows:
+            line = o.to_json()
+            line["spent_today_minor"] = {cur: minor for cur, (minor, _) in spent.items()}
+            _emit(line)
+        return 0
+    if not rows:
+        sys.stdout.write("no approved origins (netpay wallet approve-origin URL)\n")
+    for o, spent in rows:
+        click = "bridge's" if o.max_click_minor is None else str(o.max_click_minor)
+        per_day = "bridge's" if o.max_day_minor is None else str(o.max_day_minor)
+        today = ", ".join(f"{Money(m, c)}" for c, (m, _) in sorted(spent.items())) or "nothing"
+        sys.stdout.write(f"{o.origin}  max click {click}  max day {per_day}  spent today {today}\n")
+    return 0
+
+
 # -- parser -------------------------------------------------------------------
 
 
@@ -276,6 +361,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
             "  netpay wallet buy --units 100\n"
             "  netpay wallet read http://127.0.0.1:8001/articles/1\n"
             '  curl -H "Authorization: $(netpay wallet authorize URL)" URL\n'
+            "  netpay wallet approve-origin https://news.example && netpay wallet bridge\n"
             "\n"
             "default wallet dir: $NETPAY_WALLET_DIR, else $XDG_DATA_HOME/netpay/wallet,\n"
             "else ~/.local/share/netpay/wallet\n"
@@ -368,3 +454,63 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     )
     p.add_argument("url", metavar="URL")
     _max_amount(p)
+
+    p = _parser(
+        cmds,
+        "bridge",
+        _bridge,
+        "serve the wallet to approved newspaper pages on a loopback address (the browser "
+        'bridge); prints {"bridge": URL} when ready, stops on Ctrl-C or SIGTERM',
+        "netpay wallet bridge --listen 127.0.0.1:8790 --max-click 50 --max-day 300",
+    )
+    p.add_argument(
+        "--listen",
+        default=DEFAULT_LISTEN,
+        metavar="IP:PORT",
+        help=f"a loopback IP address only, port 0 picks one (default {DEFAULT_LISTEN})",
+    )
+    p.add_argument(
+        "--max-click",
+        type=int,
+        default=DEFAULT_MAX_CLICK_MINOR,
+        metavar="A",
+        help=f"refuse a price above A minor units (default {DEFAULT_MAX_CLICK_MINOR})",
+    )
+    p.add_argument(
+        "--max-day",
+        type=int,
+        default=DEFAULT_MAX_DAY_MINOR,
+        metavar="A",
+        help="refuse a click that takes an origin's spending of the UTC day above A "
+        f"minor units (default {DEFAULT_MAX_DAY_MINOR})",
+    )
+
+    p = _parser(
+        cmds,
+        "approve-origin",
+        _approve_origin,
+        "let the pages of URL's web origin ask the wallet bridge to pay their articles "
+        "(again: change its caps); without caps the bridge's apply, with them the lower wins",
+        "netpay wallet approve-origin https://news.example --max-click 20 --max-day 200",
+    )
+    p.add_argument("url", metavar="URL", help="the site (its scheme, host and port count)")
+    p.add_argument("--max-click", type=int, metavar="A", help="this site's cap per click")
+    p.add_argument("--max-day", type=int, metavar="A", help="this site's cap per UTC day")
+
+    p = _parser(
+        cmds,
+        "revoke-origin",
+        _revoke_origin,
+        "stop the wallet bridge paying for the pages of URL's web origin",
+        "netpay wallet revoke-origin https://news.example",
+    )
+    p.add_argument("url", metavar="URL")
+
+    p = _parser(
+        cmds,
+        "origins",
+        _origins,
+        "the origins approved for the wallet bridge, their caps and today's spending",
+        "netpay wallet origins --json",
+    )
+    p.add_argument("--json", action="store_true", help="one JSON object per origin on stdout")

@@ -40,7 +40,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from ewallet_client.domain import CoinEvent, CoinState, CoinView, choose_coin, transition
 from netpay.chain import hash_down
 from netpay.encoding import b64url_encode
-from netpay.errors import Conflict, NotFound
+from netpay.errors import Conflict, InvalidArgument, LimitExceeded, NotFound, PermissionDenied
 from netpay.files import ensure_private_dir
 from netpay.limits import DEFAULT_LIMITS
 from netpay.sqlstore import UnitOfWork, make_engine, sqlite_url
@@ -48,17 +48,23 @@ from netpay.v1 import statements_pb2 as pb
 
 __all__ = [
     "DB_NAME",
+    "MAX_APPROVED_ORIGINS",
     "PEBBLE_EVERY",
     "Allocation",
+    "ApprovedOrigin",
+    "BridgeCharge",
     "PendingCoin",
     "Settings",
     "WalletStore",
+    "effective_caps",
 ]
 
 DB_NAME = "wallet.sqlite"
 PEBBLE_EVERY = 64
 _CAS_ATTEMPTS = 3
 _MAX_URL_CHARS = 2048
+_MAX_ORIGIN_CHARS = 300
+MAX_APPROVED_ORIGINS = 1000
 
 
 class Base(DeclarativeBase):
@@ -162,6 +168,32 @@ class CertificateRow(Base):
     fetched_at_ms: Mapped[int] = mapped_column(BigInteger)
 
 
+class BridgeOriginRow(Base):
+    """A web origin the reader approved for the browser bridge, with its own caps.
+
+    A cap left NULL means "the bridge's own cap" (``netpay wallet bridge``).
+    """
+
+    __tablename__ = "bridge_origins"
+
+    origin: Mapped[str] = mapped_column(String(_MAX_ORIGIN_CHARS), primary_key=True)
+    max_click_minor: Mapped[int | None] = mapped_column(BigInteger)
+    max_day_minor: Mapped[int | None] = mapped_column(BigInteger)
+    approved_at_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class BridgeSpendingRow(Base):
+    """What the bridge authorised for one origin on one UTC day, per currency."""
+
+    __tablename__ = "bridge_spending"
+
+    origin: Mapped[str] = mapped_column(String(_MAX_ORIGIN_CHARS), primary_key=True)
+    day: Mapped[int] = mapped_column(Integer, primary_key=True)  # days since 1970-01-01 UTC
+    currency: Mapped[str] = mapped_column(String(3), primary_key=True)
+    spent_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    clicks: Mapped[int] = mapped_column(Integer, default=0)
+
+
 @dataclass(frozen=True)
 class Settings:
     broker_addr: str | None
@@ -199,6 +231,55 @@ class Allocation:
     index: int
     # Words in this coin's headers issued earlier and not seen accepted.
     outstanding_words: int
+
+
+@dataclass(frozen=True)
+class ApprovedOrigin:
+    """An origin the reader approved; ``None`` caps defer to the bridge's own."""
+
+    origin: str
+    max_click_minor: int | None
+    max_day_minor: int | None
+    approved_at_ms: int
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "origin": self.origin,
+            "max_click_minor": self.max_click_minor,
+            "max_day_minor": self.max_day_minor,
+            "approved_at_ms": self.approved_at_ms,
+        }
+
+
+@dataclass(frozen=True)
+class BridgeCharge:
+    """Charge an allocation to an approved origin's budget, in the same transaction.
+
+    ``max_click_minor`` and ``max_day_minor`` are the bridge's own caps; the
+    origin's caps, when set and lower, win (:func:`effective_caps`).
+    """
+
+    origin: str
+    day: int  # days since 1970-01-01 UTC
+    max_click_minor: int
+    max_day_minor: int
+
+
+def effective_caps(
+    origin: ApprovedOrigin, *, max_click_minor: int, max_day_minor: int
+) -> tuple[int, int]:
+    """(per click, per day): the lower of the bridge's caps and the origin's own."""
+    click = max_click_minor
+    if origin.max_click_minor is not None:
+        click = min(click, origin.max_click_minor)
+    day = max_day_minor
+    if origin.max_day_minor is not None:
+        day = min(day, origin.max_day_minor)
+    return click, day
+
+
+def _approved(row: BridgeOriginRow) -> ApprovedOrigin:
+    return ApprovedOrigin(row.origin, row.max_click_minor, row.max_day_minor, row.approved_at_ms)
 
 
 def _view(row: CoinRow) -> CoinView:
@@ -391,14 +472,20 @@ class WalletStore:
         url: str,
         now_ms: int,
         skew_ms: int,
+        charge: BridgeCharge | None = None,
     ) -> Allocation:
         """Pick a coin and move its index past a fresh range, in one transaction.
 
         ``p = coin.index``, ``j = p + amount / u``, ``coin.index = j``: the
         range ``(p, j]`` belongs to this header alone, whatever else runs.
+        With ``charge``, the amount is also added to the origin's spending of
+        the day in the same transaction, and a cap it would pass (or an origin
+        no longer approved) refuses the whole allocation: nothing moves.
         """
         for _ in range(_CAS_ATTEMPTS):
             with self._uow() as s:
+                if charge is not None:
+                    _charge(s, charge, amount_minor=amount_minor, currency=currency)
                 rows = s.scalars(
                     select(CoinRow).where(
                         CoinRow.state == CoinState.ACTIVE.value, CoinRow.currency == currency
@@ -557,6 +644,130 @@ class WalletStore:
             row.valid_until_ms = valid_until_ms
             row.fetched_at_ms = now_ms
             s.commit()
+
+    # -- browser bridge -------------------------------------------------------
+
+    def approve_origin(
+        self,
+        origin: str,
+        *,
+        max_click_minor: int | None,
+        max_day_minor: int | None,
+        now_ms: int,
+    ) -> ApprovedOrigin:
+        """Approve (or re-approve with new caps) a normalised web origin."""
+        assert len(origin) <= _MAX_ORIGIN_CHARS
+        with self._uow() as s:
+            row = s.get(BridgeOriginRow, origin)
+            if row is None:
+                count = s.scalar(select(func.count()).select_from(BridgeOriginRow)) or 0
+                if count >= MAX_APPROVED_ORIGINS:
+                    raise InvalidArgument(
+                        f"at most {MAX_APPROVED_ORIGINS} approved origins: revoke some first"
+                    )
+                row = BridgeOriginRow(origin=origin)
+                s.add(row)
+            row.max_click_minor = max_click_minor
+            row.max_day_minor = max_day_minor
+            row.approved_at_ms = now_ms
+            s.commit()
+            return _approved(row)
+
+    def revoke_origin(self, origin: str) -> bool:
+        """Forget an approved origin (its spending history stays); True if it was there."""
+        with self._uow() as s:
+            gone = _rowcount(
+                s.execute(delete(BridgeOriginRow).where(BridgeOriginRow.origin == origin))
+            )
+            s.commit()
+            return gone == 1
+
+    def approved_origin(self, origin: str) -> ApprovedOrigin | None:
+        if len(origin) > _MAX_ORIGIN_CHARS:
+            return None
+        with self._uow(read_only=True) as s:
+            row = s.get(BridgeOriginRow, origin)
+            return None if row is None else _approved(row)
+
+    def approved_origins(self) -> list[ApprovedOrigin]:
+        with self._uow(read_only=True) as s:
+            rows = s.scalars(select(BridgeOriginRow).order_by(BridgeOriginRow.origin)).all()
+            return [_approved(r) for r in rows]
+
+    def bridge_spending(self, origin: str, day: int) -> dict[str, tuple[int, int]]:
+        """{currency: (spent minor units, clicks)} for ``origin`` on ``day`` (bridge)."""
+        with self._uow(read_only=True) as s:
+            rows = s.scalars(
+                select(BridgeSpendingRow).where(
+                    BridgeSpendingRow.origin == origin, BridgeSpendingRow.day == day
+                )
+            ).all()
+            return {r.currency: (r.spent_minor, r.clicks) for r in rows}
+
+
+def _charge(s: Any, charge: BridgeCharge, *, amount_minor: int, currency: str) -> None:
+    """Add ``amount_minor`` to the origin's spending of the day, within its caps.
+
+    A compare-and-set (``UPDATE ... WHERE spent + amount <= cap``) on the
+    day's row: two concurrent transactions can never both pass under the cap,
+    on SQLite (one writer) as on PostgreSQL (the row lock re-checks WHERE).
+    """
+    row = s.get(BridgeOriginRow, charge.origin)
+    if row is None:
+        raise PermissionDenied(f"{charge.origin} is not an origin this wallet approved")
+    click_cap, day_cap = effective_caps(
+        _approved(row),
+        max_click_minor=charge.max_click_minor,
+        max_day_minor=charge.max_day_minor,
+    )
+    if amount_minor > click_cap:
+        raise LimitExceeded(
+            f"price {amount_minor} {currency} minor units is above the per-click cap "
+            f"of {click_cap} for {charge.origin}"
+        )
+    key = (charge.origin, charge.day, currency)
+    if s.get(BridgeSpendingRow, key) is None:
+        try:
+            with s.begin_nested():
+                s.add(
+                    BridgeSpendingRow(
+                        origin=charge.origin,
+                        day=charge.day,
+                        currency=currency,
+                        spent_minor=0,
+                        clicks=0,
+                    )
+                )
+        except IntegrityError:  # a concurrent first click of the day (PostgreSQL)
+            pass
+    moved = _rowcount(
+        s.execute(
+            update(BridgeSpendingRow)
+            .where(
+                BridgeSpendingRow.origin == charge.origin,
+                BridgeSpendingRow.day == charge.day,
+                BridgeSpendingRow.currency == currency,
+                BridgeSpendingRow.spent_minor + amount_minor <= day_cap,
+            )
+            .values(
+                spent_minor=BridgeSpendingRow.spent_minor + amount_minor,
+                clicks=BridgeSpendingRow.clicks + 1,
+            )
+            .execution_options(synchronize_session=False)
+        )
+    )
+    if moved != 1:
+        spent = s.scalar(
+            select(BridgeSpendingRow.spent_minor).where(
+                BridgeSpendingRow.origin == charge.origin,
+                BridgeSpendingRow.day == charge.day,
+                BridgeSpendingRow.currency == currency,
+            )
+        )
+        raise LimitExceeded(
+            f"{charge.origin} has spent {int(spent or 0)} of its daily cap of {day_cap} "
+            f"{currency} minor units today; this click costs {amount_minor}"
+        )
 
 
 def _receipt_json(r: ReceiptRow) -> dict[str, object]:

@@ -33,7 +33,13 @@ from ewallet_client.domain import (
     check_receipt,
     check_touchstone,
 )
-from ewallet_client.store import PEBBLE_EVERY, Allocation, PendingCoin, WalletStore
+from ewallet_client.store import (
+    PEBBLE_EVERY,
+    Allocation,
+    BridgeCharge,
+    PendingCoin,
+    WalletStore,
+)
 from netpay.chain import MAX_CHAIN_UNITS, Chain, new_ecoin_id, new_seed
 from netpay.clock import Clock, SystemClock
 from netpay.encoding import PARTY_ID_RE, b64url_decode, check_currency
@@ -63,6 +69,7 @@ __all__ = [
     "BUSY_RETRIES",
     "DEFAULT_MAX_AMOUNT_MINOR",
     "PAY_ATTEMPTS",
+    "Authorization",
     "ReadResult",
     "Wallet",
     "default_wallet_dir",
@@ -123,6 +130,22 @@ class ReadResult:
     @property
     def paid(self) -> bool:
         return self.amount_paid_minor > 0
+
+
+@dataclass(frozen=True)
+class Authorization:
+    """An ``Authorization`` header value and what it pays (:meth:`Wallet.authorize_payment`)."""
+
+    header: str
+    url: str
+    vendor_id: str
+    web_origin: str  # the origin the broker certified for the vendor
+    amount_minor: int
+    currency: str
+    ecoin_id: str
+    from_index: int
+    to_index: int
+    words_left: int  # on the paying coin, once this header is used
 
 
 @dataclass(frozen=True)
@@ -382,13 +405,40 @@ class Wallet:
         The wallet's index moves now: a header that is never used leaves a
         gap of void words (returned to the reader after the coin expires).
         """
+        return self.authorize_payment(url, max_amount_minor).header
+
+    def authorize_payment(
+        self,
+        url: str,
+        max_amount_minor: int = DEFAULT_MAX_AMOUNT_MINOR,
+        *,
+        charge: BridgeCharge | None = None,
+    ) -> Authorization:
+        """:meth:`authorize`, reporting what the header pays.
+
+        With ``charge`` (the browser bridge), the amount also counts against
+        an approved origin's caps, checked in the transaction that moves the
+        index: a refused charge moves nothing.
+        """
         self.warnings = []
         first = http.get(self.session, url, {"Accept": _JSON})
         if first.status != 402:
             raise PreconditionFailed(f"{url[:200]} asks for no payment (HTTP {first.status})")
         quote = self._quote(url, first, max_amount_minor)
-        _, header = self._issue(quote)
-        return header
+        alloc, header = self._issue(quote, charge=charge)
+        ch = quote.challenge
+        return Authorization(
+            header=header,
+            url=url,
+            vendor_id=ch.realm,
+            web_origin=quote.certificate.web_origin,
+            amount_minor=ch.amount_minor,
+            currency=ch.currency,
+            ecoin_id=alloc.coin.ecoin_id,
+            from_index=alloc.prev,
+            to_index=alloc.index,
+            words_left=alloc.coin.n - alloc.index,
+        )
 
     def read(self, url: str, max_amount_minor: int = DEFAULT_MAX_AMOUNT_MINOR) -> ReadResult:
         """GET ``url``, paying its 402 challenge (at most ``max_amount_minor``)."""
@@ -478,7 +528,9 @@ class Wallet:
         check_origin(url, cert.web_origin)
         return cert, False
 
-    def _issue(self, quote: _Quote) -> tuple[Allocation, str]:
+    def _issue(
+        self, quote: _Quote, *, charge: BridgeCharge | None = None
+    ) -> tuple[Allocation, str]:
         """Allocate a fresh range and build its header (the index moves now)."""
         st = self.store.settings()
         ch = quote.challenge
@@ -489,6 +541,7 @@ class Wallet:
             url=quote.url,
             now_ms=self.clock.now_ms(),
             skew_ms=st.max_skew_s * 1000,
+            charge=charge,
         )
         word = self.store.word(alloc.coin.ecoin_id, alloc.index)
         header = format_authorization(
