@@ -125,3 +125,23 @@ class Receipt(_message.Message):
     item_id: str
     time_ms: int
     def __init__(self, vendor_id: _Optional[str] = ..., ecoin_id: _Optional[str] = ..., epoch: _Optional[int] = ..., from_index: _Optional[int] = ..., to_index: _Optional[int] = ..., amount_minor: _Optional[int] = ..., currency: _Optional[str] = ..., item_id: _Optional[str] = ..., time_ms: _Optional[int] = ...) -> None: ...
+
+class WindowCredit(_message.Message):
+    __slots__ = ("vendor_id", "ecoin_id", "epoch", "window_top", "consumed_index", "refund_units", "time_ms", "reason")
+    VENDOR_ID_FIELD_NUMBER: _ClassVar[int]
+    ECOIN_ID_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_TOP_FIELD_NUMBER: _ClassVar[int]
+    CONSUMED_INDEX_FIELD_NUMBER: _ClassVar[int]
+    REFUND_UNITS_FIELD_NUMBER: _ClassVar[int]
+    TIME_MS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    vendor_id: str
+    ecoin_id: str
+    epoch: int
+    window_top: int
+    consumed_index: int
+    refund_units: int
+    time_ms: int
+    reason: str
+    def __init__(self, vendor_id: _Optional[str] = ..., ecoin_id: _Optional[str] = ..., epoch: _Optional[int] = ..., window_top: _Optional[int] = ..., consumed_index: _Optional[int] = ..., refund_units: _Optional[int] = ..., time_ms: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from netpay.v1 import statements_pb2 as netpay_dot_v1_dot_statements__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16netpay/v1/vendor.proto\x12\tnetpay.v1\x1a\x1anetpay/v1/statements.proto\"\x16\n\x14VendorGetInfoRequest\"\\\n\nVendorInfo\x12\x11\n\tvendor_id\x18\x01 \x01(\t\x12(\n\x0b\x63\x65rtificate\x18\x02 \x01(\x0b\x32\x13.netpay.v1.Envelope\x12\x11\n\tbroker_id\x18\x03 \x01(\t\"4\n\x0eHandOffRequest\x12\"\n\x05grant\x18\x01 \x01(\x0b\x32\x13.netpay.v1.Envelope\":\n\x0fHandOffResponse\x12\'\n\ncoin_index\x18\x01 \x01(\x0b\x32\x13.netpay.v1.Envelope2\x8d\x01\n\x06Vendor\x12\x41\n\x07GetInfo\x12\x1f.netpay.v1.VendorGetInfoRequest\x1a\x15.netpay.v1.VendorInfo\x12@\n\x07HandOff\x12\x19.netpay.v1.HandOffRequest\x1a\x1a.netpay.v1.HandOffResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16netpay/v1/vendor.proto\x12\tnetpay.v1\x1a\x1anetpay/v1/statements.proto\"\x16\n\x14VendorGetInfoRequest\"\\\n\nVendorInfo\x12\x11\n\tvendor_id\x18\x01 \x01(\t\x12(\n\x0b\x63\x65rtificate\x18\x02 \x01(\x0b\x32\x13.netpay.v1.Envelope\x12\x11\n\tbroker_id\x18\x03 \x01(\t\"4\n\x0eHandOffRequest\x12\"\n\x05grant\x18\x01 \x01(\x0b\x32\x13.netpay.v1.Envelope\"f\n\x0fHandOffResponse\x12\'\n\ncoin_index\x18\x01 \x01(\x0b\x32\x13.netpay.v1.Envelope\x12*\n\rwindow_credit\x18\x02 \x01(\x0b\x32\x13.netpay.v1.Envelope2\x8d\x01\n\x06Vendor\x12\x41\n\x07GetInfo\x12\x1f.netpay.v1.VendorGetInfoRequest\x1a\x15.netpay.v1.VendorInfo\x12@\n\x07HandOff\x12\x19.netpay.v1.HandOffRequest\x1a\x1a.netpay.v1.HandOffResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,7 +39,7 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_HANDOFFREQUEST']._serialized_start=183
   _globals['_HANDOFFREQUEST']._serialized_end=235
   _globals['_HANDOFFRESPONSE']._serialized_start=237
-  _globals['_HANDOFFRESPONSE']._serialized_end=295
-  _globals['_VENDOR']._serialized_start=298
-  _globals['_VENDOR']._serialized_end=439
+  _globals['_HANDOFFRESPONSE']._serialized_end=339
+  _globals['_VENDOR']._serialized_start=342
+  _globals['_VENDOR']._serialized_end=483
 # @@protoc_insertion_point(module_scope)

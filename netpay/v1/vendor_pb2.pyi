@@ -27,7 +27,9 @@ class HandOffRequest(_message.Message):
     def __init__(self, grant: _Optional[_Union[_statements_pb2.Envelope, _Mapping]] = ...) -> None: ...
 
 class HandOffResponse(_message.Message):
-    __slots__ = ("coin_index",)
+    __slots__ = ("coin_index", "window_credit")
     COIN_INDEX_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_CREDIT_FIELD_NUMBER: _ClassVar[int]
     coin_index: _statements_pb2.Envelope
-    def __init__(self, coin_index: _Optional[_Union[_statements_pb2.Envelope, _Mapping]] = ...) -> None: ...
+    window_credit: _statements_pb2.Envelope
+    def __init__(self, coin_index: _Optional[_Union[_statements_pb2.Envelope, _Mapping]] = ..., window_credit: _Optional[_Union[_statements_pb2.Envelope, _Mapping]] = ...) -> None: ...

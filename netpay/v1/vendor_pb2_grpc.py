@@ -65,8 +65,9 @@ class VendorServicer:
         signature, not expired, to_vendor = the signed caller, epoch = its
         current epoch), marks the coin HANDING_OFF with the same compare-and-set
         that payments use, and returns its signed CoinIndex with to_vendor set.
-        The state and the CoinIndex are durable; repeating the call returns the
-        same CoinIndex. A grant naming another vendor while a hand-off is under
+        Any open window closes in the same compare-and-set, with a signed
+        WindowCredit returned beside the CoinIndex. The state and the CoinIndex
+        are durable; repeating the call returns the same CoinIndex. A grant naming another vendor while a hand-off is under
         way gets FAILED_PRECONDITION "coin_busy".
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
