@@ -1,7 +1,7 @@
 """The browser bridge: the client-side wallet served to newspaper pages on loopback.
 
 ``netpay wallet bridge`` listens on a loopback IP address only. A newspaper
-page's JavaScript (``ewallet_client/static/netpay-bridge.js``) asks it for the
+page's JavaScript (``netpay/static/netpay-bridge.js``) asks it for the
 ``Authorization`` header that pays one article, then fetches the article
 itself, so the receipt and the balance go to the page.
 
@@ -35,7 +35,6 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlsplit
 
@@ -46,6 +45,7 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from ewallet_client.domain import origin_of
 from ewallet_client.store import ApprovedOrigin, BridgeCharge, effective_caps
 from ewallet_client.wallet import Wallet
+from netpay.browser import BRIDGE_SCRIPT_PATH
 from netpay.errors import InvalidArgument, NetPayError, PermissionDenied
 
 __all__ = [
@@ -69,7 +69,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 # The page-side library (serve it from the newspaper's own origin).
-BRIDGE_SCRIPT = Path(__file__).resolve().parent / "static" / "netpay-bridge.js"
+BRIDGE_SCRIPT = BRIDGE_SCRIPT_PATH
 DEFAULT_LISTEN = "127.0.0.1:8790"
 DEFAULT_MAX_CLICK_MINOR = 100
 DEFAULT_MAX_DAY_MINOR = 500

@@ -16,6 +16,7 @@ CORE_MODULES = [
     "netpay.header",
     "netpay.limits",
     "netpay.money",
+    "netpay.browser",
     "netpay.ready",
     "netpay.sqlstore",
     "netpay.transport.auth",
