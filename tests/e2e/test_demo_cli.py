@@ -100,6 +100,11 @@ def test_demo_json_line_then_pay_with_the_wallet_cli(demo: Demo, demo_dir: Path)
     info = demo.info
     assert set(info) == {"broker", "vendors", "wallet_dir"}
     assert set(info["broker"]) == {"grpc", "web", "data_dir"}
+    portal = info["broker"]["web"]
+    assert portal.startswith("http://127.0.0.1:")
+    directory = requests.get(portal + "/newspapers", timeout=30)
+    assert directory.status_code == 200
+    assert "The Daily Hash" in directory.text and "The Chain Gazette" in directory.text
     assert [v["vendor_id"] for v in info["vendors"]] == ["daily-hash", "chain-gazette"]
     for v in info["vendors"]:
         assert set(v) == {"vendor_id", "name", "grpc", "web", "data_dir"}
