@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import logging
 import socket
@@ -16,12 +15,12 @@ from werkzeug.serving import make_server
 from broker.rpc import SERVICE_NAME, BrokerServicer
 from broker.services import BrokerServices, enroll_vendor
 from broker.storage import BrokerStore
-from broker.web import PortalDeps, create_app, load_or_create_secret
+from broker.web import SECRET_FILE, PortalDeps, create_app
 from netpay.clock import Clock, SystemClock
-from netpay.encoding import check_currency, check_party_id
+from netpay.encoding import check_currency, check_party_id, is_loopback_host
 from netpay.envelope import load_or_create_key
 from netpay.errors import InvalidArgument
-from netpay.files import ensure_private_dir, read_json, write_private
+from netpay.files import ensure_private_dir, load_or_create_secret, read_json, write_private
 from netpay.limits import DEFAULT_LIMITS, Limits
 from netpay.sqlstore import make_engine, sqlite_url
 from netpay.transport.server import (
@@ -39,7 +38,6 @@ __all__ = [
     "BrokerConfig",
     "BrokerHandle",
     "add_vendor",
-    "is_loopback_host",
     "open_store",
     "start_broker",
 ]
@@ -128,16 +126,6 @@ def _bind_web_socket(address: str) -> socket.socket:
     return sock
 
 
-def is_loopback_host(host: str) -> bool:
-    """True for localhost and loopback IP addresses (the portal then needs no HTTPS)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
 def _start_portal(
     config: BrokerConfig, data_dir: Path, services: BrokerServices
 ) -> tuple[_PortalServer, str]:
@@ -155,7 +143,7 @@ def _start_portal(
         app = create_app(
             PortalDeps(
                 services=services,
-                secret_key=load_or_create_secret(data_dir),
+                secret_key=load_or_create_secret(data_dir / SECRET_FILE),
                 secure_cookies=not is_loopback_host(host),
             )
         )

@@ -20,7 +20,6 @@ out ends the session for good. Passwords are never logged nor echoed.
 from __future__ import annotations
 
 import logging
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -31,7 +30,6 @@ from typing import Any, TypeVar, cast
 from flask import (
     Flask,
     Response,
-    abort,
     current_app,
     flash,
     g,
@@ -59,8 +57,8 @@ from broker.services import (
     BrokerServices,
 )
 from netpay.errors import InvalidArgument, NetPayError, PermissionDenied, Unauthenticated
-from netpay.files import write_private
 from netpay.money import Money
+from netpay.webforms import CSRF_FIELD, check_csrf, csrf_token
 
 __all__ = [
     "COOKIE_NAME",
@@ -69,7 +67,6 @@ __all__ = [
     "SECURE_COOKIE_NAME",
     "PortalDeps",
     "create_app",
-    "load_or_create_secret",
 ]
 
 log = logging.getLogger(__name__)
@@ -80,13 +77,11 @@ SECRET_BYTES = 32
 # and on loopback the broker and the newspapers share 127.0.0.1.
 COOKIE_NAME = "netpay_broker_session"
 SECURE_COOKIE_NAME = "__Host-netpay_broker_session"
-CSRF_FIELD = "csrf_token"
 MAX_REQUEST_BYTES = 16 * 1024
 MAX_USERNAME_FIELD = 64
 MAX_FIELD_CHARS = 256
 _EXTENSION = "netpay_broker_portal"
 _SESSION_KEY = "sid"
-_CSRF_KEY = "csrf"
 
 _CSP = (
     "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
@@ -108,22 +103,6 @@ class PortalDeps:
     secure_cookies: bool
 
 
-def load_or_create_secret(data_dir: Path) -> bytes:
-    """The Flask secret key in ``data_dir`` (0600), made at the first start."""
-    path = Path(data_dir) / SECRET_FILE
-    if path.exists():
-        mode = path.stat().st_mode & 0o777
-        if mode & 0o077:
-            raise PermissionDenied(f"{path} must be mode 0600, is {mode:04o}")
-        secret = path.read_bytes()
-        if len(secret) != SECRET_BYTES:
-            raise InvalidArgument(f"{path} must hold {SECRET_BYTES} bytes")
-        return secret
-    secret = secrets.token_bytes(SECRET_BYTES)
-    write_private(path, secret)
-    return secret
-
-
 def _deps() -> PortalDeps:
     deps = current_app.extensions[_EXTENSION]
     assert isinstance(deps, PortalDeps)
@@ -135,25 +114,6 @@ def _services() -> BrokerServices:
 
 
 # -- forms, CSRF and the signed-in reader ------------------------------------------------
-
-
-def _csrf_token() -> str:
-    token = session.get(_CSRF_KEY)
-    if not isinstance(token, str):
-        token = secrets.token_urlsafe(32)
-        session[_CSRF_KEY] = token
-    return token
-
-
-def _check_csrf() -> None:
-    expected = session.get(_CSRF_KEY)
-    sent = request.form.get(CSRF_FIELD, "")
-    if (
-        not isinstance(expected, str)
-        or len(sent) > MAX_FIELD_CHARS
-        or not secrets.compare_digest(expected.encode(), sent.encode())
-    ):
-        abort(400, description="The form expired or did not come from this site. Try again.")
 
 
 def _field(name: str, max_chars: int = MAX_FIELD_CHARS) -> str:
@@ -182,9 +142,8 @@ def _login_required(view: F) -> F:
 
 def _start_session(token: str) -> None:
     """A fresh session (new CSRF token too): nothing from before the login survives."""
-    session.clear()
+    session.clear()  # the CSRF token too: the next form gets a fresh one
     session[_SESSION_KEY] = token
-    session[_CSRF_KEY] = secrets.token_urlsafe(32)
 
 
 def _error_page(err: NetPayError, template: str | None = None, **context: Any) -> Response:
@@ -245,7 +204,7 @@ def create_app(deps: PortalDeps) -> Flask:
     )
     app.extensions[_EXTENSION] = deps
     app.jinja_env.globals.update(
-        csrf_token=_csrf_token,
+        csrf_token=csrf_token,
         csrf_field=CSRF_FIELD,
         format_ms=_format_ms,
         money=_format_money,
@@ -254,7 +213,7 @@ def create_app(deps: PortalDeps) -> Flask:
     @app.before_request
     def _before() -> None:
         if request.method not in ("GET", "HEAD", "OPTIONS"):
-            _check_csrf()
+            check_csrf()
         g.reader_id = None
         token = session.get(_SESSION_KEY)
         if isinstance(token, str):

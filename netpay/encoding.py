@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import re
 
 from netpay.errors import Malformed
@@ -16,6 +17,7 @@ __all__ = [
     "check_currency",
     "check_ecoin_id",
     "check_party_id",
+    "is_loopback_host",
 ]
 
 ECOIN_ID_BYTES = 16
@@ -61,3 +63,24 @@ def check_currency(text: str) -> str:
     if not isinstance(text, str) or not _CURRENCY_RE.fullmatch(text):
         raise Malformed("currency must be three capital letters (ISO 4217)")
     return text
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for ``localhost`` (and ``*.localhost``) and loopback IP addresses.
+
+    Accepts a bare host, ``host:port``, ``[v6]`` or ``[v6]:port``: what a
+    listen address, a Host header or a URL's netloc holds.
+    """
+    if host.startswith("["):
+        name = host[1:].split("]", 1)[0]
+    elif host.count(":") == 1:
+        name = host.split(":", 1)[0]
+    else:
+        name = host
+    name = name.lower().rstrip(".")
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False

@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ensure_private_dir", "read_json", "write_private"]
+__all__ = [
+    "ensure_private_dir",
+    "load_or_create_secret",
+    "read_json",
+    "read_secret",
+    "write_private",
+]
 
 
 def ensure_private_dir(path: Path) -> Path:
@@ -38,3 +45,23 @@ def read_json(path: Path) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ValueError(f"{path} does not hold a JSON object")
     return value
+
+
+def read_secret(path: Path, nbytes: int = 32) -> bytes:
+    """A secret written by :func:`load_or_create_secret`; it must be 0600 and whole."""
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077:
+        raise PermissionError(f"{path} must be mode 0600, is {mode:04o}")
+    secret = path.read_bytes()
+    if len(secret) != nbytes:
+        raise ValueError(f"{path} must hold {nbytes} bytes")
+    return secret
+
+
+def load_or_create_secret(path: Path, nbytes: int = 32) -> bytes:
+    """The random secret at ``path`` (a session signing key, say), made 0600 if missing."""
+    if path.exists():
+        return read_secret(path, nbytes)
+    secret = secrets.token_bytes(nbytes)
+    write_private(path, secret)
+    return secret

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Callable, Sequence
 from concurrent import futures
 
@@ -10,6 +9,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from netpay.encoding import is_loopback_host
 from netpay.errors import InvalidArgument
 from netpay.limits import DEFAULT_LIMITS
 
@@ -28,13 +28,7 @@ def split_host_port(address: str) -> tuple[str, int]:
 def check_listen_address(address: str, *, insecure: bool) -> None:
     """Refuse a plaintext listener on a non-loopback address without --insecure."""
     host, _ = split_host_port(address)
-    if insecure or host == "localhost":
-        return
-    try:
-        loopback = ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = False
-    if not loopback:
+    if not insecure and not is_loopback_host(host):
         raise InvalidArgument(
             f"refusing a plaintext listener on {host}: use a loopback address or --insecure"
         )

@@ -10,7 +10,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from broker.server import is_loopback_host, open_store
+from broker.server import open_store
 from broker.services import BrokerServices
 from broker.storage import BrokerStore
 from broker.web import (
@@ -19,11 +19,11 @@ from broker.web import (
     SECURE_COOKIE_NAME,
     PortalDeps,
     create_app,
-    load_or_create_secret,
 )
 from netpay.clock import FakeClock
+from netpay.encoding import is_loopback_host
 from netpay.envelope import SigningKey
-from netpay.errors import PermissionDenied
+from netpay.files import load_or_create_secret
 from netpay.limits import DEFAULT_LIMITS
 
 PASSWORD = "correct horse battery"
@@ -135,13 +135,13 @@ def test_passwords_are_never_echoed_or_logged(
 
 
 def test_the_secret_key_is_made_once_with_mode_0600(tmp_path: Path) -> None:
-    first = load_or_create_secret(tmp_path)
     path = tmp_path / SECRET_FILE
+    first = load_or_create_secret(path)
     assert path.stat().st_mode & 0o777 == 0o600
-    assert len(first) == 32 and load_or_create_secret(tmp_path) == first
+    assert len(first) == 32 and load_or_create_secret(path) == first
     path.chmod(0o644)
-    with pytest.raises(PermissionDenied):
-        load_or_create_secret(tmp_path)
+    with pytest.raises(PermissionError):
+        load_or_create_secret(path)
 
 
 def test_a_session_signed_with_another_key_is_ignored(store: BrokerStore) -> None:

@@ -19,6 +19,7 @@ CORE_MODULES = [
     "netpay.browser",
     "netpay.ready",
     "netpay.sqlstore",
+    "netpay.webforms",
     "netpay.transport.auth",
     "netpay.transport.server",
     "netpay.transport.status",
