@@ -14,6 +14,11 @@ state of the epoch named in the row:
 Every state change goes through :func:`transition`. The payment rules of
 protocol.md ("The HTTP payment") are the ``check_*`` functions below; all of
 them run before any hashing.
+
+A **window** (protocol.md, "Windows") is a run of words ``(window_from,
+window_top]`` the reader prepaid with one payment; the vendor consumes one
+price per click from it. Its state is ``OPEN`` or ``CLOSED`` and every move
+goes through :func:`window_transition`; a closed window never reopens.
 """
 
 from __future__ import annotations
@@ -28,24 +33,35 @@ from netpay.errors import (
     BadPayword,
     Expired,
     Insufficient,
+    LimitExceeded,
+    Malformed,
     WrongAmount,
 )
 from netpay.limits import Limits
 from netpay.money import Money, words_for
 
 __all__ = [
+    "CloseReason",
     "CoinEvent",
     "CoinView",
     "IllegalTransition",
     "Item",
     "PaymentPlan",
     "VendorCoinState",
+    "WindowClick",
+    "WindowEvent",
+    "WindowState",
+    "WindowView",
     "check_payment",
+    "check_window_click",
+    "check_window_open",
     "lease_deadline_ms",
     "lease_is_live",
     "needs_checkpoint",
     "transition",
     "verify_payword",
+    "window_expiry_ms",
+    "window_transition",
 ]
 
 
@@ -150,16 +166,21 @@ def check_payment(
     AlreadySpent, Insufficient or BadPayword; the errors that let a wallet
     resynchronise carry ``(s, w[s])``.
     """
-    s = coin.index
     if now_ms >= coin.expires_at_ms - limits.max_skew_s * 1000:
         raise Expired("the coin has expired")
     words = words_for(item.price, coin.unit_value_minor, coin.currency)
     if index - prev != words:
         raise WrongAmount(
             f"the price is {words} words, the payment covers {index - prev}",
-            index=s,
+            index=coin.index,
             payword=coin.payword,
         )
+    return _check_range(coin, prev, index, words, limits)
+
+
+def _check_range(coin: CoinView, prev: int, index: int, words: int, limits: Limits) -> PaymentPlan:
+    """The rules on ``(prev, index]`` shared by a paid click and a window."""
+    s = coin.index
     if prev < s or prev < coin.max_accepted_index:
         raise AlreadySpent(
             f"index {prev} is already spent here; the coin stands at {s}",
@@ -188,3 +209,131 @@ def verify_payword(ecoin_bytes: bytes, coin: CoinView, index: int, word: bytes) 
         raise BadPayword("payword does not verify")
     if not secrets.compare_digest(hash_down(ecoin_bytes, index, word, coin.index), coin.payword):
         raise BadPayword("payword does not verify")
+
+
+# -- windows -----------------------------------------------------------------------
+
+
+class WindowState(enum.Enum):
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+class WindowEvent(enum.Enum):
+    """What happened to a window; the argument of :func:`window_transition`."""
+
+    OPENED = "opened"  # a window payment was accepted (same compare-and-set as a click)
+    CONSUMED = "consumed"  # a click was paid from it (compare-and-set on the consumed index)
+    CLOSED = "closed"  # hand-off, expiry, the wallet, a newer window or the end of the epoch
+
+
+class CloseReason(enum.Enum):
+    """``WindowCredit.reason``."""
+
+    HANDOFF = "handoff"
+    EXPIRED = "expired"
+    CLOSED = "closed"
+
+
+_WINDOW_TRANSITIONS: dict[tuple[WindowState | None, WindowEvent], WindowState] = {
+    (None, WindowEvent.OPENED): WindowState.OPEN,
+    (WindowState.OPEN, WindowEvent.CONSUMED): WindowState.OPEN,
+    (WindowState.OPEN, WindowEvent.CLOSED): WindowState.CLOSED,
+}
+
+
+def window_transition(state: WindowState | None, event: WindowEvent) -> WindowState:
+    """The window's state after ``event`` (``None``: no window yet).
+
+    Raises :class:`IllegalTransition` for any other move: a closed window
+    never reopens and is never consumed.
+    """
+    try:
+        return _WINDOW_TRANSITIONS[(state, event)]
+    except KeyError:
+        name = state.value if state is not None else "absent"
+        raise IllegalTransition(f"no window transition from {name} on {event.value}") from None
+
+
+@dataclass(frozen=True)
+class WindowView:
+    """A window as the rules see it: words ``(window_from, window_top]`` of one
+    coin's epoch, consumed up to ``consumed_index``."""
+
+    window_id: int
+    ecoin_id: str
+    epoch: int
+    window_from: int
+    window_top: int
+    consumed_index: int
+    state: WindowState
+    opened_at_ms: int
+    expires_at_ms: int
+    unit_value_minor: int
+    currency: str
+    closed_at_ms: int | None = None
+    close_reason: CloseReason | None = None
+    credit: bytes | None = None  # serialized Envelope(WindowCredit), once closed
+
+    @property
+    def units(self) -> int:
+        return self.window_top - self.window_from
+
+    @property
+    def words_left(self) -> int:
+        return self.window_top - self.consumed_index
+
+    def is_usable(self, now_ms: int) -> bool:
+        return self.state is WindowState.OPEN and now_ms < self.expires_at_ms
+
+
+@dataclass(frozen=True)
+class WindowClick:
+    """A click that passed the window's rules: consume ``(from_index, to_index]``."""
+
+    from_index: int
+    to_index: int
+    words: int
+
+
+def check_window_open(
+    coin: CoinView, prev: int, index: int, units: int, limits: Limits, now_ms: int
+) -> PaymentPlan:
+    """The rules of a payment that opens a window of ``units`` words.
+
+    The same rules as :func:`check_payment` with ``j - p = m`` in place of the
+    price (a header whose ``window=`` is not ``j - p`` is malformed: there is
+    no price the wallet could have misread), and ``1 <= m <= max_window_units``;
+    checked before any hashing.
+    """
+    if units < 1:
+        raise Malformed("a window is at least one word")
+    if units > limits.max_window_units:
+        raise LimitExceeded(f"a window is at most {limits.max_window_units} words")
+    if now_ms >= coin.expires_at_ms - limits.max_skew_s * 1000:
+        raise Expired("the coin has expired")
+    if index - prev != units:
+        raise Malformed(f"window={units} but the payment covers {index - prev} words")
+    return _check_range(coin, prev, index, units, limits)
+
+
+def window_expiry_ms(coin: CoinView, limits: Limits, now_ms: int) -> int:
+    """When a window opened now closes: after window_ttl_s, and never later
+    than the coin stops being accepted (``expires_at - max_skew_s``)."""
+    return min(now_ms + limits.window_ttl_s * 1000, coin.expires_at_ms - limits.max_skew_s * 1000)
+
+
+def check_window_click(window: WindowView, item: Item, now_ms: int) -> WindowClick:
+    """One click paid from ``window``: the price in words must fit in what is left.
+
+    Raises Expired (closed or past its expiry), WrongCurrency / WrongAmount
+    (the price in the coin's words) or Insufficient.
+    """
+    if not window.is_usable(now_ms):
+        raise Expired("the window is closed")
+    words = words_for(item.price, window.unit_value_minor, window.currency)
+    if words > window.words_left:
+        raise Insufficient(
+            f"the window has {window.words_left} words left, the price is {words} words"
+        )
+    return WindowClick(window.consumed_index, window.consumed_index + words, words)

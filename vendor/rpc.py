@@ -1,4 +1,5 @@
-"""The vendor's gRPC servicer (``netpay.v1.Vendor``): GetInfo and HandOff.
+"""The vendor's gRPC servicer (``netpay.v1.Vendor``): GetInfo and HandOff
+(whose reply carries the WindowCredit when the hand-off closed a window).
 
 Thin: verify the vendor-to-vendor call signature (the caller's key comes
 from its broker-signed certificate, cached), call one use case, map errors
@@ -82,5 +83,8 @@ class VendorServicer(vendor_pb2_grpc.VendorServicer):
         )
         if caller == services.vendor_id:
             raise PermissionDenied("a vendor cannot hand a coin to itself")
-        coin_index = services.hand_off(request.grant, caller, deps.clock.now_ms())
-        return vendor_pb2.HandOffResponse(coin_index=coin_index)
+        result = services.hand_off_with_credit(request.grant, caller, deps.clock.now_ms())
+        reply = vendor_pb2.HandOffResponse(coin_index=result.coin_index)
+        if result.window_credit is not None:
+            reply.window_credit.CopyFrom(result.window_credit)
+        return reply

@@ -1,6 +1,6 @@
 """Vendor process wiring: data dir -> broker registration -> storage ->
 services -> gRPC (Vendor service) + web site (gunicorn or in-process) +
-the checkpoint / reclaim loop.
+the background loop (checkpoint, reclaim, close expired windows).
 
 Data dir: ``vendor.key`` (Ed25519, 0600), ``vendor.json`` (0600: vendor id,
 vendor token, broker address, the pinned broker id and public key),
@@ -366,6 +366,10 @@ def _background_loop(
             services.reclaim_due()
         except Exception:
             log.exception("reclaim failed")
+        try:
+            services.close_expired_windows()
+        except Exception:
+            log.exception("closing expired windows failed")
         try:
             keeper.refresh_if_due()
         except Exception:

@@ -1,4 +1,6 @@
-"""The vendor's use cases: pay, hand_off, acquire, checkpoint_all, reclaim_due.
+"""The vendor's use cases: pay, hand_off, acquire, checkpoint_all, reclaim_due,
+and the cookie-cache windows (open_window, pay_from_window, close_window,
+close_expired_windows).
 
 Each use case runs its database work in one unit of work; broker and peer
 calls happen outside any transaction. Talking to the broker and to other
@@ -9,25 +11,30 @@ protocols, so unit tests use fakes and production uses gRPC
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import secrets
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, replace
+from typing import Protocol, TypeVar
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from netpay.chain import WORD_BYTES
 from netpay.clock import Clock
+from netpay.encoding import b64url_decode, b64url_encode
 from netpay.envelope import SigningKey, open_envelope, seal
 from netpay.errors import (
     AlreadySpent,
     BadPayword,
     BrokerUnavailable,
     CoinBusy,
+    Expired,
+    LimitExceeded,
     Malformed,
     NetPayError,
     NotFound,
@@ -46,26 +53,44 @@ from netpay.money import Money
 from netpay.v1 import broker_pb2
 from netpay.v1 import statements_pb2 as pb
 from vendor.domain import (
+    CloseReason,
     CoinView,
     Item,
+    PaymentPlan,
     VendorCoinState,
+    WindowState,
+    WindowView,
     check_payment,
+    check_window_click,
+    check_window_open,
     lease_deadline_ms,
     lease_is_live,
     needs_checkpoint,
     verify_payword,
+    window_expiry_ms,
 )
-from vendor.storage import ClickRecord, EpochGrant, Revenue, StoredCoin, VendorRepository
+from vendor.storage import (
+    ClickRecord,
+    EpochGrant,
+    Revenue,
+    StoredCoin,
+    VendorRepository,
+    WindowClickRecord,
+    WindowRecord,
+)
 
 __all__ = [
     "BrokerClient",
     "CertificateBook",
     "CheckpointSummary",
     "Dashboard",
+    "HandOffResult",
     "PaymentResult",
     "PeerClient",
     "VendorIdentity",
     "VendorServices",
+    "WindowClosed",
+    "WindowOpened",
 ]
 
 log = logging.getLogger(__name__)
@@ -82,6 +107,12 @@ _HANDOFF_ATTEMPTS = 3
 _MAX_CERTIFICATES = 1024
 _ITEM_ID_MAX = 64
 _DASHBOARD_MAX_ROWS = 1_000
+_HANDLE_BYTES = 32
+_HANDLE_CHARS = 43  # base64url of 32 bytes, no padding
+_WINDOW_CLOSE_ATTEMPTS = 3
+_EXPIRED_PAGE = 1_000
+
+_R = TypeVar("_R")
 
 
 class BrokerClient(Protocol):
@@ -150,6 +181,40 @@ class Dashboard:
     coin_counts: Mapping[VendorCoinState, int]
     coins: Sequence[CoinView]  # HELD and HANDING_OFF, most recently changed first
     now_ms: int
+    open_window_count: int = 0
+    open_windows: Sequence[WindowView] = ()  # newest first
+
+
+@dataclass(frozen=True)
+class WindowOpened:
+    """A window opened (or the same window again, for a retried header)."""
+
+    vendor_id: str
+    handle: str  # the cookie value: 32 bytes, base64url; only its SHA-256 is stored
+    window: WindowView
+    replayed: bool
+
+    def max_age_s(self, now_ms: int) -> int:
+        """The cookie's Max-Age: the seconds until the window expires."""
+        return max(0, -(-(self.window.expires_at_ms - now_ms) // 1000))
+
+
+@dataclass(frozen=True)
+class WindowClosed:
+    """A closed window's signed WindowCredit (the same one on every repeat)."""
+
+    credit: pb.Envelope  # Envelope(WindowCredit)
+    refund_units: int
+    window: WindowView
+
+
+@dataclass(frozen=True)
+class HandOffResult:
+    """``Vendor.HandOff``'s reply: the CoinIndex and, when the hand-off closed
+    a window, its WindowCredit."""
+
+    coin_index: pb.Envelope
+    window_credit: pb.Envelope | None
 
 
 @dataclass(frozen=True)
@@ -236,6 +301,11 @@ class VendorServices:
         self._clock = clock
         self._repo = repo or VendorRepository()
         self.certificates = certificates or CertificateBook(broker, identity, clock)
+        # Window handles are derived from the window payment with a key only this
+        # vendor has, so a retried header gets the same handle without storing it.
+        self._handle_key = hashlib.sha256(
+            b"NetPay-v1 window handle\x00" + identity.key.raw_private()
+        ).digest()
 
     @property
     def vendor_id(self) -> str:
@@ -274,6 +344,8 @@ class VendorServices:
                     )
                 ],
                 now_ms=self._clock.now_ms(),
+                open_window_count=self._repo.open_window_count(session),
+                open_windows=self._repo.open_windows(session, limit=coins_limit),
             )
 
     # -- paying ----------------------------------------------------------------
@@ -288,7 +360,7 @@ class VendorServices:
             raise Malformed("bad item id")
         creds = parse_authorization(header_value)
         if creds.window is not None:
-            raise Malformed("windows are not supported yet")
+            raise Malformed("windows are opened with POST /netpay/window, not on an article")
 
         # One read, one statement for both: the retry lookup (before any
         # custody check) and the coin.
@@ -298,40 +370,10 @@ class VendorServices:
         if replay is not None:
             return replay
 
-        checkpointed = probed = False
-        for attempt in range(_PAY_ATTEMPTS):
-            stored = first_look if attempt == 0 else self.coin(creds.ecoin_id)
-            if stored is None or stored.view.state is VendorCoinState.CLOSED:
-                if creds.index <= creds.prev:
-                    raise WrongAmount("index must be above prev")
-                stored = self._acquire(creds, now_ms)
-            coin = stored.view
-            if coin.state is VendorCoinState.HANDING_OFF:
-                if not probed:
-                    # The reader may be back from the next holder: if the broker says
-                    # the hand-off completed, our epoch is closed and we acquire anew.
-                    probed = True
-                    if self._probe_closed(coin):
-                        continue
-                raise CoinBusy("the coin is being handed off", retry_after_s=self._busy_s(stored))
-            if coin.state is VendorCoinState.CLOSED:
-                continue
-            if not lease_is_live(coin, now_ms):
-                self._renew(coin)
-                continue
-            try:
-                plan = check_payment(coin, creds.prev, creds.index, item, self.limits, now_ms)
-            except AlreadySpent:
-                # A twin of this very purchase may have committed since the first look.
-                replay = self._replay(creds, item, now_ms)
-                if replay is not None:
-                    return replay
-                raise
-            if not checkpointed and needs_checkpoint(coin, creds.index, self.limits):
-                checkpointed = True
-                self._renew(coin)
-                continue
-            verify_payword(creds.ecoin_bytes, coin, creds.index, creds.payword)
+        def plan(coin: CoinView) -> PaymentPlan:
+            return check_payment(coin, creds.prev, creds.index, item, self.limits, now_ms)
+
+        def commit(coin: CoinView, plan: PaymentPlan) -> PaymentResult | None:
             receipt = seal(
                 pb.Receipt(
                     vendor_id=self._id.vendor_id,
@@ -358,20 +400,80 @@ class VendorServices:
                 receipt=receipt,
                 created_at_ms=now_ms,
             )
-            if self._commit_spend(coin, click, now_ms):
-                return PaymentResult(
-                    receipt=receipt,
-                    words_left=coin.n - plan.index,
-                    replayed=False,
-                    ecoin_id=coin.ecoin_id,
-                    to_index=plan.index,
-                    unit_value_minor=coin.unit_value_minor,
-                    currency=coin.currency,
-                )
+            if not self._commit_spend(coin, click, now_ms):
+                return None
+            return PaymentResult(
+                receipt=receipt,
+                words_left=coin.n - plan.index,
+                replayed=False,
+                ecoin_id=coin.ecoin_id,
+                to_index=plan.index,
+                unit_value_minor=coin.unit_value_minor,
+                currency=coin.currency,
+            )
+
+        return self._spend(
+            creds, now_ms, first_look, plan, lambda: self._replay(creds, item, now_ms), commit
+        )
+
+    def _spend(
+        self,
+        creds: Credentials,
+        now_ms: int,
+        first_look: StoredCoin | None,
+        plan_for: Callable[[CoinView], PaymentPlan],
+        replay: Callable[[], _R | None],
+        commit: Callable[[CoinView, PaymentPlan], _R | None],
+    ) -> _R:
+        """The spend of ``(prev, index]`` shared by a paid click and a window.
+
+        Custody first (acquire, hand-off in progress, lease), then ``plan_for``
+        (the rules, before hashing), a synchronous checkpoint when the spend
+        would pass max_unreported_units, the hash, and ``commit`` (the
+        compare-and-set; ``None`` when it lost). ``replay`` finds the same
+        purchase committed by a twin request.
+        """
+        checkpointed = probed = False
+        for attempt in range(_PAY_ATTEMPTS):
+            stored = first_look if attempt == 0 else self.coin(creds.ecoin_id)
+            if stored is None or stored.view.state is VendorCoinState.CLOSED:
+                if creds.index <= creds.prev:
+                    raise WrongAmount("index must be above prev")
+                stored = self._acquire(creds, now_ms)
+            coin = stored.view
+            if coin.state is VendorCoinState.HANDING_OFF:
+                if not probed:
+                    # The reader may be back from the next holder: if the broker says
+                    # the hand-off completed, our epoch is closed and we acquire anew.
+                    probed = True
+                    if self._probe_closed(coin):
+                        continue
+                raise CoinBusy("the coin is being handed off", retry_after_s=self._busy_s(stored))
+            if coin.state is VendorCoinState.CLOSED:
+                continue
+            if not lease_is_live(coin, now_ms):
+                self._renew(coin)
+                continue
+            try:
+                plan = plan_for(coin)
+            except AlreadySpent:
+                # A twin of this very purchase may have committed since the first look.
+                again = replay()
+                if again is not None:
+                    return again
+                raise
+            if not checkpointed and needs_checkpoint(coin, creds.index, self.limits):
+                checkpointed = True
+                self._renew(coin)
+                continue
+            verify_payword(creds.ecoin_bytes, coin, creds.index, creds.payword)
+            done = commit(coin, plan)
+            if done is not None:
+                return done
             # Lost the compare-and-set: maybe to the same purchase, else resync.
-            replay = self._replay(creds, item, now_ms)
-            if replay is not None:
-                return replay
+            again = replay()
+            if again is not None:
+                return again
             fresh = self.coin(creds.ecoin_id)
             assert fresh is not None, "a coin row is never deleted"
             if fresh.view.state is VendorCoinState.HANDING_OFF:
@@ -451,6 +553,367 @@ class VendorServices:
         started = stored.handoff_started_ms or self._clock.now_ms()
         left_ms = started + self.limits.handoff_ttl_s * 1000 - self._clock.now_ms()
         return max(1, min(self.limits.handoff_ttl_s, -(-left_ms // 1000)))
+
+    # -- windows (cookie-cache wallets) ----------------------------------------
+
+    def windows(self, ecoin_id: str) -> Sequence[WindowView]:
+        with self._uow(read_only=True) as session:
+            return self._repo.windows_of(session, ecoin_id)
+
+    def window_clicks(self, window_id: int) -> Sequence[WindowClickRecord]:
+        with self._uow(read_only=True) as session:
+            return self._repo.window_clicks(session, window_id)
+
+    def open_window(self, header_value: str, now_ms: int) -> WindowOpened:
+        """``POST /netpay/window``: a payment of ``m`` words that opens a window.
+
+        The spend of ``(p, j]`` is the compare-and-set of a paid click; in the
+        same transaction the coin's open window (if any) is closed with a
+        WindowCredit (reason "closed") and the new window is inserted. The same
+        header within retry_ttl_s returns the same window and spends nothing.
+        """
+        creds = parse_authorization(header_value)
+        if creds.window is None:
+            raise Malformed("a window payment needs the window= parameter")
+        units = creds.window
+        if units < 1:
+            raise Malformed("a window is at least one word")
+        if units > self.limits.max_window_units:
+            raise LimitExceeded(f"a window is at most {self.limits.max_window_units} words")
+        if creds.index - creds.prev != units:
+            raise Malformed("window= must equal index - prev")
+        handle = self._window_handle(creds)
+        digest = hashlib.sha256(b64url_decode(handle)).digest()
+
+        with self._uow(read_only=True) as session:
+            first_look = self._repo.get(session, creds.ecoin_id)
+        replay = self._window_replay(creds, handle, digest, now_ms)
+        if replay is not None:
+            return replay
+
+        def plan(coin: CoinView) -> PaymentPlan:
+            return check_window_open(coin, creds.prev, creds.index, units, self.limits, now_ms)
+
+        def commit(coin: CoinView, plan: PaymentPlan) -> WindowOpened | None:
+            record = WindowRecord(
+                ecoin_id=coin.ecoin_id,
+                epoch=coin.epoch,
+                handle_sha256=digest,
+                window_from=plan.prev,
+                window_top=plan.index,
+                payword=creds.payword,
+                unit_value_minor=coin.unit_value_minor,
+                currency=coin.currency,
+                opened_at_ms=now_ms,
+                expires_at_ms=window_expiry_ms(coin, self.limits, now_ms),
+            )
+            window_id = self._commit_window(coin, record, now_ms)
+            if window_id is None:
+                return None
+            log.info(
+                "coin %s epoch %d: window (%d, %d] opened",
+                coin.ecoin_id,
+                coin.epoch,
+                plan.prev,
+                plan.index,
+            )
+            return WindowOpened(
+                vendor_id=self._id.vendor_id,
+                handle=handle,
+                window=WindowView(
+                    window_id=window_id,
+                    ecoin_id=record.ecoin_id,
+                    epoch=record.epoch,
+                    window_from=record.window_from,
+                    window_top=record.window_top,
+                    consumed_index=record.window_from,
+                    state=WindowState.OPEN,
+                    opened_at_ms=now_ms,
+                    expires_at_ms=record.expires_at_ms,
+                    unit_value_minor=record.unit_value_minor,
+                    currency=record.currency,
+                ),
+                replayed=False,
+            )
+
+        return self._spend(
+            creds,
+            now_ms,
+            first_look,
+            plan,
+            lambda: self._window_replay(creds, handle, digest, now_ms),
+            commit,
+        )
+
+    def _window_handle(self, creds: Credentials) -> str:
+        """The window's cookie handle: HMAC of ``(ecoin, j, w[j])`` under this vendor's key."""
+        message = creds.ecoin_bytes + creds.index.to_bytes(4, "big") + creds.payword
+        return b64url_encode(hmac.new(self._handle_key, message, hashlib.sha256).digest())
+
+    def _window_replay(
+        self, creds: Credentials, handle: str, digest: bytes, now_ms: int
+    ) -> WindowOpened | None:
+        """The same window header within retry_ttl_s is the same window."""
+        with self._uow(read_only=True) as session:
+            found = self._repo.window_at_top(session, creds.ecoin_id, creds.index)
+        if found is None:
+            return None
+        window, payword, stored_digest = found
+        if not secrets.compare_digest(payword, creds.payword) or not secrets.compare_digest(
+            stored_digest, digest
+        ):
+            return None
+        if window.opened_at_ms < now_ms - self.limits.retry_ttl_s * 1000:
+            return None
+        if window.window_from != creds.prev:
+            return None
+        return WindowOpened(self._id.vendor_id, handle, window, replayed=True)
+
+    def _commit_window(self, coin: CoinView, record: WindowRecord, now_ms: int) -> int | None:
+        """The window payment's compare-and-set, the old window's close and the
+        new window, in one transaction; ``None`` when it lost."""
+        with self._uow() as session:
+            moved = self._repo.cas_pay(
+                session,
+                ecoin_id=coin.ecoin_id,
+                epoch=coin.epoch,
+                from_index=coin.index,
+                to_index=record.window_top,
+                payword=record.payword,
+                now_ms=now_ms,
+            )
+            if not moved:
+                return None
+            old = self._repo.open_window_of(session, coin.ecoin_id)
+            if old is not None and not self._close_in(session, old, CloseReason.CLOSED, now_ms):
+                return None  # a click moved it meanwhile: roll back, try again
+            try:
+                window_id = self._repo.add_window(session, record)
+            except IntegrityError:
+                return None
+            session.commit()
+        if old is not None:
+            log.info("coin %s: window %d closed by a newer one", coin.ecoin_id, old.window_id)
+        return window_id
+
+    def _window_credit(self, window: WindowView, reason: CloseReason, now_ms: int) -> pb.Envelope:
+        return seal(
+            pb.WindowCredit(
+                vendor_id=self._id.vendor_id,
+                ecoin_id=window.ecoin_id,
+                epoch=window.epoch,
+                window_top=window.window_top,
+                consumed_index=window.consumed_index,
+                refund_units=window.words_left,
+                time_ms=now_ms,
+                reason=reason.value,
+            ),
+            self._id.key,
+        )
+
+    def _close_in(
+        self, session: Session, window: WindowView, reason: CloseReason, now_ms: int
+    ) -> pb.Envelope | None:
+        """Close ``window`` at its consumed index inside ``session`` (the caller
+        commits); the signed credit, or ``None`` when the window moved."""
+        credit = self._window_credit(window, reason, now_ms)
+        closed = self._repo.close_window(
+            session,
+            window_id=window.window_id,
+            consumed_index=window.consumed_index,
+            reason=reason,
+            credit=credit.SerializeToString(),
+            now_ms=now_ms,
+        )
+        return credit if closed else None
+
+    @staticmethod
+    def _handle_digest(handle: str) -> bytes:
+        """SHA-256 of a cookie handle; a handle that is not 32 bytes is unknown."""
+        if not isinstance(handle, str) or len(handle) != _HANDLE_CHARS:
+            raise NotFound("no such window")
+        try:
+            raw = b64url_decode(handle, max_len=_HANDLE_CHARS)
+        except Malformed as err:
+            raise NotFound("no such window") from err
+        if len(raw) != _HANDLE_BYTES:
+            raise NotFound("no such window")
+        return hashlib.sha256(raw).digest()
+
+    def pay_from_window(self, handle: str, item: Item, now_ms: int) -> PaymentResult:
+        """One click paid from the window behind the cookie ``handle``.
+
+        The consumption is a compare-and-set on the window's consumed index
+        (the coin still HELD in the window's epoch with a live lease),
+        committed with the click and its Receipt before this returns. The same
+        item again within retry_ttl_s re-serves the original Receipt.
+
+        Raises NotFound (unknown handle), Expired (closed or expired window, or
+        the coin no longer held here), Insufficient (the price does not fit),
+        WrongAmount / WrongCurrency (the price in the coin's words),
+        BrokerUnavailable / Revoked (the lease could not be renewed) or
+        CoinBusy (the window kept changing).
+        """
+        if not 0 < len(item.item_id) <= _ITEM_ID_MAX:
+            raise Malformed("bad item id")
+        digest = self._handle_digest(handle)
+        renewed = False
+        for _ in range(_PAY_ATTEMPTS):
+            since_ms = now_ms - self.limits.retry_ttl_s * 1000
+            with self._uow(read_only=True) as session:
+                window = self._repo.window_by_handle(session, digest)
+                if window is None:
+                    raise NotFound("no such window")
+                earlier = self._repo.window_click_for(
+                    session, window.window_id, item.item_id, since_ms
+                )
+                stored = self._repo.get(session, window.ecoin_id) if earlier is None else None
+            if earlier is not None:
+                return self._window_result(window, earlier.receipt, earlier.to_index, True)
+            click = check_window_click(window, item, now_ms)
+            assert stored is not None, "a window implies a coin row"
+            coin = stored.view
+            if coin.state is not VendorCoinState.HELD or coin.epoch != window.epoch:
+                raise Expired("the window's coin is no longer held here")
+            if not lease_is_live(coin, now_ms):
+                if renewed:
+                    raise BrokerUnavailable("the broker did not renew the lease")
+                renewed = True
+                self._renew(coin)
+                continue
+            receipt = seal(
+                pb.Receipt(
+                    vendor_id=self._id.vendor_id,
+                    ecoin_id=window.ecoin_id,
+                    epoch=window.epoch,
+                    from_index=click.from_index,
+                    to_index=click.to_index,
+                    amount_minor=item.price.amount_minor,
+                    currency=item.price.currency,
+                    item_id=item.item_id,
+                    time_ms=now_ms,
+                ),
+                self._id.key,
+            ).SerializeToString()
+            record = WindowClickRecord(
+                window_id=window.window_id,
+                item_id=item.item_id,
+                from_index=click.from_index,
+                to_index=click.to_index,
+                amount_minor=item.price.amount_minor,
+                currency=item.price.currency,
+                receipt=receipt,
+                created_at_ms=now_ms,
+            )
+            if self._commit_window_click(window, record, now_ms):
+                consumed = replace(window, consumed_index=click.to_index)
+                return self._window_result(consumed, receipt, click.to_index, False)
+            # Lost the compare-and-set (another click, a close, a hand-off): look again.
+        raise CoinBusy("the window keeps changing; retry", retry_after_s=1)
+
+    def _commit_window_click(
+        self, window: WindowView, click: WindowClickRecord, now_ms: int
+    ) -> bool:
+        with self._uow() as session:
+            moved = self._repo.cas_consume(
+                session,
+                window_id=window.window_id,
+                ecoin_id=window.ecoin_id,
+                epoch=window.epoch,
+                from_index=click.from_index,
+                to_index=click.to_index,
+                now_ms=now_ms,
+            )
+            if not moved:
+                return False
+            try:
+                self._repo.add_window_click(session, click)
+            except IntegrityError:
+                return False
+            session.commit()
+        return True
+
+    def _window_result(
+        self, window: WindowView, receipt: bytes, to_index: int, replayed: bool
+    ) -> PaymentResult:
+        return PaymentResult(
+            receipt=receipt,
+            words_left=window.words_left,
+            replayed=replayed,
+            ecoin_id=window.ecoin_id,
+            to_index=to_index,
+            unit_value_minor=window.unit_value_minor,
+            currency=window.currency,
+        )
+
+    def close_window(self, handle: str, now_ms: int) -> WindowClosed:
+        """``POST /netpay/window/close``: close the window, sign its WindowCredit.
+
+        A window already closed (by the wallet, a hand-off, expiry or a newer
+        window) answers with the credit it was closed with.
+        """
+        digest = self._handle_digest(handle)
+        for _ in range(_WINDOW_CLOSE_ATTEMPTS):
+            with self._uow(read_only=True) as session:
+                window = self._repo.window_by_handle(session, digest)
+            if window is None:
+                raise NotFound("no such window")
+            if window.state is WindowState.CLOSED:
+                assert window.credit is not None, "a closed window has its credit"
+                return WindowClosed(
+                    pb.Envelope.FromString(window.credit), window.words_left, window
+                )
+            with self._uow() as session:
+                credit = self._close_in(session, window, CloseReason.CLOSED, now_ms)
+                if credit is not None:
+                    session.commit()
+            if credit is not None:
+                log.info("window %d of %s closed by the wallet", window.window_id, window.ecoin_id)
+                closed = replace(
+                    window,
+                    state=WindowState.CLOSED,
+                    closed_at_ms=now_ms,
+                    close_reason=CloseReason.CLOSED,
+                    credit=credit.SerializeToString(),
+                )
+                return WindowClosed(credit, window.words_left, closed)
+        raise CoinBusy("the window keeps changing; retry", retry_after_s=1)
+
+    def close_expired_windows(self) -> int:
+        """Close every OPEN window past its expiry (reason "expired"); how many closed."""
+        now_ms = self._clock.now_ms()
+        closed = 0
+        while True:
+            with self._uow(read_only=True) as session:
+                due = self._repo.windows_due(session, now_ms, limit=_EXPIRED_PAGE)
+            progressed = 0
+            for window in due:
+                if self._close_expired(window, now_ms):
+                    closed += 1
+                    progressed += 1
+            if len(due) < _EXPIRED_PAGE or progressed == 0:
+                return closed
+
+    def _close_expired(self, window: WindowView, now_ms: int) -> bool:
+        current: WindowView | None = window
+        for _ in range(_WINDOW_CLOSE_ATTEMPTS):
+            if current is None or current.state is not WindowState.OPEN:
+                return False
+            with self._uow() as session:
+                credit = self._close_in(session, current, CloseReason.EXPIRED, now_ms)
+                if credit is not None:
+                    session.commit()
+                    log.info("window %d of %s expired", current.window_id, current.ecoin_id)
+                    return True
+            with self._uow(read_only=True) as session:
+                current = self._repo.window(session, window.window_id)
+        return False
+
+    def _close_epoch_windows(self, session: Session, ecoin_id: str, now_ms: int) -> None:
+        """The coin's epoch is over here: close its open window in ``session``."""
+        window = self._repo.open_window_of(session, ecoin_id)
+        if window is not None and self._close_in(session, window, CloseReason.CLOSED, now_ms):
+            log.info("window %d of %s closed with its epoch", window.window_id, ecoin_id)
 
     # -- acquiring -------------------------------------------------------------
 
@@ -575,6 +1038,18 @@ class VendorServices:
 
     def hand_off(self, grant_envelope: pb.Envelope, caller: str, now_ms: int) -> pb.Envelope:
         """``Vendor.HandOff``: sign our CoinIndex for ``caller`` and stop accepting."""
+        return self.hand_off_with_credit(grant_envelope, caller, now_ms).coin_index
+
+    def hand_off_with_credit(
+        self, grant_envelope: pb.Envelope, caller: str, now_ms: int
+    ) -> HandOffResult:
+        """``Vendor.HandOff`` with its whole reply.
+
+        The compare-and-set that marks the coin HANDING_OFF also closes the
+        coin's open window (WindowCredit, reason "handoff"); the CoinIndex is
+        then at the window top (the coin's index). A repeated call returns the
+        same CoinIndex and credit.
+        """
         me = self._id.vendor_id
         grant = open_envelope(grant_envelope, pb.HandOffGrant, self._id.broker_public_key)
         if grant.broker_id and grant.broker_id != self._id.broker_id:
@@ -586,15 +1061,19 @@ class VendorServices:
         if grant.to_vendor != caller:
             raise PermissionDenied("the grant names another vendor than the caller")
         for _ in range(_HANDOFF_ATTEMPTS):
-            stored = self.coin(grant.ecoin_id)
+            with self._uow(read_only=True) as session:
+                stored = self._repo.get(session, grant.ecoin_id)
+                window = self._repo.open_window_of(session, grant.ecoin_id)
+                earlier_credit = self._repo.handoff_credit(session, grant.ecoin_id, grant.epoch)
             if stored is None:
                 raise PreconditionFailed("this vendor does not hold the coin")
             coin = stored.view
             if coin.state is VendorCoinState.HANDING_OFF and coin.epoch == grant.epoch:
                 if stored.handoff_to == caller and stored.handoff_coin_index is not None:
-                    envelope = pb.Envelope()
-                    envelope.ParseFromString(stored.handoff_coin_index)
-                    return envelope
+                    return HandOffResult(
+                        pb.Envelope.FromString(stored.handoff_coin_index),
+                        pb.Envelope.FromString(earlier_credit) if earlier_credit else None,
+                    )
                 raise CoinBusy(
                     "the coin is being handed to another vendor",
                     retry_after_s=self._busy_s(stored),
@@ -615,6 +1094,7 @@ class VendorServices:
                 ),
                 self._id.key,
             )
+            credit: pb.Envelope | None = None
             with self._uow() as session:
                 moved = self._repo.start_handoff(
                     session,
@@ -625,10 +1105,20 @@ class VendorServices:
                     coin_index=envelope.SerializeToString(),
                     now_ms=now_ms,
                 )
+                if moved and window is not None:
+                    reason = (
+                        CloseReason.HANDOFF if window.epoch == coin.epoch else CloseReason.CLOSED
+                    )
+                    credit = self._close_in(session, window, reason, now_ms)
+                    # A click consumed meanwhile: roll the hand-off back and sign again.
+                    moved = credit is not None
+                    if reason is not CloseReason.HANDOFF:
+                        credit = None
                 if moved:
                     session.commit()
-                    log.info("coin %s epoch %d handed to %s", coin.ecoin_id, coin.epoch, caller)
-                    return envelope
+            if moved:
+                log.info("coin %s epoch %d handed to %s", coin.ecoin_id, coin.epoch, caller)
+                return HandOffResult(envelope, credit)
         raise CoinBusy("the coin keeps changing; retry", retry_after_s=1)
 
     # -- leases ----------------------------------------------------------------
@@ -730,6 +1220,7 @@ class VendorServices:
                     self._repo.close_epoch(
                         session, ecoin_id=coin.ecoin_id, epoch=coin.epoch, now_ms=now_ms
                     )
+                    self._close_epoch_windows(session, coin.ecoin_id, now_ms)
                     log.info("coin %s epoch %d closed by the broker", coin.ecoin_id, coin.epoch)
                     closed += 1
                 else:

@@ -1,9 +1,13 @@
 """The vendor's tables and the repository over them (SQLAlchemy 2.0).
 
-Two tables: ``vendor_coins`` (one row per coin this vendor has held: the
-current epoch, its state, the spent index and word, the lease) and
+Four tables: ``vendor_coins`` (one row per coin this vendor has held: the
+current epoch, its state, the spent index and word, the lease),
 ``vendor_clicks`` (the click log: one row per accepted payword, with the
-signed Receipt, unique on ``(ecoin_id, to_index)``).
+signed Receipt, unique on ``(ecoin_id, to_index)``), ``vendor_windows`` (one
+row per window: the prepaid words ``(window_from, window_top]``, the consumed
+index, the SHA-256 of its cookie handle, the WindowCredit once closed) and
+``vendor_window_clicks`` (one row per click paid from a window, with its
+Receipt, unique on ``(window_id, to_index)``).
 
 Every state change is a compare-and-set (``UPDATE ... WHERE`` + rowcount)
 whose new state comes from :func:`vendor.domain.transition`. Nothing here is
@@ -24,6 +28,8 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     String,
@@ -32,15 +38,27 @@ from sqlalchemy import (
     and_,
     bindparam,
     case,
+    exists,
     func,
     insert,
     select,
+    text,
     update,
 )
 from sqlalchemy.engine import CursorResult, Row
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from vendor.domain import CoinEvent, CoinView, VendorCoinState, transition
+from vendor.domain import (
+    CloseReason,
+    CoinEvent,
+    CoinView,
+    VendorCoinState,
+    WindowEvent,
+    WindowState,
+    WindowView,
+    transition,
+    window_transition,
+)
 
 __all__ = [
     "Base",
@@ -51,6 +69,10 @@ __all__ = [
     "Revenue",
     "StoredCoin",
     "VendorRepository",
+    "WindowClickRecord",
+    "WindowClickRow",
+    "WindowRecord",
+    "WindowRow",
 ]
 
 
@@ -99,6 +121,125 @@ class ClickRow(Base):
     currency: Mapped[str] = mapped_column(String(3))
     receipt: Mapped[bytes] = mapped_column(LargeBinary)
     created_at_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class WindowRow(Base):
+    __tablename__ = "vendor_windows"
+    __table_args__ = (
+        UniqueConstraint("handle_sha256", name="uq_window_handle"),
+        UniqueConstraint("ecoin_id", "window_top", name="uq_window_coin_top"),
+        # At most one open window per coin (the open path also closes the old one
+        # in its transaction; this index is the database's own guard).
+        Index(
+            "uq_window_open_per_coin",
+            "ecoin_id",
+            unique=True,
+            sqlite_where=text("state = 'open'"),
+            postgresql_where=text("state = 'open'"),
+        ),
+        Index("ix_window_state_expiry", "state", "expires_at_ms"),
+    )
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    ecoin_id: Mapped[str] = mapped_column(String(32))
+    epoch: Mapped[int] = mapped_column(BigInteger)
+    handle_sha256: Mapped[bytes] = mapped_column(LargeBinary(32))
+    window_from: Mapped[int] = mapped_column(Integer)
+    window_top: Mapped[int] = mapped_column(Integer)
+    payword: Mapped[bytes] = mapped_column(LargeBinary(32))  # w[window_top]
+    consumed_index: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(8))
+    unit_value_minor: Mapped[int] = mapped_column(Integer)
+    currency: Mapped[str] = mapped_column(String(3))
+    opened_at_ms: Mapped[int] = mapped_column(BigInteger)
+    expires_at_ms: Mapped[int] = mapped_column(BigInteger)
+    closed_at_ms: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    close_reason: Mapped[str | None] = mapped_column(String(16), default=None)
+    credit: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
+
+
+class WindowClickRow(Base):
+    __tablename__ = "vendor_window_clicks"
+    __table_args__ = (
+        UniqueConstraint("window_id", "to_index", name="uq_window_click_index"),
+        Index("ix_window_click_item", "window_id", "item_id"),
+    )
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    window_id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), ForeignKey("vendor_windows.id")
+    )
+    item_id: Mapped[str] = mapped_column(String(64))
+    from_index: Mapped[int] = mapped_column(Integer)
+    to_index: Mapped[int] = mapped_column(Integer)
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    receipt: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+@dataclass(frozen=True)
+class WindowRecord:
+    """A window to insert (its id is given by the database)."""
+
+    ecoin_id: str
+    epoch: int
+    handle_sha256: bytes
+    window_from: int
+    window_top: int
+    payword: bytes
+    unit_value_minor: int
+    currency: str
+    opened_at_ms: int
+    expires_at_ms: int
+
+
+@dataclass(frozen=True)
+class WindowClickRecord:
+    window_id: int
+    item_id: str
+    from_index: int
+    to_index: int
+    amount_minor: int
+    currency: str
+    receipt: bytes
+    created_at_ms: int
+
+
+def _window(row: WindowRow) -> WindowView:
+    return WindowView(
+        window_id=row.id,
+        ecoin_id=row.ecoin_id,
+        epoch=row.epoch,
+        window_from=row.window_from,
+        window_top=row.window_top,
+        consumed_index=row.consumed_index,
+        state=WindowState(row.state),
+        opened_at_ms=row.opened_at_ms,
+        expires_at_ms=row.expires_at_ms,
+        unit_value_minor=row.unit_value_minor,
+        currency=row.currency,
+        closed_at_ms=row.closed_at_ms,
+        close_reason=CloseReason(row.close_reason) if row.close_reason else None,
+        credit=row.credit,
+    )
+
+
+def _window_click(row: WindowClickRow) -> WindowClickRecord:
+    return WindowClickRecord(
+        window_id=row.window_id,
+        item_id=row.item_id,
+        from_index=row.from_index,
+        to_index=row.to_index,
+        amount_minor=row.amount_minor,
+        currency=row.currency,
+        receipt=row.receipt,
+        created_at_ms=row.created_at_ms,
+    )
 
 
 @dataclass(frozen=True)
@@ -619,3 +760,213 @@ class VendorRepository:
             .limit(limit)
         )
         return [_stored(r) for r in rows]
+
+    # -- windows -----------------------------------------------------------------
+
+    def add_window(self, session: Session, window: WindowRecord) -> int:
+        """Insert an OPEN window; returns its id (IntegrityError when the coin
+        already has an open window, or the handle or the top is taken)."""
+        state = window_transition(None, WindowEvent.OPENED)
+        row = WindowRow(
+            ecoin_id=window.ecoin_id,
+            epoch=window.epoch,
+            handle_sha256=window.handle_sha256,
+            window_from=window.window_from,
+            window_top=window.window_top,
+            payword=window.payword,
+            consumed_index=window.window_from,
+            state=state.value,
+            unit_value_minor=window.unit_value_minor,
+            currency=window.currency,
+            opened_at_ms=window.opened_at_ms,
+            expires_at_ms=window.expires_at_ms,
+            closed_at_ms=None,
+            close_reason=None,
+            credit=None,
+        )
+        session.add(row)
+        session.flush()
+        return row.id
+
+    def window(self, session: Session, window_id: int) -> WindowView | None:
+        row = session.scalars(select(WindowRow).where(WindowRow.id == window_id)).first()
+        return _window(row) if row is not None else None
+
+    def window_by_handle(self, session: Session, handle_sha256: bytes) -> WindowView | None:
+        row = session.scalars(
+            select(WindowRow).where(WindowRow.handle_sha256 == handle_sha256)
+        ).first()
+        return _window(row) if row is not None else None
+
+    def window_at_top(
+        self, session: Session, ecoin_id: str, window_top: int
+    ) -> tuple[WindowView, bytes, bytes] | None:
+        """The window opened up to ``window_top``, its ``w[top]`` and handle digest."""
+        row = session.scalars(
+            select(WindowRow).where(
+                WindowRow.ecoin_id == ecoin_id, WindowRow.window_top == window_top
+            )
+        ).first()
+        return (_window(row), row.payword, row.handle_sha256) if row is not None else None
+
+    def open_window_of(self, session: Session, ecoin_id: str) -> WindowView | None:
+        row = session.scalars(
+            select(WindowRow).where(
+                WindowRow.ecoin_id == ecoin_id, WindowRow.state == WindowState.OPEN.value
+            )
+        ).first()
+        return _window(row) if row is not None else None
+
+    def windows_of(self, session: Session, ecoin_id: str) -> list[WindowView]:
+        rows = session.scalars(
+            select(WindowRow).where(WindowRow.ecoin_id == ecoin_id).order_by(WindowRow.id)
+        )
+        return [_window(r) for r in rows]
+
+    def handoff_credit(self, session: Session, ecoin_id: str, epoch: int) -> bytes | None:
+        """The WindowCredit of the window a hand-off of ``epoch`` closed, if any."""
+        return session.scalars(
+            select(WindowRow.credit).where(
+                WindowRow.ecoin_id == ecoin_id,
+                WindowRow.epoch == epoch,
+                WindowRow.close_reason == CloseReason.HANDOFF.value,
+            )
+        ).first()
+
+    def cas_consume(
+        self,
+        session: Session,
+        *,
+        window_id: int,
+        ecoin_id: str,
+        epoch: int,
+        from_index: int,
+        to_index: int,
+        now_ms: int,
+    ) -> bool:
+        """Move the window's consumed index ``from_index -> to_index`` if the
+        window is OPEN, unexpired, at ``from_index`` with room up to
+        ``to_index``, and the coin is HELD in ``epoch`` with a live lease."""
+        state = window_transition(WindowState.OPEN, WindowEvent.CONSUMED)
+        coin_live = exists().where(
+            CoinRow.ecoin_id == ecoin_id,
+            CoinRow.epoch == epoch,
+            CoinRow.state == VendorCoinState.HELD.value,
+            CoinRow.lease_deadline_ms > now_ms,
+        )
+        result = session.execute(
+            update(WindowRow)
+            .where(
+                WindowRow.id == window_id,
+                WindowRow.ecoin_id == ecoin_id,
+                WindowRow.epoch == epoch,
+                WindowRow.state == WindowState.OPEN.value,
+                WindowRow.consumed_index == from_index,
+                WindowRow.window_top >= to_index,
+                WindowRow.expires_at_ms > now_ms,
+                coin_live,
+            )
+            .values(consumed_index=to_index, state=state.value)
+            .execution_options(synchronize_session=False)
+        )
+        return _rowcount(result) == 1
+
+    def add_window_click(self, session: Session, click: WindowClickRecord) -> None:
+        """Insert one window click (IntegrityError if ``(window_id, to_index)`` is taken)."""
+        session.add(
+            WindowClickRow(
+                window_id=click.window_id,
+                item_id=click.item_id,
+                from_index=click.from_index,
+                to_index=click.to_index,
+                amount_minor=click.amount_minor,
+                currency=click.currency,
+                receipt=click.receipt,
+                created_at_ms=click.created_at_ms,
+            )
+        )
+        session.flush()
+
+    def window_click_for(
+        self, session: Session, window_id: int, item_id: str, since_ms: int
+    ) -> WindowClickRecord | None:
+        """The newest click of ``item_id`` from the window at or after ``since_ms``."""
+        row = session.scalars(
+            select(WindowClickRow)
+            .where(
+                WindowClickRow.window_id == window_id,
+                WindowClickRow.item_id == item_id,
+                WindowClickRow.created_at_ms >= since_ms,
+            )
+            .order_by(WindowClickRow.to_index.desc())
+            .limit(1)
+        ).first()
+        return _window_click(row) if row is not None else None
+
+    def window_clicks(self, session: Session, window_id: int) -> list[WindowClickRecord]:
+        rows = session.scalars(
+            select(WindowClickRow)
+            .where(WindowClickRow.window_id == window_id)
+            .order_by(WindowClickRow.to_index)
+        )
+        return [_window_click(r) for r in rows]
+
+    def close_window(
+        self,
+        session: Session,
+        *,
+        window_id: int,
+        consumed_index: int,
+        reason: CloseReason,
+        credit: bytes,
+        now_ms: int,
+    ) -> bool:
+        """OPEN -> CLOSED if still OPEN at ``consumed_index`` (the credit signed
+        for that index stays true)."""
+        state = window_transition(WindowState.OPEN, WindowEvent.CLOSED)
+        result = session.execute(
+            update(WindowRow)
+            .where(
+                WindowRow.id == window_id,
+                WindowRow.state == WindowState.OPEN.value,
+                WindowRow.consumed_index == consumed_index,
+            )
+            .values(
+                state=state.value,
+                closed_at_ms=now_ms,
+                close_reason=reason.value,
+                credit=credit,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        return _rowcount(result) == 1
+
+    def windows_due(self, session: Session, now_ms: int, *, limit: int = 1_000) -> list[WindowView]:
+        """OPEN windows whose expiry has passed, oldest first."""
+        rows = session.scalars(
+            select(WindowRow)
+            .where(WindowRow.state == WindowState.OPEN.value, WindowRow.expires_at_ms <= now_ms)
+            .order_by(WindowRow.expires_at_ms, WindowRow.id)
+            .limit(limit)
+        )
+        return [_window(r) for r in rows]
+
+    def open_windows(self, session: Session, *, limit: int) -> list[WindowView]:
+        """OPEN windows, newest first (the dashboard)."""
+        rows = session.scalars(
+            select(WindowRow)
+            .where(WindowRow.state == WindowState.OPEN.value)
+            .order_by(WindowRow.id.desc())
+            .limit(limit)
+        )
+        return [_window(r) for r in rows]
+
+    def open_window_count(self, session: Session) -> int:
+        return int(
+            session.scalar(
+                select(func.count())
+                .select_from(WindowRow)
+                .where(WindowRow.state == WindowState.OPEN.value)
+            )
+            or 0
+        )

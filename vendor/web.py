@@ -7,6 +7,14 @@ error tree). Bodies are negotiated on ``Accept``: JSON for API clients (the
 protocol's shape), an HTML page for browsers that says what happened and
 what the reader can do.
 
+Cookie-cache windows (protocol.md, "Windows"; docs/protocol.md, "Windows
+(choices)"): ``POST /netpay/window`` pays a window with ``window="m"`` and
+sets the ``netpay_window`` cookie (HttpOnly, SameSite=Strict, Path=/,
+Max-Age, Secure unless on a loopback host); an article requested with that
+cookie, no Authorization header and ``Sec-Fetch-Site`` same-origin or absent
+is paid from the window; ``POST /netpay/window/close`` closes it and returns
+the signed WindowCredit.
+
 The dashboard (``/dashboard``) is behind the operator password of
 ``vendor.dashboard``; its session cookie is signed with the data dir's web
 secret key, HttpOnly, SameSite=Strict, scoped to ``/dashboard`` and Secure
@@ -39,9 +47,17 @@ from flask import (
 from flask.sessions import SecureCookieSessionInterface
 from werkzeug.exceptions import BadRequest
 
+from netpay.browser import BRIDGE_SCRIPT_PATH
 from netpay.clock import Clock
 from netpay.encoding import b64url_encode
-from netpay.errors import CoinBusy, NetPayError, NotFound
+from netpay.errors import (
+    BrokerUnavailable,
+    CoinBusy,
+    Expired,
+    NetPayError,
+    NotFound,
+    PermissionDenied,
+)
 from netpay.header import Challenge, format_challenge
 from netpay.money import Money
 from vendor.articles import Article, Newspaper
@@ -54,11 +70,13 @@ from vendor.dashboard import (
     verify_password,
 )
 from vendor.domain import VendorCoinState
-from vendor.services import VendorServices
+from vendor.services import PaymentResult, VendorServices, WindowOpened
 
 __all__ = [
     "BALANCE_HEADER",
     "RECEIPT_HEADER",
+    "WINDOW_COOKIE",
+    "WINDOW_HEADER",
     "WebDeps",
     "create_app",
     "format_money",
@@ -66,6 +84,10 @@ __all__ = [
 
 RECEIPT_HEADER = "NetPay-Receipt"
 BALANCE_HEADER = "NetPay-Balance"
+WINDOW_HEADER = "NetPay-Window"
+WINDOW_COOKIE = "netpay_window"
+_WINDOW_FETCH_SITES = frozenset({"same-origin"})
+_HANDLE_MAX_CHARS = 64
 _EXTENSION = "netpay_vendor"
 _SESSION_LIFETIME = timedelta(hours=8)
 _RECENT_CLICKS = 20
@@ -162,7 +184,7 @@ def _challenge(deps: WebDeps, article: Article) -> str:
 
 def _no_store(resp: Response) -> Response:
     resp.headers["Cache-Control"] = "private, no-store"
-    resp.headers["Vary"] = "Accept, Authorization"
+    resp.headers["Vary"] = "Accept, Authorization, Cookie"
     return resp
 
 
@@ -296,8 +318,8 @@ def _payment_page(
     )
 
 
-def _payment_required(deps: WebDeps, article: Article) -> Response:
-    detail = f"This article costs {article.price}. Pay with NetPay."
+def _payment_required(deps: WebDeps, article: Article, detail: str | None = None) -> Response:
+    detail = detail or f"This article costs {article.price}. Pay with NetPay."
     if _wants_json():
         resp = jsonify(
             error="payment_required",
@@ -348,6 +370,133 @@ def _is_netpay(auth: str | None) -> bool:
     if not auth or not auth.strip():
         return False
     return auth.strip().split(None, 1)[0].lower() == "netpay"
+
+
+def _paid_response(deps: WebDeps, article: Article, result: PaymentResult) -> Response:
+    resp = Response(
+        render_template("article.html", article=article, paid=result, **_page_context(deps)),
+        mimetype="text/html",
+    )
+    resp.headers[RECEIPT_HEADER] = b64url_encode(result.receipt)
+    resp.headers[BALANCE_HEADER] = str(result.words_left)
+    return _no_store(resp)
+
+
+# -- windows ---------------------------------------------------------------------
+
+
+def _window_fetch_allowed() -> bool:
+    """A window pays only for the site itself: ``Sec-Fetch-Site`` same-origin or none."""
+    site = request.headers.get("Sec-Fetch-Site")
+    return site is None or site.strip().lower() in _WINDOW_FETCH_SITES
+
+
+def _window_handle() -> str | None:
+    handle = request.cookies.get(WINDOW_COOKIE)
+    if not handle or len(handle) > _HANDLE_MAX_CHARS:
+        return None
+    return handle
+
+
+def _set_window_cookie(resp: Response, handle: str, max_age_s: int) -> None:
+    resp.set_cookie(
+        WINDOW_COOKIE,
+        handle,
+        max_age=max_age_s,
+        path="/",
+        secure=not _is_loopback_host(request.host),
+        httponly=True,
+        samesite="Strict",
+    )
+
+
+def _clear_window_cookie(resp: Response) -> None:
+    resp.delete_cookie(
+        WINDOW_COOKIE,
+        path="/",
+        secure=not _is_loopback_host(request.host),
+        httponly=True,
+        samesite="Strict",
+    )
+
+
+def _window_challenge(deps: WebDeps) -> str:
+    """The challenge of ``/netpay/window``: a window buys words, so the amount is one word."""
+    currency = next(
+        (a.currency for a in deps.newspaper.articles if not a.is_free),
+        deps.newspaper.articles[0].currency if deps.newspaper.articles else "EUR",
+    )
+    return format_challenge(
+        Challenge(
+            realm=deps.services.vendor_id,
+            amount_minor=1,
+            currency=currency,
+            broker=deps.services.broker_id,
+        )
+    )
+
+
+def _window_required(deps: WebDeps) -> Response:
+    detail = 'A window is opened with a NetPay payment marked window="m".'
+    if _wants_json():
+        resp = jsonify(error="payment_required", detail=detail)
+    else:
+        resp = Response(
+            _payment_page(deps, code="payment_required", detail=detail, article=None),
+            mimetype="text/html",
+        )
+    resp.status_code = 402
+    resp.headers["WWW-Authenticate"] = _window_challenge(deps)
+    return _no_store(resp)
+
+
+def _window_error(deps: WebDeps, err: NetPayError) -> Response:
+    resp = _error(deps, err, None)
+    resp.headers["WWW-Authenticate"] = _window_challenge(deps)
+    return resp
+
+
+def _window_opened(opened: WindowOpened, now_ms: int) -> Response:
+    w = opened.window
+    resp = jsonify(
+        vendor_id=opened.vendor_id,
+        ecoin_id=w.ecoin_id,
+        epoch=w.epoch,
+        window_from=w.window_from,
+        window_top=w.window_top,
+        units=w.units,
+        words_left=w.words_left,
+        unit_value=w.unit_value_minor,
+        currency=w.currency,
+        expires_at_ms=w.expires_at_ms,
+    )
+    _set_window_cookie(resp, opened.handle, opened.max_age_s(now_ms))
+    return _no_store(resp)
+
+
+def _pay_from_window(deps: WebDeps, article: Article, handle: str) -> Response:
+    """An article paid from the window; a window that cannot pay is ignored
+    (the normal 402 challenge, nothing consumed)."""
+    try:
+        result = deps.services.pay_from_window(handle, article.item(), deps.clock.now_ms())
+    except (CoinBusy, BrokerUnavailable) as err:
+        return _error(deps, err, article)
+    except NetPayError as err:
+        resp = _payment_required(deps, article, f"The window did not pay: {err.detail}")
+        if isinstance(err, NotFound | Expired):
+            _clear_window_cookie(resp)  # the window is gone for good
+        return resp
+    resp = _paid_response(deps, article, result)
+    resp.headers[WINDOW_HEADER] = str(result.words_left)
+    return resp
+
+
+def _json_error(err: NetPayError) -> Response:
+    resp = jsonify(error=err.code, detail=err.detail)
+    resp.status_code = err.http_status
+    if isinstance(err, CoinBusy):
+        resp.headers["Retry-After"] = str(err.retry_after_s or 1)
+    return _no_store(resp)
 
 
 # -- dashboard sessions ---------------------------------------------------------
@@ -472,6 +621,14 @@ def create_app(deps: WebDeps | Callable[[], WebDeps], *, data_dir: Path | None =
         d = _deps()
         return jsonify(status="ok", vendor_id=d.services.vendor_id)
 
+    # -- the wallet bridge's browser library (the 402 page's pay button loads it) --
+
+    @app.get("/netpay/bridge.js")
+    def netpay_bridge_script() -> Response:
+        resp = Response(BRIDGE_SCRIPT_PATH.read_bytes(), mimetype="text/javascript")
+        resp.headers["Cache-Control"] = "public, max-age=300"
+        return resp
+
     @app.get("/")
     def index() -> str:
         d = _deps()
@@ -506,18 +663,53 @@ def create_app(deps: WebDeps | Callable[[], WebDeps], *, data_dir: Path | None =
             )
         auth = request.headers.get("Authorization")
         if request.method != "GET" or not _is_netpay(auth):
+            handle = _window_handle()
+            if request.method == "GET" and handle is not None and _window_fetch_allowed():
+                return _pay_from_window(d, found, handle)
             return _payment_required(d, found)
         assert auth is not None
         try:
             result = d.services.pay(auth, found.item(), d.clock.now_ms())
         except NetPayError as err:
             return _error(d, err, found)
-        resp = Response(
-            render_template("article.html", article=found, paid=result, **_page_context(d)),
-            mimetype="text/html",
+        return _paid_response(d, found, result)
+
+    # -- cookie-cache windows ------------------------------------------------------
+
+    @app.post("/netpay/window")
+    def open_window() -> Response:
+        d = _deps()
+        auth = request.headers.get("Authorization")
+        if not _is_netpay(auth):
+            return _window_required(d)
+        assert auth is not None
+        now_ms = d.clock.now_ms()
+        try:
+            opened = d.services.open_window(auth, now_ms)
+        except NetPayError as err:
+            return _window_error(d, err)
+        return _window_opened(opened, now_ms)
+
+    @app.post("/netpay/window/close")
+    def close_window() -> Response:
+        d = _deps()
+        if not _window_fetch_allowed():
+            return _json_error(PermissionDenied("a window is closed from its own site only"))
+        handle = _window_handle()
+        if handle is None:
+            return _json_error(NotFound("no window cookie"))
+        try:
+            closed = d.services.close_window(handle, d.clock.now_ms())
+        except NetPayError as err:
+            resp = _json_error(err)
+            if isinstance(err, NotFound):
+                _clear_window_cookie(resp)
+            return resp
+        resp = jsonify(
+            window_credit=b64url_encode(closed.credit.SerializeToString()),
+            refund_units=closed.refund_units,
         )
-        resp.headers[RECEIPT_HEADER] = b64url_encode(result.receipt)
-        resp.headers[BALANCE_HEADER] = str(result.words_left)
+        _clear_window_cookie(resp)
         return _no_store(resp)
 
     # -- the operator's dashboard ------------------------------------------------
