@@ -21,6 +21,13 @@ Who may ask (every rule refuses before anything moves):
   the UTC day within the daily cap, checked in the store transaction that
   moves the coin's index (:meth:`ewallet_client.store.WalletStore.allocate`).
 
+``POST /v1/window`` (``{"url", "units"}``) does the same for a cookie-cache
+window of ``units`` words (1..``MAX_WINDOW_UNITS``): the price the URL's
+challenge names must be within the per-click cap, and units times the coin's
+unit value counts against the daily cap in the transaction that moves the
+index. The page then POSTs the header to ``window_url`` itself, so the
+browser — not the wallet — receives the window's cookie.
+
 CORS headers (``Access-Control-Allow-Origin: <origin>``, never ``*``) go
 to approved origins only, so another site's script cannot even read an answer.
 """
@@ -44,7 +51,7 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from ewallet_client.domain import origin_of
 from ewallet_client.store import ApprovedOrigin, BridgeCharge, effective_caps
-from ewallet_client.wallet import Wallet
+from ewallet_client.wallet import MAX_WINDOW_UNITS, Wallet
 from netpay.browser import BRIDGE_SCRIPT_PATH
 from netpay.errors import InvalidArgument, NetPayError, PermissionDenied
 
@@ -168,6 +175,8 @@ class BridgeApi(Protocol):
 
     def status(self, origin: str) -> dict[str, object]: ...
 
+    def window(self, origin: str, url: str, units: int) -> dict[str, object]: ...
+
 
 class Bridge:
     """The bridge's use cases over one :class:`Wallet`.
@@ -193,8 +202,8 @@ class Bridge:
             max_day_minor=self.caps.max_day_minor,
         )
 
-    def authorize(self, origin: str, url: str) -> dict[str, object]:
-        """The header that pays ``url`` once, for a page of ``origin`` (approved)."""
+    def _check(self, origin: str, url: str) -> tuple[int, BridgeCharge]:
+        """The per-click cap and the charge for a page of ``origin`` asking about ``url``."""
         if not isinstance(url, str) or not 1 <= len(url) <= MAX_URL_CHARS:
             raise InvalidArgument(f"url must be a string of 1..{MAX_URL_CHARS} characters")
         parts = urlsplit(url)
@@ -215,6 +224,45 @@ class Bridge:
             max_click_minor=self.caps.max_click_minor,
             max_day_minor=self.caps.max_day_minor,
         )
+        return click_cap, charge
+
+    def window(self, origin: str, url: str, units: int) -> dict[str, object]:
+        """The header that opens a window of ``units`` words at ``url``'s vendor."""
+        if isinstance(units, bool) or not isinstance(units, int):
+            raise InvalidArgument("units must be an integer")
+        if not 1 <= units <= MAX_WINDOW_UNITS:
+            raise InvalidArgument(f"a window is 1..{MAX_WINDOW_UNITS} words")
+        click_cap, charge = self._check(origin, url)
+        with self._lock:
+            auth = self.wallet.authorize_window(url, units, click_cap, charge=charge)
+            warnings = list(self.wallet.warnings)
+        assert origin_of(auth.web_origin) == origin
+        for w in warnings:
+            log.warning("%s", w)
+        log.info(
+            "authorised a window of %d words (%d %s) at %s for %s (coin %s, words (%d, %d])",
+            auth.units,
+            auth.amount_minor,
+            auth.currency,
+            auth.vendor_id,
+            origin,
+            auth.ecoin_id,
+            auth.from_index,
+            auth.to_index,
+        )
+        return {
+            "authorization": auth.header,
+            "window_url": auth.window_url,
+            "units": auth.units,
+            "amount": auth.amount_minor,
+            "currency": auth.currency,
+            "vendor_id": auth.vendor_id,
+            "words_left": auth.words_left,
+        }
+
+    def authorize(self, origin: str, url: str) -> dict[str, object]:
+        """The header that pays ``url`` once, for a page of ``origin`` (approved)."""
+        click_cap, charge = self._check(origin, url)
         with self._lock:
             auth = self.wallet.authorize_payment(url, click_cap, charge=charge)
             warnings = list(self.wallet.warnings)
@@ -353,11 +401,8 @@ def create_app(bridge: BridgeApi, *, allowed_hosts: Iterable[str]) -> Flask:
         resp.headers["Access-Control-Allow-Private-Network"] = "true"
         return resp
 
-    @app.route("/v1/authorize", methods=["POST", "OPTIONS"], provide_automatic_options=False)
-    def authorize() -> Response:
-        if request.method == "OPTIONS":
-            return preflight("POST")
-        origin = require_origin()
+    def json_body() -> dict[str, object] | Response:
+        """The request's JSON object, or the error answer to send."""
         if request.mimetype != _JSON:
             return _error(InvalidArgument("Content-Type must be application/json"), 415)
         length = request.content_length
@@ -371,8 +416,31 @@ def create_app(bridge: BridgeApi, *, allowed_hosts: Iterable[str]) -> Flask:
         except ValueError:
             raise InvalidArgument("the body is not JSON") from None
         if not isinstance(body, dict) or not isinstance(body.get("url"), str):
-            raise InvalidArgument('the body must be {"url": "<absolute article URL>"}')
-        return _json(200, bridge.authorize(origin, body["url"]))
+            raise InvalidArgument('the body must be {"url": "<absolute article URL>", ...}')
+        return body
+
+    @app.route("/v1/authorize", methods=["POST", "OPTIONS"], provide_automatic_options=False)
+    def authorize() -> Response:
+        if request.method == "OPTIONS":
+            return preflight("POST")
+        origin = require_origin()
+        body = json_body()
+        if isinstance(body, Response):
+            return body
+        return _json(200, bridge.authorize(origin, str(body["url"])))
+
+    @app.route("/v1/window", methods=["POST", "OPTIONS"], provide_automatic_options=False)
+    def window() -> Response:
+        if request.method == "OPTIONS":
+            return preflight("POST")
+        origin = require_origin()
+        body = json_body()
+        if isinstance(body, Response):
+            return body
+        units = body.get("units")
+        if not isinstance(units, int) or isinstance(units, bool):
+            raise InvalidArgument('the body must be {"url": "<site URL>", "units": <words>}')
+        return _json(200, bridge.window(origin, str(body["url"]), units))
 
     @app.route("/v1/status", methods=["GET", "OPTIONS"], provide_automatic_options=False)
     def status() -> Response:

@@ -25,7 +25,14 @@ from ewallet_client.bridge import (
     utc_day,
 )
 from ewallet_client.domain import CoinView
-from ewallet_client.wallet import DEFAULT_MAX_AMOUNT_MINOR, ReadResult, Wallet, default_wallet_dir
+from ewallet_client.store import WindowView
+from ewallet_client.wallet import (
+    DEFAULT_MAX_AMOUNT_MINOR,
+    MAX_WINDOW_UNITS,
+    ReadResult,
+    Wallet,
+    default_wallet_dir,
+)
 from netpay.errors import InvalidArgument, NetPayError, NotFound
 from netpay.money import Money
 from netpay.ready import install_stop_handlers
@@ -119,9 +126,16 @@ def _buy(args: argparse.Namespace) -> int:
     return 0
 
 
+def window_json(window: WindowView) -> dict[str, object]:
+    out = window.to_json()
+    out["expires_at"] = _iso(window.expires_at_ms)
+    return out
+
+
 def _balance(args: argparse.Namespace) -> int:
     with _wallet(args) as wallet:
         coins = wallet.coins()
+        windows = wallet.open_windows()
         bank: list[dict[str, object]] | None
         try:
             bank = wallet.bank_balances()
@@ -138,6 +152,7 @@ def _balance(args: argparse.Namespace) -> int:
                 "coins": [coin_json(c) for c in coins],
                 "wallet_minor": totals,
                 "bank": bank,
+                "windows": [window_json(w) for w in windows],
             }
         )
         return 0
@@ -149,6 +164,11 @@ def _balance(args: argparse.Namespace) -> int:
             f"{c.ecoin_id}  {c.state.value:8} {c.words_left:>8} words  "
             f"{Money(c.value_left_minor, c.currency)!s:>14}  expires {_iso(c.expires_at_ms)}"
             f"  last vendor {c.last_vendor or '-'}\n"
+        )
+    for w in windows:
+        out.write(
+            f"window at {w.vendor_id} ({w.origin}): {w.words_left} of {w.units} words left "
+            f"on coin {w.ecoin_id}, expires {_iso(w.expires_at_ms)}\n"
         )
     for currency, minor in sorted(totals.items()):
         out.write(f"wallet total: {Money(minor, currency)}\n")
@@ -186,6 +206,8 @@ def _receipt_line(result: ReadResult) -> dict[str, object]:
         "ecoin_id": result.ecoin_id,
         "balance_words": result.balance_words,
         "vendor_balance_words": result.vendor_balance_words,
+        "window_id": result.window_id,
+        "window_words_left": result.window_words_left,
         "receipt": None
         if r is None
         else {
@@ -215,10 +237,13 @@ def _read(args: argparse.Namespace) -> int:
         price = Money(result.amount_paid_minor, result.currency)
         if result.receipt is not None:
             r = result.receipt
+            source = "" if result.window_id is None else " from the window"
             _say(
-                f"netpay: paid {price} to {r.vendor_id} for {r.item_id!r} "
+                f"netpay: paid {price}{source} to {r.vendor_id} for {r.item_id!r} "
                 f"(coin {r.ecoin_id}, words ({r.from_index}, {r.to_index}])"
             )
+        if result.window_id is not None:
+            _say(f"netpay: window: {result.window_words_left} words left")
         _say(f"netpay: balance: {result.balance_words} words left on coin {result.ecoin_id}")
     if result.receipt_error is not None:
         raise result.receipt_error
@@ -234,6 +259,55 @@ def _authorize(args: argparse.Namespace) -> int:
         _warnings(wallet)
     sys.stdout.write(header + "\n")
     sys.stdout.flush()
+    return 0
+
+
+def _open_window(args: argparse.Namespace) -> int:
+    with _wallet(args) as wallet:
+        window = wallet.open_window(args.url, args.units, args.max_amount)
+        _warnings(wallet)
+        out = window_json(window)
+        if args.print_handle:
+            out["handle"] = wallet.store.window_handle(window.window_id)
+    _emit(out)
+    _say(
+        f"netpay: opened a window of {window.units} words at {window.vendor_id} "
+        f"({Money(window.units * window.unit_value_minor, window.currency)}); "
+        f"`netpay wallet read` uses it, `netpay wallet close-window` refunds the rest"
+    )
+    return 0
+
+
+def _close_window(args: argparse.Namespace) -> int:
+    with _wallet(args) as wallet:
+        closed = wallet.close_window(args.url)
+        _warnings(wallet)
+    _emit(closed.to_json())
+    if closed.credit is None:
+        _say(f"netpay: the window at {closed.window.vendor_id} was already closed by the vendor")
+    else:
+        _say(
+            f"netpay: closed the window at {closed.window.vendor_id}: "
+            f"{closed.credit.refund_units} words credited back"
+        )
+    return 0
+
+
+def _windows(args: argparse.Namespace) -> int:
+    with _wallet(args) as wallet:
+        windows = wallet.windows()
+    if args.json:
+        for w in windows:
+            _emit(window_json(w))
+        return 0
+    if not windows:
+        sys.stdout.write("no windows (netpay wallet open-window URL --units M)\n")
+    for w in windows:
+        sys.stdout.write(
+            f"{w.window_id:>4}  {w.state.value:8} {w.vendor_id:<16} {w.words_left:>4} of "
+            f"{w.units:>3} words left  coin {w.ecoin_id} ({w.window_from}, {w.window_top}]"
+            f"  expires {_iso(w.expires_at_ms) or '-'}\n"
+        )
     return 0
 
 
@@ -360,6 +434,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
             "--password-file pw.txt\n"
             "  netpay wallet buy --units 100\n"
             "  netpay wallet read http://127.0.0.1:8001/articles/1\n"
+            "  netpay wallet open-window http://127.0.0.1:8001/ --units 50\n"
             '  curl -H "Authorization: $(netpay wallet authorize URL)" URL\n'
             "  netpay wallet approve-origin https://news.example && netpay wallet bridge\n"
             "\n"
@@ -454,6 +529,50 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     )
     p.add_argument("url", metavar="URL")
     _max_amount(p)
+
+    p = _parser(
+        cmds,
+        "open-window",
+        _open_window,
+        "prepay M words at URL's newspaper in one payment (a cookie-cache window); "
+        "`read` then pays that site's clicks from it; prints the window as JSON",
+        "netpay wallet open-window http://127.0.0.1:8001/ --units 50",
+    )
+    p.add_argument("url", metavar="URL", help="an article or any page of the site")
+    p.add_argument(
+        "--units",
+        type=int,
+        required=True,
+        metavar="M",
+        help=f"words to prepay, 1..{MAX_WINDOW_UNITS}",
+    )
+    _max_amount(p)
+    p.add_argument(
+        "--print-handle",
+        action="store_true",
+        help="also print the window's cookie value: a BEARER SECRET that spends the "
+        "window's words (anyone holding it can read on your money); kept out of "
+        "the output unless asked",
+    )
+
+    p = _parser(
+        cmds,
+        "close-window",
+        _close_window,
+        "close the wallet's window at URL's newspaper; the vendor's signed credit for "
+        "the unused words is verified, stored and printed as JSON",
+        "netpay wallet close-window http://127.0.0.1:8001/",
+    )
+    p.add_argument("url", metavar="URL")
+
+    p = _parser(
+        cmds,
+        "windows",
+        _windows,
+        "the windows the wallet opened: state, words left, credit",
+        "netpay wallet windows --json",
+    )
+    p.add_argument("--json", action="store_true", help="one JSON object per window on stdout")
 
     p = _parser(
         cmds,

@@ -23,18 +23,24 @@ from netpay.errors import (
 from netpay.v1 import statements_pb2 as pb
 
 __all__ = [
+    "WINDOW_CLOSE_REASONS",
     "CoinEvent",
     "CoinState",
     "CoinView",
+    "WindowEvent",
+    "WindowState",
     "check_certificate",
     "check_origin",
     "check_receipt",
     "check_touchstone",
+    "check_window_credit",
+    "check_window_receipt",
     "choose_coin",
     "is_loopback_host",
     "origin_of",
     "transition",
     "usable",
+    "window_transition",
 ]
 
 
@@ -132,12 +138,18 @@ def choose_coin(
     realm: str,
     now_ms: int,
     skew_ms: int,
+    words: int | None = None,
+    windowed_elsewhere: frozenset[str] = frozenset(),
 ) -> tuple[CoinView, int]:
     """The coin that pays ``amount_minor`` and the number of words it takes.
 
     Same currency, a unit value that divides the amount, enough words left,
-    not expired. A coin the vendor already holds (``last_vendor == realm``)
-    comes first, then the one that expires first.
+    not expired. A coin with an open window at another vendor comes last
+    (paying elsewhere hands it off and closes that window), then a coin the
+    vendor already holds (``last_vendor == realm``) comes first, then the one
+    that expires first. With ``words`` (a window), the coin must have that
+    many words left whatever the amount (the amount is the price a window
+    click will pay, so the unit value must divide it).
     """
     if amount_minor <= 0:
         raise InvalidArgument("amount must be positive")
@@ -147,14 +159,25 @@ def choose_coin(
     dividing = [c for c in live if amount_minor % c.unit_value_minor == 0]
     if not dividing:
         raise Insufficient(f"no {currency} coin has a unit value that divides {amount_minor}")
-    enough = [c for c in dividing if c.words_left >= amount_minor // c.unit_value_minor]
-    if not enough:
-        raise Insufficient(f"no {currency} coin has {amount_minor} minor units left")
+    if words is not None:
+        enough = [c for c in dividing if c.words_left >= words]
+        if not enough:
+            raise Insufficient(f"no {currency} coin has {words} words left for a window")
+    else:
+        enough = [c for c in dividing if c.words_left >= amount_minor // c.unit_value_minor]
+        if not enough:
+            raise Insufficient(f"no {currency} coin has {amount_minor} minor units left")
     enough.sort(
-        key=lambda c: (c.last_vendor != realm, c.expires_at_ms or 0, c.created_at_ms, c.ecoin_id)
+        key=lambda c: (
+            c.ecoin_id in windowed_elsewhere,
+            c.last_vendor != realm,
+            c.expires_at_ms or 0,
+            c.created_at_ms,
+            c.ecoin_id,
+        )
     )
     best = enough[0]
-    return best, amount_minor // best.unit_value_minor
+    return best, words if words is not None else amount_minor // best.unit_value_minor
 
 
 def check_touchstone(
@@ -234,6 +257,131 @@ def check_receipt(
         problems.append("item id too long")
     if problems:
         raise SignatureInvalid("receipt does not match the payment: " + "; ".join(problems))
+
+
+class WindowState(StrEnum):
+    """A cookie-cache window the wallet opened at one vendor.
+
+    ``opening``: the range (from, top] is allocated and the header may have
+    been sent; ``open``: the vendor answered with the window and its handle;
+    ``unusable``: the vendor refused a click from it (closed, expired, not
+    enough words) — it can still be closed for its credit; ``closed``: the
+    vendor's WindowCredit is verified and stored; ``gone``: the vendor knows
+    no open window for the handle (it closed it itself: expired or handed off;
+    its credit travels to the broker, which refunds it); ``failed``: the
+    vendor refused to open it (the range is void words).
+    """
+
+    OPENING = "opening"
+    OPEN = "open"
+    UNUSABLE = "unusable"
+    CLOSED = "closed"
+    GONE = "gone"
+    FAILED = "failed"
+
+
+class WindowEvent(StrEnum):
+    ACCEPTED = "accepted"  # the vendor answered 200 with the window
+    REFUSED = "refused"  # the vendor refused to open it
+    CLICK_REFUSED = "click_refused"  # a click from the window got a 402
+    CREDITED = "credited"  # closed: a verified WindowCredit
+    VANISHED = "vanished"  # the vendor no longer knows it as open
+
+
+_WINDOW_TRANSITIONS: dict[tuple[WindowState, WindowEvent], WindowState] = {
+    (WindowState.OPENING, WindowEvent.ACCEPTED): WindowState.OPEN,
+    (WindowState.OPENING, WindowEvent.REFUSED): WindowState.FAILED,
+    (WindowState.OPEN, WindowEvent.CLICK_REFUSED): WindowState.UNUSABLE,
+    (WindowState.OPEN, WindowEvent.CREDITED): WindowState.CLOSED,
+    (WindowState.UNUSABLE, WindowEvent.CREDITED): WindowState.CLOSED,
+    (WindowState.OPEN, WindowEvent.VANISHED): WindowState.GONE,
+    (WindowState.UNUSABLE, WindowEvent.VANISHED): WindowState.GONE,
+}
+
+
+def window_transition(state: WindowState, event: WindowEvent) -> WindowState:
+    """The one transition function of a wallet window; final states never move."""
+    try:
+        return _WINDOW_TRANSITIONS[(state, event)]
+    except KeyError:
+        raise PreconditionFailed(f"a {state.value} window cannot be {event.value}") from None
+
+
+def check_window_receipt(
+    receipt: pb.Receipt,
+    *,
+    vendor_id: str,
+    ecoin_id: str,
+    epoch: int,
+    window_from: int,
+    window_top: int,
+    unit_value_minor: int,
+    currency: str,
+    max_amount_minor: int,
+) -> None:
+    """A receipt for a click paid from a window: inside it, and the right amount."""
+    problems = []
+    if receipt.vendor_id != vendor_id:
+        problems.append("vendor")
+    if receipt.ecoin_id != ecoin_id:
+        problems.append("ecoin id")
+    if receipt.epoch != epoch:
+        problems.append("epoch")
+    if not window_from <= receipt.from_index < receipt.to_index <= window_top:
+        problems.append(
+            f"range ({receipt.from_index}, {receipt.to_index}] is not inside the window "
+            f"({window_from}, {window_top}]"
+        )
+    elif receipt.amount_minor != (receipt.to_index - receipt.from_index) * unit_value_minor:
+        problems.append("amount is not the words consumed times the unit value")
+    if receipt.amount_minor > max_amount_minor:
+        problems.append(f"amount above the cap of {max_amount_minor}")
+    if receipt.currency != currency:
+        problems.append("currency")
+    if len(receipt.item_id) > 256:
+        problems.append("item id too long")
+    if problems:
+        raise SignatureInvalid("window receipt does not match the window: " + "; ".join(problems))
+
+
+WINDOW_CLOSE_REASONS = frozenset({"closed", "expired", "handoff"})
+
+
+def check_window_credit(
+    credit: pb.WindowCredit,
+    *,
+    vendor_id: str,
+    ecoin_id: str,
+    epoch: int,
+    window_from: int,
+    window_top: int,
+    consumed_at_least: int,
+) -> None:
+    """A WindowCredit must close exactly this window and refund the unconsumed rest.
+
+    ``consumed_at_least`` is the highest index the wallet's own receipts show
+    consumed: a vendor cannot give back words it signed receipts for.
+    """
+    problems = []
+    if credit.vendor_id != vendor_id:
+        problems.append("vendor")
+    if credit.ecoin_id != ecoin_id:
+        problems.append("ecoin id")
+    if credit.epoch != epoch:
+        problems.append("epoch")
+    if credit.window_top != window_top:
+        problems.append(f"top {credit.window_top} != {window_top}")
+    if not max(window_from, consumed_at_least) <= credit.consumed_index <= window_top:
+        problems.append(
+            f"consumed index {credit.consumed_index} outside "
+            f"[{max(window_from, consumed_at_least)}, {window_top}]"
+        )
+    elif credit.refund_units != window_top - credit.consumed_index:
+        problems.append("refund is not top - consumed")
+    if credit.reason not in WINDOW_CLOSE_REASONS:
+        problems.append("reason")
+    if problems:
+        raise SignatureInvalid("window credit does not match the window: " + "; ".join(problems))
 
 
 def is_loopback_host(host: str) -> bool:

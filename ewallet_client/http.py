@@ -1,7 +1,10 @@
-"""The wallet's HTTP side: bounded GETs and the vendor's error bodies.
+"""The wallet's HTTP side: bounded requests and the vendor's error bodies.
 
 Every request has a timeout, never follows a redirect (a payment goes to the
-certified origin only), and reads at most ``MAX_BODY_BYTES``.
+certified origin only), and reads at most ``MAX_BODY_BYTES``. The wallet's
+session keeps no cookies (:func:`no_cookies`): a window handle is sent only
+explicitly, to the origin that issued it — a cookie jar would send a
+127.0.0.1 cookie to every port.
 """
 
 from __future__ import annotations
@@ -9,7 +12,9 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from http.cookiejar import Cookie, DefaultCookiePolicy
+from typing import Any
 
 import requests
 
@@ -23,7 +28,11 @@ __all__ = [
     "HttpResponse",
     "error_from_response",
     "get",
+    "no_cookies",
+    "post",
+    "request",
     "retry_after_s",
+    "set_cookie_value",
 ]
 
 MAX_BODY_BYTES = 8 * 1024 * 1024
@@ -37,10 +46,39 @@ class HttpResponse:
     status: int
     headers: Mapping[str, str]  # case-insensitive (requests' CaseInsensitiveDict)
     body: bytes
+    set_cookies: tuple[str, ...] = field(default=(), repr=False)  # each Set-Cookie
 
     @property
     def content_type(self) -> str:
         return self.headers.get("Content-Type", "")
+
+
+class _RefuseAll(DefaultCookiePolicy):
+    """Store no cookie, send no cookie."""
+
+    def set_ok(self, cookie: Cookie, request: Any) -> bool:
+        return False
+
+    def return_ok(self, cookie: Cookie, request: Any) -> bool:
+        return False
+
+
+def no_cookies(session: requests.Session) -> requests.Session:
+    """Make ``session`` keep and send no cookies (headers given explicitly still go)."""
+    session.cookies.set_policy(_RefuseAll())
+    session.cookies.clear()
+    return session
+
+
+def set_cookie_value(resp: HttpResponse, name: str) -> str | None:
+    """The value the response's ``Set-Cookie`` gives cookie ``name`` (the last one)."""
+    value = None
+    for line in resp.set_cookies:
+        pair = line.split(";", 1)[0]
+        key, sep, raw = pair.partition("=")
+        if sep and key.strip() == name:
+            value = raw.strip().strip('"')
+    return value
 
 
 def get(
@@ -52,10 +90,40 @@ def get(
     max_bytes: int = MAX_BODY_BYTES,
 ) -> HttpResponse:
     """GET ``url`` without redirects; the whole exchange takes at most ``timeout_s``."""
+    return request(session, "GET", url, headers, timeout_s=timeout_s, max_bytes=max_bytes)
+
+
+def post(
+    session: requests.Session,
+    url: str,
+    headers: Mapping[str, str],
+    *,
+    timeout_s: float = TIMEOUT_S,
+    max_bytes: int = MAX_BODY_BYTES,
+) -> HttpResponse:
+    """POST ``url`` with no body, without redirects (:func:`request`)."""
+    return request(session, "POST", url, headers, timeout_s=timeout_s, max_bytes=max_bytes)
+
+
+def request(
+    session: requests.Session,
+    method: str,
+    url: str,
+    headers: Mapping[str, str],
+    *,
+    timeout_s: float = TIMEOUT_S,
+    max_bytes: int = MAX_BODY_BYTES,
+) -> HttpResponse:
+    """One request without redirects; the whole exchange takes at most ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
     try:
-        with session.get(
-            url, headers=dict(headers), timeout=timeout_s, stream=True, allow_redirects=False
+        with session.request(
+            method,
+            url,
+            headers=dict(headers),
+            timeout=timeout_s,
+            stream=True,
+            allow_redirects=False,
         ) as resp:
             length = resp.headers.get("Content-Length", "")
             if length.isdigit() and int(length) > max_bytes:
@@ -67,7 +135,9 @@ def get(
                     raise InvalidArgument(f"response larger than {max_bytes} bytes")
                 if time.monotonic() > deadline:
                     raise Unavailable(f"response took longer than {timeout_s:g} s")
-            return HttpResponse(resp.status_code, resp.headers, bytes(body))
+            raw_headers = getattr(resp.raw, "headers", None)
+            cookies = tuple(raw_headers.getlist("Set-Cookie")) if raw_headers is not None else ()
+            return HttpResponse(resp.status_code, resp.headers, bytes(body), cookies[:16])
     except requests.RequestException as exc:
         raise Unavailable(f"cannot reach {url[:200]}: {type(exc).__name__}") from None
 

@@ -37,7 +37,16 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from ewallet_client.domain import CoinEvent, CoinState, CoinView, choose_coin, transition
+from ewallet_client.domain import (
+    CoinEvent,
+    CoinState,
+    CoinView,
+    WindowEvent,
+    WindowState,
+    choose_coin,
+    transition,
+    window_transition,
+)
 from netpay.chain import hash_down
 from netpay.encoding import b64url_encode
 from netpay.errors import Conflict, InvalidArgument, LimitExceeded, NotFound, PermissionDenied
@@ -56,6 +65,8 @@ __all__ = [
     "PendingCoin",
     "Settings",
     "WalletStore",
+    "WindowRequest",
+    "WindowView",
     "effective_caps",
 ]
 
@@ -194,6 +205,133 @@ class BridgeSpendingRow(Base):
     clicks: Mapped[int] = mapped_column(Integer, default=0)
 
 
+class WindowRow(Base):
+    """A cookie-cache window the wallet opened (``netpay wallet open-window``).
+
+    ``handle`` is the vendor's cookie value: a bearer secret that spends the
+    window's words. It lives only here (the file is 0600) and is erased when
+    the window closes.
+    """
+
+    __tablename__ = "windows"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    vendor_id: Mapped[str] = mapped_column(String(32), index=True)
+    origin: Mapped[str] = mapped_column(String(_MAX_ORIGIN_CHARS), index=True)
+    ecoin_id: Mapped[str] = mapped_column(String(32), index=True)
+    state: Mapped[str] = mapped_column(String(16))
+    window_from: Mapped[int] = mapped_column(Integer)
+    window_top: Mapped[int] = mapped_column(Integer)
+    unit_value_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    consumed_index: Mapped[int] = mapped_column(Integer)
+    epoch: Mapped[int | None] = mapped_column(BigInteger)
+    expires_at_ms: Mapped[int | None] = mapped_column(BigInteger)
+    handle: Mapped[str | None] = mapped_column(String(64))
+    url: Mapped[str] = mapped_column(String(_MAX_URL_CHARS))
+    opened_at_ms: Mapped[int] = mapped_column(BigInteger)
+    closed_at_ms: Mapped[int | None] = mapped_column(BigInteger)
+    refund_units: Mapped[int | None] = mapped_column(Integer)
+    close_reason: Mapped[str | None] = mapped_column(String(16))
+    credit: Mapped[bytes | None] = mapped_column(LargeBinary)
+
+
+@dataclass(frozen=True)
+class WindowView:
+    """What the wallet knows about one window (never the handle)."""
+
+    window_id: int
+    vendor_id: str
+    origin: str
+    ecoin_id: str
+    state: WindowState
+    window_from: int
+    window_top: int
+    unit_value_minor: int
+    currency: str
+    consumed_index: int
+    epoch: int | None
+    expires_at_ms: int | None
+    url: str
+    opened_at_ms: int
+    closed_at_ms: int | None
+    refund_units: int | None
+    close_reason: str | None
+    credit: bytes | None
+
+    @property
+    def units(self) -> int:
+        return self.window_top - self.window_from
+
+    @property
+    def words_left(self) -> int:
+        """Words the wallet may still spend from it (0 unless open)."""
+        if self.state is not WindowState.OPEN:
+            return 0
+        return self.window_top - self.consumed_index
+
+    def live(self, now_ms: int) -> bool:
+        """Open and not past its expiry."""
+        return (
+            self.state is WindowState.OPEN
+            and self.expires_at_ms is not None
+            and self.expires_at_ms > now_ms
+        )
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "window_id": self.window_id,
+            "vendor_id": self.vendor_id,
+            "origin": self.origin,
+            "ecoin_id": self.ecoin_id,
+            "state": self.state.value,
+            "epoch": self.epoch,
+            "window_from": self.window_from,
+            "window_top": self.window_top,
+            "units": self.units,
+            "consumed_index": self.consumed_index,
+            "words_left": self.words_left,
+            "unit_value": self.unit_value_minor,
+            "currency": self.currency,
+            "expires_at_ms": self.expires_at_ms,
+            "opened_at_ms": self.opened_at_ms,
+            "closed_at_ms": self.closed_at_ms,
+            "refund_units": self.refund_units,
+            "close_reason": self.close_reason,
+            "window_credit": None if self.credit is None else b64url_encode(self.credit),
+        }
+
+
+def _window_view(row: WindowRow) -> WindowView:
+    return WindowView(
+        window_id=row.id,
+        vendor_id=row.vendor_id,
+        origin=row.origin,
+        ecoin_id=row.ecoin_id,
+        state=WindowState(row.state),
+        window_from=row.window_from,
+        window_top=row.window_top,
+        unit_value_minor=row.unit_value_minor,
+        currency=row.currency,
+        consumed_index=row.consumed_index,
+        epoch=row.epoch,
+        expires_at_ms=row.expires_at_ms,
+        url=row.url,
+        opened_at_ms=row.opened_at_ms,
+        closed_at_ms=row.closed_at_ms,
+        refund_units=row.refund_units,
+        close_reason=row.close_reason,
+        credit=row.credit,
+    )
+
+
+_LIVE_WINDOW_STATES = (
+    WindowState.OPENING.value,
+    WindowState.OPEN.value,
+    WindowState.UNUSABLE.value,
+)
+
+
 @dataclass(frozen=True)
 class Settings:
     broker_addr: str | None
@@ -231,6 +369,12 @@ class Allocation:
     index: int
     # Words in this coin's headers issued earlier and not seen accepted.
     outstanding_words: int
+    # The window row recorded with this allocation (``allocate(window=...)``).
+    window_id: int | None = None
+
+    @property
+    def amount_minor(self) -> int:
+        return (self.index - self.prev) * self.coin.unit_value_minor
 
 
 @dataclass(frozen=True)
@@ -249,6 +393,19 @@ class ApprovedOrigin:
             "max_day_minor": self.max_day_minor,
             "approved_at_ms": self.approved_at_ms,
         }
+
+
+@dataclass(frozen=True)
+class WindowRequest:
+    """Allocate ``units`` words for a window rather than one click's price.
+
+    With ``origin`` (the CLI), the window is recorded (state ``opening``) in
+    the allocation's transaction; without it (the browser bridge, whose page
+    gets the cookie) only the header is.
+    """
+
+    units: int
+    origin: str | None = None
 
 
 @dataclass(frozen=True)
@@ -473,22 +630,32 @@ class WalletStore:
         now_ms: int,
         skew_ms: int,
         charge: BridgeCharge | None = None,
+        window: WindowRequest | None = None,
     ) -> Allocation:
         """Pick a coin and move its index past a fresh range, in one transaction.
 
         ``p = coin.index``, ``j = p + amount / u``, ``coin.index = j``: the
         range ``(p, j]`` belongs to this header alone, whatever else runs.
-        With ``charge``, the amount is also added to the origin's spending of
-        the day in the same transaction, and a cap it would pass (or an origin
-        no longer approved) refuses the whole allocation: nothing moves.
+        With ``window``, ``j = p + units`` instead (``amount_minor`` is then
+        the price a window click will pay: the coin's unit value must divide
+        it), and the window is recorded in the same transaction.
+        With ``charge``, the amount (a window's: units * unit value) is also
+        added to the origin's spending of the day in the same transaction,
+        and a cap it would pass (or an origin no longer approved) refuses the
+        whole allocation: nothing moves.
         """
         for _ in range(_CAS_ATTEMPTS):
             with self._uow() as s:
-                if charge is not None:
+                if charge is not None and window is None:
                     _charge(s, charge, amount_minor=amount_minor, currency=currency)
                 rows = s.scalars(
                     select(CoinRow).where(
                         CoinRow.state == CoinState.ACTIVE.value, CoinRow.currency == currency
+                    )
+                ).all()
+                windowed = s.scalars(
+                    select(WindowRow.ecoin_id).where(
+                        WindowRow.state.in_(_LIVE_WINDOW_STATES), WindowRow.vendor_id != realm
                     )
                 ).all()
                 coin, words = choose_coin(
@@ -498,7 +665,17 @@ class WalletStore:
                     realm=realm,
                     now_ms=now_ms,
                     skew_ms=skew_ms,
+                    words=None if window is None else window.units,
+                    windowed_elsewhere=frozenset(windowed),
                 )
+                if charge is not None and window is not None:
+                    _charge(
+                        s,
+                        charge,
+                        amount_minor=words * coin.unit_value_minor,
+                        currency=currency,
+                        per_click=False,
+                    )
                 prev = coin.index
                 index = prev + words
                 assert 0 < index <= coin.n
@@ -524,8 +701,26 @@ class WalletStore:
                         issued_at_ms=now_ms,
                     )
                 )
+                window_id = None
+                if window is not None and window.origin is not None:
+                    row = WindowRow(
+                        vendor_id=realm,
+                        origin=window.origin[:_MAX_ORIGIN_CHARS],
+                        ecoin_id=coin.ecoin_id,
+                        state=WindowState.OPENING.value,
+                        window_from=prev,
+                        window_top=index,
+                        unit_value_minor=coin.unit_value_minor,
+                        currency=coin.currency,
+                        consumed_index=prev,
+                        url=url[:_MAX_URL_CHARS],
+                        opened_at_ms=now_ms,
+                    )
+                    s.add(row)
+                    s.flush()
+                    window_id = row.id
                 s.commit()
-                return Allocation(coin, prev, index, int(outstanding or 0))
+                return Allocation(coin, prev, index, int(outstanding or 0), window_id)
         raise Conflict("could not allocate an index range: the coins kept changing")
 
     def resync(self, ecoin_id: str, index: int) -> bool:
@@ -555,10 +750,29 @@ class WalletStore:
             return moved == 1
 
     def record_receipt(
-        self, receipt: pb.Receipt, *, envelope: bytes, url: str, now_ms: int
+        self,
+        receipt: pb.Receipt,
+        *,
+        envelope: bytes,
+        url: str,
+        now_ms: int,
+        window_id: int | None = None,
     ) -> None:
-        """A verified receipt: keep it, move ``accepted_index``, settle the headers."""
+        """A verified receipt: keep it, move ``accepted_index``, settle the headers.
+
+        With ``window_id`` (a click paid from that window), the window's
+        consumed index moves up to the receipt's ``to`` in the same transaction.
+        """
         with self._uow() as s:
+            if window_id is not None:
+                s.execute(
+                    update(WindowRow)
+                    .where(
+                        WindowRow.id == window_id,
+                        WindowRow.consumed_index < receipt.to_index,
+                    )
+                    .values(consumed_index=receipt.to_index)
+                )
             row = s.get(CoinRow, receipt.ecoin_id)
             if row is None:
                 raise NotFound(f"no coin {receipt.ecoin_id} in the wallet")
@@ -621,6 +835,147 @@ class WalletStore:
         with self._uow() as s:
             rows = s.scalars(select(ReceiptRow).order_by(ReceiptRow.id)).all()
             return [_receipt_json(r) for r in rows]
+
+    # -- windows --------------------------------------------------------------
+
+    def window_opened(
+        self,
+        window_id: int,
+        *,
+        epoch: int,
+        expires_at_ms: int,
+        handle: str,
+        consumed_index: int,
+    ) -> WindowView:
+        """The vendor opened the window: keep its handle; the range is settled.
+
+        The coin's ``accepted_index`` moves to the window top and the headers
+        at or below it are settled, as a receipt would do.
+        """
+        assert len(handle) <= 64
+        with self._uow() as s:
+            row = s.get(WindowRow, window_id)
+            if row is None:
+                raise NotFound(f"no window {window_id} in the wallet")
+            current = WindowState(row.state)
+            new = window_transition(current, WindowEvent.ACCEPTED)
+            assert row.window_from <= consumed_index <= row.window_top
+            moved = _rowcount(
+                s.execute(
+                    update(WindowRow)
+                    .where(WindowRow.id == window_id, WindowRow.state == current.value)
+                    .values(
+                        state=new.value,
+                        epoch=epoch,
+                        expires_at_ms=expires_at_ms,
+                        handle=handle,
+                        consumed_index=consumed_index,
+                    )
+                )
+            )
+            if moved != 1:
+                raise Conflict(f"window {window_id} changed state meanwhile")
+            s.execute(
+                update(CoinRow)
+                .where(CoinRow.ecoin_id == row.ecoin_id, CoinRow.accepted_index < row.window_top)
+                .values(accepted_index=row.window_top)
+            )
+            s.execute(
+                update(CoinRow)
+                .where(CoinRow.ecoin_id == row.ecoin_id)
+                .values(last_vendor=row.vendor_id)
+            )
+            s.execute(
+                delete(OutstandingRow).where(
+                    OutstandingRow.ecoin_id == row.ecoin_id,
+                    OutstandingRow.index <= row.window_top,
+                )
+            )
+            s.commit()
+            s.refresh(row)
+            return _window_view(row)
+
+    def change_window(
+        self,
+        window_id: int,
+        event: WindowEvent,
+        *,
+        now_ms: int,
+        credit: pb.WindowCredit | None = None,
+        credit_envelope: bytes | None = None,
+    ) -> WindowView:
+        """Apply ``event`` to a window (compare-and-set on its state).
+
+        Closing events (credited, vanished, refused) erase the handle; a
+        credit stores the vendor's signed WindowCredit and its consumed index.
+        """
+        with self._uow() as s:
+            row = s.get(WindowRow, window_id)
+            if row is None:
+                raise NotFound(f"no window {window_id} in the wallet")
+            current = WindowState(row.state)
+            new = window_transition(current, event)
+            values: dict[str, object] = {"state": new.value}
+            if new in (WindowState.CLOSED, WindowState.GONE, WindowState.FAILED):
+                values.update(handle=None, closed_at_ms=now_ms)
+            if event is WindowEvent.CREDITED:
+                assert credit is not None and credit_envelope is not None
+                values.update(
+                    credit=credit_envelope,
+                    refund_units=credit.refund_units,
+                    close_reason=credit.reason,
+                    consumed_index=max(row.consumed_index, credit.consumed_index),
+                )
+            moved = _rowcount(
+                s.execute(
+                    update(WindowRow)
+                    .where(WindowRow.id == window_id, WindowRow.state == current.value)
+                    .values(**values)
+                )
+            )
+            if moved != 1:
+                raise Conflict(f"window {window_id} changed state meanwhile")
+            s.commit()
+            s.refresh(row)
+            return _window_view(row)
+
+    def window(self, window_id: int) -> WindowView:
+        with self._uow(read_only=True) as s:
+            row = s.get(WindowRow, window_id)
+            if row is None:
+                raise NotFound(f"no window {window_id} in the wallet")
+            return _window_view(row)
+
+    def windows(self, *, states: tuple[WindowState, ...] | None = None) -> list[WindowView]:
+        """The windows, oldest first (``states`` filters)."""
+        with self._uow(read_only=True) as s:
+            query = select(WindowRow).order_by(WindowRow.id)
+            if states is not None:
+                query = query.where(WindowRow.state.in_([st.value for st in states]))
+            return [_window_view(r) for r in s.scalars(query).all()]
+
+    def window_handle(self, window_id: int) -> str | None:
+        """The window's cookie value (a bearer secret; None once closed)."""
+        with self._uow(read_only=True) as s:
+            row = s.get(WindowRow, window_id)
+            if row is None:
+                raise NotFound(f"no window {window_id} in the wallet")
+            return row.handle
+
+    def windows_at(self, origin: str, *, states: tuple[WindowState, ...]) -> list[WindowView]:
+        """The windows at a vendor web origin in ``states``, newest first."""
+        if len(origin) > _MAX_ORIGIN_CHARS:
+            return []
+        with self._uow(read_only=True) as s:
+            rows = s.scalars(
+                select(WindowRow)
+                .where(
+                    WindowRow.origin == origin,
+                    WindowRow.state.in_([st.value for st in states]),
+                )
+                .order_by(WindowRow.id.desc())
+            ).all()
+            return [_window_view(r) for r in rows]
 
     # -- vendor certificates --------------------------------------------------
 
@@ -705,8 +1060,13 @@ class WalletStore:
             return {r.currency: (r.spent_minor, r.clicks) for r in rows}
 
 
-def _charge(s: Any, charge: BridgeCharge, *, amount_minor: int, currency: str) -> None:
+def _charge(
+    s: Any, charge: BridgeCharge, *, amount_minor: int, currency: str, per_click: bool = True
+) -> None:
     """Add ``amount_minor`` to the origin's spending of the day, within its caps.
+
+    ``per_click=False`` (a window: its clicks' prices are checked one by one
+    by the page's own requests) skips the per-click cap; the daily cap applies.
 
     A compare-and-set (``UPDATE ... WHERE spent + amount <= cap``) on the
     day's row: two concurrent transactions can never both pass under the cap,
@@ -720,7 +1080,7 @@ def _charge(s: Any, charge: BridgeCharge, *, amount_minor: int, currency: str) -
         max_click_minor=charge.max_click_minor,
         max_day_minor=charge.max_day_minor,
     )
-    if amount_minor > click_cap:
+    if per_click and amount_minor > click_cap:
         raise LimitExceeded(
             f"price {amount_minor} {currency} minor units is above the per-click cap "
             f"of {click_cap} for {charge.origin}"

@@ -10,6 +10,7 @@ never gives one index range to two headers.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import secrets
@@ -18,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from urllib.parse import urlsplit
 
 import requests
 from google.protobuf.message import DecodeError
@@ -28,10 +30,15 @@ from ewallet_client.domain import (
     CoinEvent,
     CoinState,
     CoinView,
+    WindowEvent,
+    WindowState,
     check_certificate,
     check_origin,
     check_receipt,
     check_touchstone,
+    check_window_credit,
+    check_window_receipt,
+    origin_of,
 )
 from ewallet_client.store import (
     PEBBLE_EVERY,
@@ -39,6 +46,8 @@ from ewallet_client.store import (
     BridgeCharge,
     PendingCoin,
     WalletStore,
+    WindowRequest,
+    WindowView,
 )
 from netpay.chain import MAX_CHAIN_UNITS, Chain, new_ecoin_id, new_seed
 from netpay.clock import Clock, SystemClock
@@ -53,6 +62,7 @@ from netpay.errors import (
     LimitExceeded,
     Malformed,
     NetPayError,
+    NotFound,
     PermissionDenied,
     PreconditionFailed,
     SignatureInvalid,
@@ -61,6 +71,7 @@ from netpay.errors import (
     WrongAmount,
 )
 from netpay.header import Challenge, Credentials, format_authorization, parse_challenge
+from netpay.limits import DEFAULT_LIMITS
 from netpay.money import Money
 from netpay.v1 import broker_pb2
 from netpay.v1 import statements_pb2 as pb
@@ -68,10 +79,14 @@ from netpay.v1 import statements_pb2 as pb
 __all__ = [
     "BUSY_RETRIES",
     "DEFAULT_MAX_AMOUNT_MINOR",
+    "MAX_WINDOW_UNITS",
     "PAY_ATTEMPTS",
+    "WINDOW_COOKIE",
     "Authorization",
     "ReadResult",
     "Wallet",
+    "WindowAuthorization",
+    "WindowCreditView",
     "default_wallet_dir",
 ]
 
@@ -92,6 +107,19 @@ MAX_UNIT_VALUE_MINOR = 2**32 - 1
 _JSON = "application/json"
 _RECEIPT_HEADER = "NetPay-Receipt"
 _BALANCE_HEADER = "NetPay-Balance"
+WINDOW_COOKIE = "netpay_window"
+WINDOW_PATH = "/netpay/window"
+WINDOW_CLOSE_PATH = "/netpay/window/close"
+MAX_WINDOW_UNITS = DEFAULT_LIMITS.max_window_units
+_HANDLE_BYTES = 32
+_MAX_WINDOW_JSON_BYTES = 16 * 1024
+_MAX_INT64 = 2**63 - 1
+
+
+def _window_url(url: str, *, close: bool = False) -> str:
+    """``<scheme>://<host:port of url>/netpay/window[/close]``."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}{WINDOW_CLOSE_PATH if close else WINDOW_PATH}"
 
 
 def default_wallet_dir() -> Path:
@@ -126,6 +154,9 @@ class ReadResult:
     # NetPay-Balance as the vendor sent it.
     vendor_balance_words: int | None = None
     warnings: tuple[str, ...] = field(default_factory=tuple)
+    # Set when the click was paid from a window: its id and the words left in it.
+    window_id: int | None = None
+    window_words_left: int | None = None
 
     @property
     def paid(self) -> bool:
@@ -146,6 +177,73 @@ class Authorization:
     from_index: int
     to_index: int
     words_left: int  # on the paying coin, once this header is used
+
+
+@dataclass(frozen=True)
+class WindowAuthorization:
+    """A header that opens a window of ``units`` words (:meth:`Wallet.authorize_window`)."""
+
+    header: str
+    url: str
+    window_url: str  # <the URL's origin>/netpay/window
+    vendor_id: str
+    web_origin: str  # the origin the broker certified for the vendor
+    units: int
+    amount_minor: int  # units * the coin's unit value
+    currency: str
+    price_minor: int  # the price the challenge named (a click's, or the unit value)
+    ecoin_id: str
+    from_index: int
+    to_index: int
+    words_left: int  # on the coin, once the window is open
+    window_id: int | None  # the wallet's record of it (None: the browser bridge's)
+
+
+@dataclass(frozen=True)
+class WindowCreditView:
+    """A closed window (:meth:`Wallet.close_window`); ``credit`` None when the
+    vendor had already closed it itself (expired or handed off)."""
+
+    window: WindowView
+    credit: pb.WindowCredit | None
+
+    def to_json(self) -> dict[str, object]:
+        out = self.window.to_json()
+        c = self.credit
+        out["credit"] = (
+            None
+            if c is None
+            else {
+                "vendor_id": c.vendor_id,
+                "ecoin_id": c.ecoin_id,
+                "epoch": c.epoch,
+                "window_top": c.window_top,
+                "consumed_index": c.consumed_index,
+                "refund_units": c.refund_units,
+                "time_ms": c.time_ms,
+                "reason": c.reason,
+            }
+        )
+        return out
+
+
+def _int_field(obj: dict[str, object], name: str, low: int = 0, high: int = _MAX_INT64) -> int:
+    value = obj.get(name)
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise Malformed(f"the vendor's window has no valid {name!r}")
+    return value
+
+
+def _window_json(resp: http.HttpResponse, what: str) -> dict[str, object]:
+    if len(resp.body) > _MAX_WINDOW_JSON_BYTES:
+        raise Malformed(f"the vendor's {what} is larger than {_MAX_WINDOW_JSON_BYTES} bytes")
+    try:
+        obj = json.loads(resp.body)
+    except ValueError:
+        raise Malformed(f"the vendor's {what} is not JSON") from None
+    if not isinstance(obj, dict):
+        raise Malformed(f"the vendor's {what} is not a JSON object")
+    return obj
 
 
 @dataclass(frozen=True)
@@ -184,7 +282,8 @@ class Wallet:
         self.clock: Clock = clock or SystemClock()
         self.store = WalletStore(self.wallet_dir)
         self._own_session = session is None
-        self.session = session or requests.Session()
+        # No cookie jar: a window handle goes only where the wallet sends it.
+        self.session = http.no_cookies(session or requests.Session())
         self._broker_factory: BrokerFactory = broker_factory or BrokerClient
         self._brokers: dict[str, BrokerApi] = {}
         # How the wallet waits for Retry-After (tests replace it).
@@ -447,6 +546,11 @@ class Wallet:
         if first.status != 402:
             return ReadResult(url, first.status, first.body, first.content_type)
         quote = self._quote(url, first, max_amount_minor)
+        window = self._usable_window(quote)
+        if window is not None:
+            from_window = self._read_from_window(quote, window)
+            if from_window is not None:
+                return from_window
         alloc, header = self._issue(quote)
         headers_issued = 1
         busy_retries = 0
@@ -470,6 +574,400 @@ class Wallet:
                 headers_issued += 1
                 continue
             raise err
+
+    # -- windows --------------------------------------------------------------
+
+    def _usable_window(self, quote: _Quote) -> WindowView | None:
+        """An open window at the URL's vendor with enough words for this price."""
+        ch = quote.challenge
+        now_ms = self.clock.now_ms()
+        skew_ms = self.store.settings().max_skew_s * 1000
+        for w in self.store.windows_at(origin_of(quote.url), states=(WindowState.OPEN,)):
+            if (
+                w.vendor_id == ch.realm
+                and w.currency == ch.currency
+                and w.live(now_ms + skew_ms)
+                and ch.amount_minor % w.unit_value_minor == 0
+                and w.words_left >= ch.amount_minor // w.unit_value_minor
+            ):
+                return w
+        return None
+
+    def _read_from_window(self, quote: _Quote, window: WindowView) -> ReadResult | None:
+        """The click paid from ``window`` (cookie, no Authorization); None: pay per click.
+
+        A 402 means the vendor will not pay this click from the window
+        (closed, expired, unknown, not enough words): the window is marked
+        unusable and the caller pays per click.
+        """
+        handle = self.store.window_handle(window.window_id)
+        if handle is None:
+            return None
+        resp = http.get(
+            self.session,
+            quote.url,
+            {"Accept": _JSON, "Cookie": f"{WINDOW_COOKIE}={handle}"},
+        )
+        if resp.status == 402:
+            self.store.change_window(
+                window.window_id, WindowEvent.CLICK_REFUSED, now_ms=self.clock.now_ms()
+            )
+            err = http.error_from_response(resp)
+            self._warn(
+                f"the window at {window.vendor_id} is no longer usable ({err.detail}); "
+                "paying per click"
+            )
+            return None
+        if resp.status != 200:
+            raise http.error_from_response(resp)
+        ch = quote.challenge
+        receipt: pb.Receipt | None = None
+        receipt_error: NetPayError | None = None
+        try:
+            raw = self._receipt_bytes(resp)
+            receipt = self._open_receipt(quote, pb.Envelope.FromString(raw))
+            assert window.epoch is not None
+            check_window_receipt(
+                receipt,
+                vendor_id=window.vendor_id,
+                ecoin_id=window.ecoin_id,
+                epoch=window.epoch,
+                window_from=window.window_from,
+                window_top=window.window_top,
+                unit_value_minor=window.unit_value_minor,
+                currency=window.currency,
+                max_amount_minor=ch.amount_minor,
+            )
+            self.store.record_receipt(
+                receipt,
+                envelope=raw,
+                url=quote.url,
+                now_ms=self.clock.now_ms(),
+                window_id=window.window_id,
+            )
+        except (NetPayError, DecodeError) as exc:
+            receipt = None
+            receipt_error = (
+                exc if isinstance(exc, NetPayError) else SignatureInvalid("receipt is no Envelope")
+            )
+            self._warn(f"the vendor's window receipt is not valid: {receipt_error.detail}")
+        after = self.store.window(window.window_id)
+        coin = self.store.coin(window.ecoin_id)
+        return ReadResult(
+            url=quote.url,
+            status=resp.status,
+            body=resp.body,
+            content_type=resp.content_type,
+            amount_paid_minor=receipt.amount_minor if receipt is not None else ch.amount_minor,
+            currency=ch.currency,
+            receipt=receipt,
+            receipt_error=receipt_error,
+            ecoin_id=coin.ecoin_id,
+            balance_words=coin.words_left,
+            vendor_balance_words=self._header_int(resp, _BALANCE_HEADER),
+            warnings=tuple(self.warnings),
+            window_id=window.window_id,
+            window_words_left=after.words_left,
+        )
+
+    def _window_quote(self, url: str, max_amount_minor: int) -> _Quote:
+        """The vendor behind ``url`` and a price: the URL's 402, else /netpay/window's."""
+        first = http.get(self.session, url, {"Accept": _JSON})
+        if first.status != 402:
+            first = http.post(self.session, _window_url(url), {"Accept": _JSON})
+            if first.status != 402:
+                raise PreconditionFailed(
+                    f"{origin_of(url)} asks for no payment and offers no window "
+                    f"(HTTP {first.status})"
+                )
+        return self._quote(url, first, max_amount_minor)
+
+    def authorize_window(
+        self,
+        url: str,
+        units: int,
+        max_amount_minor: int = DEFAULT_MAX_AMOUNT_MINOR,
+        *,
+        charge: BridgeCharge | None = None,
+    ) -> WindowAuthorization:
+        """The header that opens a window of ``units`` words at ``url``'s vendor.
+
+        The coin's index moves by ``units`` now (one store transaction, as
+        for a click). The caller POSTs the header to ``window_url``. With
+        ``charge`` (the browser bridge) ``units`` times the unit value counts
+        against the origin's daily cap in that transaction.
+        """
+        self.warnings = []
+        return self._authorize_window(url, units, max_amount_minor, charge=charge, record=False)
+
+    def _authorize_window(
+        self,
+        url: str,
+        units: int,
+        max_amount_minor: int,
+        *,
+        charge: BridgeCharge | None,
+        record: bool,
+        quote: _Quote | None = None,
+    ) -> WindowAuthorization:
+        if isinstance(units, bool) or not 1 <= units <= MAX_WINDOW_UNITS:
+            raise InvalidArgument(f"a window is 1..{MAX_WINDOW_UNITS} words")
+        quote = quote or self._window_quote(url, max_amount_minor)
+        ch = quote.challenge
+        st = self.store.settings()
+        alloc = self.store.allocate(
+            amount_minor=ch.amount_minor,
+            currency=ch.currency,
+            realm=ch.realm,
+            url=url,
+            now_ms=self.clock.now_ms(),
+            skew_ms=st.max_skew_s * 1000,
+            charge=charge,
+            window=WindowRequest(units, origin_of(url) if record else None),
+        )
+        word = self.store.word(alloc.coin.ecoin_id, alloc.index)
+        header = format_authorization(
+            Credentials(
+                ecoin_id=alloc.coin.ecoin_id,
+                prev=alloc.prev,
+                index=alloc.index,
+                payword=word,
+                window=units,
+                holder=alloc.coin.last_vendor,
+            )
+        )
+        return WindowAuthorization(
+            header=header,
+            url=url,
+            window_url=_window_url(url),
+            vendor_id=ch.realm,
+            web_origin=quote.certificate.web_origin,
+            units=units,
+            amount_minor=alloc.amount_minor,
+            currency=ch.currency,
+            price_minor=ch.amount_minor,
+            ecoin_id=alloc.coin.ecoin_id,
+            from_index=alloc.prev,
+            to_index=alloc.index,
+            words_left=alloc.coin.n - alloc.index,
+            window_id=alloc.window_id,
+        )
+
+    def open_window(
+        self, url: str, units: int, max_amount_minor: int = DEFAULT_MAX_AMOUNT_MINOR
+    ) -> WindowView:
+        """Prepay ``units`` words at ``url``'s vendor; clicks there then use the window.
+
+        A window already open at that vendor is closed first (its credit
+        stored), so the wallet holds at most one per vendor. The handle the
+        vendor sets as a cookie is kept in the wallet store (0600) only.
+        """
+        self.warnings = []
+        if isinstance(units, bool) or not 1 <= units <= MAX_WINDOW_UNITS:
+            raise InvalidArgument(f"a window is 1..{MAX_WINDOW_UNITS} words")
+        origin = origin_of(url)
+        for old in self.store.windows_at(origin, states=(WindowState.OPEN, WindowState.UNUSABLE)):
+            self._close(old, url)
+        quote = self._window_quote(url, max_amount_minor)
+        auth = self._authorize_window(
+            url, units, max_amount_minor, charge=None, record=True, quote=quote
+        )
+        headers_issued = 1
+        busy_retries = 0
+        while True:
+            assert auth.window_id is not None
+            try:
+                resp = http.post(
+                    self.session,
+                    auth.window_url,
+                    {"Accept": _JSON, "Authorization": auth.header},
+                )
+            except NetPayError:
+                self._window_failed(auth)
+                raise
+            if resp.status == 200:
+                try:
+                    return self._window_accepted(quote, auth, resp)
+                except NetPayError:
+                    self._window_failed(auth)
+                    raise
+            err = http.error_from_response(resp)
+            if isinstance(err, CoinBusy) and busy_retries < BUSY_RETRIES:
+                busy_retries += 1
+                self.sleep(http.retry_after_s(resp, BUSY_WAIT_CAP_S))
+                continue  # the same header: nothing was accepted
+            self._window_failed(auth)
+            if (
+                isinstance(err, AlreadySpent | WrongAmount)
+                and err.index is not None
+                and err.payword is not None
+                and headers_issued < PAY_ATTEMPTS
+            ):
+                self._resync(auth.ecoin_id, err)
+                auth = self._authorize_window(
+                    url, units, max_amount_minor, charge=None, record=True, quote=quote
+                )
+                headers_issued += 1
+                continue
+            raise err
+
+    def _window_failed(self, auth: WindowAuthorization) -> None:
+        assert auth.window_id is not None
+        self.store.change_window(auth.window_id, WindowEvent.REFUSED, now_ms=self.clock.now_ms())
+
+    def _window_accepted(
+        self, quote: _Quote, auth: WindowAuthorization, resp: http.HttpResponse
+    ) -> WindowView:
+        """Check the vendor's window against the header; keep its handle."""
+        assert auth.window_id is not None
+        obj = _window_json(resp, "window")
+        coin = self.store.coin(auth.ecoin_id)
+        problems = []
+        if obj.get("vendor_id") != auth.vendor_id:
+            problems.append("vendor")
+        if obj.get("ecoin_id") != auth.ecoin_id:
+            problems.append("ecoin id")
+        if _int_field(obj, "window_from") != auth.from_index:
+            problems.append("window_from")
+        if _int_field(obj, "window_top") != auth.to_index:
+            problems.append("window_top")
+        if _int_field(obj, "units") != auth.units:
+            problems.append("units")
+        if _int_field(obj, "unit_value") != coin.unit_value_minor:
+            problems.append("unit value")
+        if obj.get("currency") != coin.currency:
+            problems.append("currency")
+        words_left = _int_field(obj, "words_left", 0, auth.units)
+        epoch = _int_field(obj, "epoch")
+        expires_at_ms = _int_field(obj, "expires_at_ms")
+        if expires_at_ms <= self.clock.now_ms():
+            problems.append("expiry")
+        if problems:
+            raise SignatureInvalid(
+                "the vendor's window does not match the header: " + ", ".join(problems)
+            )
+        handle = http.set_cookie_value(resp, WINDOW_COOKIE)
+        if handle is None:
+            raise Malformed(f"the vendor set no {WINDOW_COOKIE} cookie")
+        try:
+            if len(b64url_decode(handle, max_len=64)) != _HANDLE_BYTES:
+                raise Malformed("window handle is not 32 bytes")
+        except Malformed:
+            raise Malformed(
+                f"the vendor's {WINDOW_COOKIE} cookie is not 32 bytes in base64url"
+            ) from None
+        view = self.store.window_opened(
+            auth.window_id,
+            epoch=epoch,
+            expires_at_ms=expires_at_ms,
+            handle=handle,
+            consumed_index=auth.to_index - words_left,
+        )
+        log.info(
+            "opened a window of %d words at %s (coin %s, words (%d, %d])",
+            auth.units,
+            auth.vendor_id,
+            auth.ecoin_id,
+            auth.from_index,
+            auth.to_index,
+        )
+        return view
+
+    def close_window(self, url: str) -> WindowCreditView:
+        """Close the wallet's window at ``url``'s vendor; the WindowCredit is verified and kept."""
+        self.warnings = []
+        origin = origin_of(url)
+        found = self.store.windows_at(origin, states=(WindowState.OPEN, WindowState.UNUSABLE))
+        if not found:
+            raise NotFound(f"no open window at {origin}")
+        return self._close(found[0], url)
+
+    def _close(self, window: WindowView, url: str) -> WindowCreditView:
+        handle = self.store.window_handle(window.window_id)
+        now_ms = self.clock.now_ms()
+        if handle is None:  # pragma: no cover - open windows always have one
+            return WindowCreditView(
+                self.store.change_window(window.window_id, WindowEvent.VANISHED, now_ms=now_ms),
+                None,
+            )
+        resp = http.post(
+            self.session,
+            _window_url(url, close=True),
+            {"Accept": _JSON, "Cookie": f"{WINDOW_COOKIE}={handle}"},
+        )
+        if resp.status != 200:
+            err = http.error_from_response(resp)
+            if resp.status in (402, 404, 409, 410):
+                self._warn(
+                    f"the vendor {window.vendor_id} has no open window for this handle any "
+                    f"more ({err.code}): it closed it itself, and its credit goes to the broker"
+                )
+                return WindowCreditView(
+                    self.store.change_window(window.window_id, WindowEvent.VANISHED, now_ms=now_ms),
+                    None,
+                )
+            raise err
+        obj = _window_json(resp, "window credit")
+        raw = obj.get("window_credit")
+        if not isinstance(raw, str):
+            raise Malformed("the vendor's answer has no window_credit")
+        envelope_bytes = b64url_decode(raw, max_len=16 * 1024)
+        try:
+            env = pb.Envelope.FromString(envelope_bytes)
+        except DecodeError:
+            raise SignatureInvalid("window credit is no Envelope") from None
+        quote_cert, cached = self._certificate(window.vendor_id, url, fresh=False)
+        try:
+            credit = open_envelope(env, pb.WindowCredit, quote_cert.public_key)
+        except SignatureInvalid:
+            if not cached:
+                raise
+            fresh, _ = self._certificate(window.vendor_id, url, fresh=True)
+            credit = open_envelope(env, pb.WindowCredit, fresh.public_key)
+        assert window.epoch is not None
+        check_window_credit(
+            credit,
+            vendor_id=window.vendor_id,
+            ecoin_id=window.ecoin_id,
+            epoch=window.epoch,
+            window_from=window.window_from,
+            window_top=window.window_top,
+            consumed_at_least=self.store.window(window.window_id).consumed_index,
+        )
+        refund = obj.get("refund_units")
+        if refund is not None and refund != credit.refund_units:
+            raise SignatureInvalid("refund_units differs from the signed window credit")
+        known = self.store.window(window.window_id).consumed_index
+        if credit.consumed_index > known:
+            self._warn(
+                f"the vendor counts {credit.consumed_index - known} words consumed from the "
+                "window that no receipt in this wallet covers"
+            )
+        view = self.store.change_window(
+            window.window_id,
+            WindowEvent.CREDITED,
+            now_ms=now_ms,
+            credit=credit,
+            credit_envelope=envelope_bytes,
+        )
+        log.info(
+            "closed the window at %s: %d words refunded", window.vendor_id, credit.refund_units
+        )
+        return WindowCreditView(view, credit)
+
+    def windows(self) -> list[WindowView]:
+        """Every window the wallet opened, oldest first."""
+        return self.store.windows()
+
+    def open_windows(self) -> list[WindowView]:
+        """The windows clicks can still use (open, not expired)."""
+        now_ms = self.clock.now_ms()
+        return [w for w in self.store.windows(states=(WindowState.OPEN,)) if w.live(now_ms)]
+
+    @staticmethod
+    def _header_int(resp: http.HttpResponse, name: str) -> int | None:
+        value = resp.headers.get(name, "").strip()
+        return int(value) if value.isdigit() and len(value) <= 10 else None
 
     def _quote(self, url: str, resp: http.HttpResponse, max_amount_minor: int) -> _Quote:
         raw = resp.headers.get("WWW-Authenticate")
@@ -647,16 +1145,20 @@ class Wallet:
             raise SignatureInvalid("the vendor sent no NetPay-Receipt")
         return b64url_decode(raw.strip(), max_len=16 * 1024)
 
-    def _verify_receipt(self, quote: _Quote, alloc: Allocation, env: pb.Envelope) -> pb.Receipt:
+    def _open_receipt(self, quote: _Quote, env: pb.Envelope) -> pb.Receipt:
+        """The receipt, signed by the key the broker certified for the vendor."""
         cert = quote.certificate
         try:
-            receipt = open_envelope(env, pb.Receipt, cert.public_key)
+            return open_envelope(env, pb.Receipt, cert.public_key)
         except SignatureInvalid:
             if not quote.from_cache:
                 raise
             # The cached certificate may predate a new vendor key: ask the broker.
             cert, _ = self._certificate(quote.challenge.realm, quote.url, fresh=True)
-            receipt = open_envelope(env, pb.Receipt, cert.public_key)
+            return open_envelope(env, pb.Receipt, cert.public_key)
+
+    def _verify_receipt(self, quote: _Quote, alloc: Allocation, env: pb.Envelope) -> pb.Receipt:
+        receipt = self._open_receipt(quote, env)
         check_receipt(
             receipt,
             vendor_id=quote.challenge.realm,

@@ -16,6 +16,15 @@
  * anything else, and only answers origins the reader approved with
  * `netpay wallet approve-origin`.
  *
+ * NetPay.openWindow(siteUrl, units, {bridge}) prepays `units` words at once
+ * (a cookie-cache window): the bridge gives the header (POST /v1/window),
+ * the page POSTs it to the site's /netpay/window, and the browser keeps the
+ * window's HttpOnly cookie; later same-origin fetches of articles pay from it
+ * without the bridge. It resolves to the vendor's window JSON
+ * ({vendor_id, ecoin_id, epoch, window_from, window_top, units, words_left,
+ * unit_value, currency, expires_at_ms}) with `netpay` set to the bridge's
+ * answer.
+ *
  * Errors reject with a NetPay.NetPayError whose `code` is the bridge's or the
  * vendor's error code ("permission_denied", "limit_exceeded", ...), or
  * "bridge_unreachable" when the bridge is not running or does not answer this
@@ -95,6 +104,34 @@
     return callBridge(options || {}, "/v1/status", {method: "GET"});
   }
 
+  /* {authorization, window_url, units, amount, currency, vendor_id} for a window. */
+  async function authorizeWindow(siteUrl, units, options) {
+    return callBridge(options || {}, "/v1/window", {
+      method: "POST",
+      headers: {"Content-Type": "application/json"},
+      body: JSON.stringify({url: absolute(siteUrl), units: units}),
+    });
+  }
+
+  /* Open a window of `units` words at siteUrl's newspaper; resolves to its JSON. */
+  async function openWindow(siteUrl, units, options) {
+    options = options || {};
+    var auth = await authorizeWindow(siteUrl, units, options);
+    var response = await fetch(auth.window_url, {
+      method: "POST",
+      headers: {Authorization: auth.authorization, Accept: "application/json"},
+      credentials: "same-origin",
+      cache: "no-store",
+      redirect: "error",
+    });
+    if (!response.ok) {
+      throw await readError(response);
+    }
+    var window_ = await response.json();
+    window_.netpay = auth;
+    return window_;
+  }
+
   /* Pay articleUrl once and fetch it; resolves to the article's Response. */
   async function pay(articleUrl, options) {
     options = options || {};
@@ -115,6 +152,8 @@
   global.NetPay = Object.freeze({
     pay: pay,
     authorize: authorize,
+    openWindow: openWindow,
+    authorizeWindow: authorizeWindow,
     status: status,
     NetPayError: NetPayError,
     DEFAULT_BRIDGE: DEFAULT_BRIDGE,
