@@ -7,12 +7,12 @@ state goes through :func:`transition`.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from urllib.parse import urlsplit
 
+from netpay.encoding import is_loopback_host
 from netpay.errors import (
     Insufficient,
     InvalidArgument,
@@ -36,7 +36,6 @@ __all__ = [
     "check_window_credit",
     "check_window_receipt",
     "choose_coin",
-    "is_loopback_host",
     "origin_of",
     "transition",
     "usable",
@@ -382,15 +381,6 @@ def check_window_credit(
         problems.append("reason")
     if problems:
         raise SignatureInvalid("window credit does not match the window: " + "; ".join(problems))
-
-
-def is_loopback_host(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}

@@ -18,7 +18,6 @@ minutes, each costing an Argon2id verification.
 from __future__ import annotations
 
 import hashlib
-import secrets
 import threading
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from netpay.errors import InvalidArgument, PermissionDenied
-from netpay.files import write_private
+from netpay.files import load_or_create_secret, read_secret, write_private
 
 __all__ = [
     "PASSWORD_FILE",
@@ -48,7 +47,6 @@ PASSWORD_FILE = "dashboard-password.argon2"
 SECRET_FILE = "web-secret.key"
 PASSWORD_MIN_CHARS = 8
 PASSWORD_MAX_CHARS = 1024
-_SECRET_BYTES = 32
 _MAX_FILE_BYTES = 4096
 
 
@@ -116,20 +114,15 @@ def password_tag(digest: str) -> str:
 
 def ensure_secret_key(data_dir: Path) -> bytes:
     """The web secret key; made (0600) when missing. Called by the main process only."""
-    existing = _read_private(data_dir / SECRET_FILE)
-    if existing is not None and len(existing.strip()) >= 2 * _SECRET_BYTES:
-        return existing.strip()
-    key = secrets.token_hex(_SECRET_BYTES).encode()
-    write_private(data_dir / SECRET_FILE, key + b"\n")
-    return key
+    return load_or_create_secret(data_dir / SECRET_FILE)
 
 
 def read_secret_key(data_dir: Path) -> bytes:
     """The web secret key the main process made (web workers never make one)."""
-    raw = _read_private(data_dir / SECRET_FILE)
-    if raw is None or len(raw.strip()) < 2 * _SECRET_BYTES:
-        raise InvalidArgument(f"{data_dir / SECRET_FILE} is missing or too short")
-    return raw.strip()
+    try:
+        return read_secret(data_dir / SECRET_FILE)
+    except (OSError, ValueError) as exc:
+        raise InvalidArgument(f"{data_dir / SECRET_FILE} is missing or unreadable: {exc}") from exc
 
 
 class LoginLimiter:

@@ -725,7 +725,11 @@ class VendorRepository:
     # -- the operator's dashboard (read-only) ----------------------------------
 
     def click_count(self, session: Session) -> int:
-        return int(session.scalar(select(func.count()).select_from(ClickRow)) or 0)
+        """Paid clicks and window clicks."""
+        return sum(
+            int(session.scalar(select(func.count()).select_from(row)) or 0)
+            for row in (ClickRow, WindowClickRow)
+        )
 
     def recent_clicks(self, session: Session, *, limit: int) -> list[ClickRecord]:
         """The last ``limit`` clicks, newest first."""
@@ -733,13 +737,17 @@ class VendorRepository:
         return [_click(r) for r in rows]
 
     def revenue(self, session: Session) -> list[Revenue]:
-        """Sum and count of the click amounts, per currency."""
-        rows = session.execute(
-            select(ClickRow.currency, func.sum(ClickRow.amount_minor), func.count())
-            .group_by(ClickRow.currency)
-            .order_by(ClickRow.currency)
-        )
-        return [Revenue(currency, int(total or 0), int(count)) for currency, total, count in rows]
+        """Sum and count of what readers consumed, per currency: paid clicks and window clicks."""
+        totals: dict[str, tuple[int, int]] = {}
+        for row in (ClickRow, WindowClickRow):
+            for currency, total, count in session.execute(
+                select(row.currency, func.sum(row.amount_minor), func.count()).group_by(
+                    row.currency
+                )
+            ):
+                before_total, before_count = totals.get(currency, (0, 0))
+                totals[currency] = (before_total + int(total or 0), before_count + int(count))
+        return [Revenue(c, total, count) for c, (total, count) in sorted(totals.items())]
 
     def coin_counts(self, session: Session) -> dict[VendorCoinState, int]:
         """How many coin rows are in each state."""

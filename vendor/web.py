@@ -25,7 +25,6 @@ token kept in the session.
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import secrets
 import threading
 from collections.abc import Callable
@@ -45,11 +44,10 @@ from flask import (
     url_for,
 )
 from flask.sessions import SecureCookieSessionInterface
-from werkzeug.exceptions import BadRequest
 
 from netpay.browser import BRIDGE_SCRIPT_PATH
 from netpay.clock import Clock
-from netpay.encoding import b64url_encode
+from netpay.encoding import b64url_encode, is_loopback_host
 from netpay.errors import (
     BrokerUnavailable,
     CoinBusy,
@@ -60,6 +58,7 @@ from netpay.errors import (
 )
 from netpay.header import Challenge, format_challenge
 from netpay.money import Money
+from netpay.webforms import check_csrf, csrf_token
 from vendor.articles import Article, Newspaper
 from vendor.dashboard import (
     PASSWORD_FILE,
@@ -92,7 +91,6 @@ _EXTENSION = "netpay_vendor"
 _SESSION_LIFETIME = timedelta(hours=8)
 _RECENT_CLICKS = 20
 _COINS_SHOWN = 100
-_CSRF_FIELD = "csrf_token"
 _SYMBOLS = {"EUR": "€", "USD": "$", "GBP": "£"}
 _DASHBOARD_HEADERS = {
     "Cache-Control": "private, no-store",
@@ -404,7 +402,7 @@ def _set_window_cookie(resp: Response, handle: str, max_age_s: int) -> None:
         handle,
         max_age=max_age_s,
         path="/",
-        secure=not _is_loopback_host(request.host),
+        secure=not is_loopback_host(request.host),
         httponly=True,
         samesite="Strict",
     )
@@ -414,7 +412,7 @@ def _clear_window_cookie(resp: Response) -> None:
     resp.delete_cookie(
         WINDOW_COOKIE,
         path="/",
-        secure=not _is_loopback_host(request.host),
+        secure=not is_loopback_host(request.host),
         httponly=True,
         samesite="Strict",
     )
@@ -502,52 +500,15 @@ def _json_error(err: NetPayError) -> Response:
 # -- dashboard sessions ---------------------------------------------------------
 
 
-def _is_loopback_host(host: str) -> bool:
-    """True for ``localhost``, ``127.x.y.z`` and ``[::1]`` (with or without a port)."""
-    if host.startswith("["):
-        name = host[1:].split("]", 1)[0]
-    elif host.count(":") == 1:
-        name = host.split(":", 1)[0]
-    else:
-        name = host
-    name = name.lower().rstrip(".")
-    if name == "localhost" or name.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
-
-
 class _SessionInterface(SecureCookieSessionInterface):
     """Flask's signed cookie session, Secure unless the site is reached on loopback."""
 
     def get_cookie_secure(self, app: Flask) -> bool:
-        return not _is_loopback_host(request.host)
+        return not is_loopback_host(request.host)
 
 
 def _client_address() -> str:
     return (request.remote_addr or "unknown")[:64]
-
-
-def _csrf_token() -> str:
-    token = session.get("csrf")
-    if not isinstance(token, str):
-        token = secrets.token_urlsafe(32)
-        session["csrf"] = token
-    return token
-
-
-def _check_csrf() -> None:
-    sent = request.form.get(_CSRF_FIELD, "")
-    expected = session.get("csrf")
-    if (
-        not isinstance(expected, str)
-        or not sent
-        or len(sent) > 128
-        or not secrets.compare_digest(sent.encode(), expected.encode())
-    ):
-        raise BadRequest("missing or wrong CSRF token: reload the form and try again")
 
 
 def _logged_in(digest: str) -> bool:
@@ -742,7 +703,7 @@ def create_app(deps: WebDeps | Callable[[], WebDeps], *, data_dir: Path | None =
                 view=view,
                 titles=titles,
                 states=VendorCoinState,
-                csrf_token=_csrf_token(),
+                csrf_token=csrf_token(),
                 **_page_context(d),
             )
         )
@@ -756,7 +717,7 @@ def create_app(deps: WebDeps | Callable[[], WebDeps], *, data_dir: Path | None =
             if _logged_in(digest):
                 return _see_other(url_for("dashboard"))
             return _login_page()
-        _check_csrf()
+        check_csrf()
         d = _deps()
         client = _client_address()
         now_ms = d.clock.now_ms()
@@ -771,15 +732,14 @@ def create_app(deps: WebDeps | Callable[[], WebDeps], *, data_dir: Path | None =
         _site().limiter.succeeded(client)
         session.clear()
         session.permanent = True
-        session["operator"] = password_tag(digest)
-        session["csrf"] = secrets.token_urlsafe(32)
+        session["operator"] = password_tag(digest)  # a fresh CSRF token comes with the next form
         return _see_other(url_for("dashboard"))
 
     @app.post("/dashboard/logout")
     def logout() -> Response:
         if data_dir is None:
             abort(404)
-        _check_csrf()
+        check_csrf()
         session.clear()
         return _see_other(url_for("login"))
 
@@ -787,7 +747,7 @@ def create_app(deps: WebDeps | Callable[[], WebDeps], *, data_dir: Path | None =
         d = _deps()
         return _dashboard_response(
             render_template(
-                "dashboard_login.html", error=error, csrf_token=_csrf_token(), **_page_context(d)
+                "dashboard_login.html", error=error, csrf_token=csrf_token(), **_page_context(d)
             ),
             status,
         )

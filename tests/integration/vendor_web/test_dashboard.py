@@ -227,7 +227,7 @@ def test_gunicorn_workers_share_the_secret_key(
     log_in(http, vendor.web_url)
     # The worker signed the session with the data dir's key, not one of its own.
     app = Flask("check")
-    app.secret_key = (tmp_path / "gunicorn-news" / SECRET_FILE).read_bytes().strip()
+    app.secret_key = (tmp_path / "gunicorn-news" / SECRET_FILE).read_bytes()
     serializer = SecureCookieSessionInterface().get_signing_serializer(app)
     assert serializer is not None
     [value] = [c.value for c in http.cookies if c.name.startswith("netpay_dashboard_")]

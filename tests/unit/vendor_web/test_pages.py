@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from netpay.clock import FakeClock
-from netpay.encoding import b64url_encode
+from netpay.encoding import b64url_encode, is_loopback_host
 from netpay.errors import (
     AlreadySpent,
     BadPayword,
@@ -42,7 +42,7 @@ from vendor.dashboard import (
     set_dashboard_password,
     verify_password,
 )
-from vendor.web import WebDeps, _is_loopback_host, create_app, format_money
+from vendor.web import WebDeps, create_app, format_money
 
 HTML = {"Accept": "text/html", "Authorization": 'NetPay ecoin="00"'}
 JSON = {"Accept": "application/json", "Authorization": 'NetPay ecoin="00"'}
@@ -233,7 +233,7 @@ def test_format_money() -> None:
     ],
 )
 def test_loopback_hosts(host: str, loopback: bool) -> None:
-    assert _is_loopback_host(host) is loopback
+    assert is_loopback_host(host) is loopback
 
 
 def test_password_file_first_line_and_bounds() -> None:
@@ -259,7 +259,7 @@ def test_password_hash_and_secret_key_files(tmp_path: Path) -> None:
     with pytest.raises(InvalidArgument):
         read_secret_key(tmp_path)  # workers never make the key
     key = ensure_secret_key(tmp_path)
-    assert len(key) == 64 and ensure_secret_key(tmp_path) == key == read_secret_key(tmp_path)
+    assert len(key) == 32 and ensure_secret_key(tmp_path) == key == read_secret_key(tmp_path)
     assert stat.S_IMODE((tmp_path / SECRET_FILE).stat().st_mode) == 0o600
 
     (tmp_path / PASSWORD_FILE).chmod(0o644)

@@ -84,6 +84,11 @@ def test_open_then_clicks_consume_exactly_the_prices_with_contiguous_receipts(
     # The window clicks are not per-click spends: the coin did not move again.
     assert vendor.coin(chain.ecoin_id.hex()).view.index == 30
     assert vendor.clicks(chain.ecoin_id.hex()) == []
+    # ...but they are revenue: the dashboard counts what was consumed, not the prepayment.
+    board = vendor.dashboard()
+    assert board.click_count == 4
+    [revenue] = board.revenue
+    assert (revenue.currency, revenue.amount_minor, revenue.clicks) == ("EUR", 18, 4)
 
 
 def test_a_retried_click_consumes_nothing_and_reserves_the_receipt(
