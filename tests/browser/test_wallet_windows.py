@@ -204,3 +204,70 @@ def test_a_page_opens_a_window_and_its_clicks_pay_from_the_cookie(
         page.screenshot(path=str(screenshot_dir / "wallet-window-paid.png"), full_page=True)
     finally:
         context.close()
+
+
+EVIL_PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>Another site</title></head>
+<body><h1>Another site on this machine</h1>
+<form id="close" method="post" action="{origin}/netpay/window/close"></form>
+<img id="pixel" alt="">
+</body></html>"""
+
+_EVIL = """async ([origin, path]) => {
+  // A cross-origin page tries to spend the reader's window: a credentialed
+  // fetch (no-cors, so the browser sends it), and an image load of the article.
+  try { await fetch(origin + path, {credentials: "include", mode: "no-cors"}); } catch (e) {}
+  await new Promise((done) => {
+    const img = document.getElementById("pixel");
+    img.onload = img.onerror = () => done();
+    img.src = origin + path;
+  });
+  return true;
+}"""
+
+
+def test_a_cross_site_page_cannot_spend_or_close_the_window(
+    browser: Any, site: Site, screenshot_dir: Path
+) -> None:
+    evil = Flask("evil_page")
+
+    @evil.get("/")
+    def index() -> Response:
+        return Response(EVIL_PAGE.format(origin=site.newspaper.origin), mimetype="text/html")
+
+    server = make_server("127.0.0.1", 0, evil, threaded=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
+    thread.start()
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.goto(site.newspaper.origin + "/page.html")
+        opened = page.evaluate(_OPEN, [site.bridge.url])
+        assert opened["window"]["words_left"] == 60
+
+        other = context.new_page()
+        other.goto(f"http://127.0.0.1:{server.server_port}/")
+        (path, price), (path2, _) = site.articles[0], site.articles[1]
+        before = len(site.newspaper.seen)
+        other.evaluate(_EVIL, [site.newspaper.origin, path2])
+        # The form POST navigates to the close URL, from another origin.
+        with other.expect_navigation():
+            other.evaluate("document.getElementById('close').submit()")
+        attempts = site.newspaper.seen[before:]
+        assert len(attempts) >= 3  # fetch, image, form all reached the newspaper
+        for sent in attempts:
+            # 127.0.0.1 on another port is the same *site*: the Strict cookie goes
+            # along, and Sec-Fetch-Site is what stops it (same-origin or absent only).
+            assert sent.get("Sec-Fetch-Site") not in (None, "same-origin")
+        other.screenshot(path=str(screenshot_dir / "wallet-window-cross-site.png"), full_page=True)
+
+        # Nothing was consumed and the window is still open: the page's own next
+        # click is paid from the full window.
+        result = page.evaluate(_READ, [path])
+        assert result == {"status": 200, "left": str(60 - price), "receipt": True}
+    finally:
+        context.close()
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
