@@ -28,6 +28,7 @@ from netpay.errors import (
     CoinBusy,
     Expired,
     Insufficient,
+    InvalidArgument,
     LimitExceeded,
     PreconditionFailed,
     Revoked,
@@ -46,6 +47,7 @@ __all__ = [
     "CoinRecordView",
     "CoinState",
     "CustodyEvent",
+    "DrawWindow",
     "EpochOpening",
     "EpochView",
     "Expire",
@@ -58,10 +60,13 @@ __all__ = [
     "RenewLease",
     "Transaction",
     "Unfreeze",
+    "WindowRequest",
     "WordVerifier",
     "allowed_events",
+    "allowed_window_units",
     "assert_balanced",
     "check_acquire_proof",
+    "check_can_draw",
     "check_index_advance",
     "decide_acquire",
     "effective_state",
@@ -227,6 +232,21 @@ class Reclaim:
 
 
 @dataclass(frozen=True)
+class DrawWindow:
+    """The holder of ``epoch`` draws a server-side window: ``at`` becomes the latest word.
+
+    Refused without a live lease at ``now_ms`` and once a HandOffGrant was
+    issued for ``epoch``; the lease is not renewed by a draw.
+    """
+
+    vendor_id: str
+    epoch: int
+    at: IndexedWord
+    now_ms: int
+    busy_retry_after_s: int = 5
+
+
+@dataclass(frozen=True)
 class Freeze:
     """Loss reported: no new custody, holders refuse the coin."""
 
@@ -250,6 +270,7 @@ CustodyEvent = (
     | CheckpointIndex
     | HandOff
     | Reclaim
+    | DrawWindow
     | Freeze
     | Unfreeze
     | Expire
@@ -259,7 +280,17 @@ CustodyEvent = (
 _ALLOWED: dict[CoinState, frozenset[type[CustodyEvent]]] = {
     CoinState.FREE: frozenset({Acquire, Freeze, Unfreeze, Expire}),
     CoinState.HELD: frozenset(
-        {RenewLease, IssueHandOffGrant, CheckpointIndex, HandOff, Reclaim, Freeze, Unfreeze, Expire}
+        {
+            RenewLease,
+            IssueHandOffGrant,
+            CheckpointIndex,
+            HandOff,
+            Reclaim,
+            DrawWindow,
+            Freeze,
+            Unfreeze,
+            Expire,
+        }
     ),
     # Forced acquisition (a later issue) moves HELD -> RECALLING; until then
     # a recalling coin only expires or changes its frozen flag.
@@ -352,6 +383,13 @@ def transition(coin: CoinRecordView, event: CustodyEvent) -> CoinRecordView:
             _refuse_new_custody(coin, now_ms)
             _require_at_or_above(coin, at)
             new = _open_epoch(coin, vendor_id, at, lease)
+        case DrawWindow(
+            vendor_id=vendor_id, epoch=epoch, at=at, now_ms=now_ms, busy_retry_after_s=busy
+        ):
+            check_can_draw(coin, vendor_id, epoch, now_ms, busy_retry_after_s=busy)
+            if at.index <= coin.latest.index:
+                raise PreconditionFailed("a window must move the latest known index up")
+            new = replace(coin, latest=at)
         case Freeze():
             new = replace(coin, frozen=True)
         case Unfreeze():
@@ -362,6 +400,25 @@ def transition(coin: CoinRecordView, event: CustodyEvent) -> CoinRecordView:
             new = replace(coin, state=CoinState.EXPIRED, lease_expires_ms=None)
     _check_invariants(coin, new)
     return new
+
+
+def check_can_draw(
+    coin: CoinRecordView, vendor_id: str, epoch: int, now_ms: int, *, busy_retry_after_s: int
+) -> None:
+    """A server-side window may be drawn only by the holder of ``epoch`` with a live lease,
+    for a coin that is not expired nor frozen, and never after a HandOffGrant for ``epoch``.
+    """
+    if DrawWindow not in _ALLOWED[coin.state]:
+        raise PreconditionFailed(f"a {coin.state.value} coin takes no windows")
+    _require_holder(coin, vendor_id, epoch)
+    _refuse_new_custody(coin, now_ms)
+    if coin.grant_epoch == epoch:
+        raise CoinBusy(
+            "the coin is being handed to another vendor; no more windows in this epoch",
+            retry_after_s=busy_retry_after_s,
+        )
+    if coin.lease_expires_ms is None or coin.lease_expires_ms <= now_ms:
+        raise PreconditionFailed("the lease has lapsed: Checkpoint first")
 
 
 def _open_epoch(
@@ -507,8 +564,14 @@ def decide_acquire(
     force: bool = False,
     busy_retry_after_s: int = 5,
     verify: WordVerifier = verify_word,
+    grant_proof: bool = False,
 ) -> AcquireDecision:
-    """Decide an AcquireCoin (protocol.md, "Coin custody", step 1)."""
+    """Decide an AcquireCoin (protocol.md, "Coin custody", step 1).
+
+    ``grant_proof``: the caller proved itself with a checked WalletGrant for
+    this coin (server-side wallets) instead of ``(proof_index, proof_word)``,
+    which are then not looked at.
+    """
     if effective_state(coin, now_ms) is CoinState.EXPIRED:
         raise Expired("the coin has expired")
     if coin.frozen:
@@ -519,7 +582,8 @@ def decide_acquire(
         raise PreconditionFailed("forced acquisition is not available yet")
     if coin.state is CoinState.RECALLING:
         raise CoinBusy("the coin is being recalled", retry_after_s=busy_retry_after_s)
-    check_acquire_proof(coin, proof_index, proof_word, bound_units, verify=verify)
+    if not grant_proof:
+        check_acquire_proof(coin, proof_index, proof_word, bound_units, verify=verify)
     if coin.state is CoinState.FREE:
         return AcquireDecision.GRANT
     assert coin.state is CoinState.HELD and coin.holder is not None
@@ -552,6 +616,38 @@ def reclaim_is_repeat(
         and current.opened_from == caller
         and current.base == index.at
     )
+
+
+@dataclass(frozen=True)
+class WindowRequest:
+    """A DrawWindow as the spending rules see it."""
+
+    units: int
+    latest_index: int
+    n: int
+    max_window_units: int
+    grant_max_units: int
+    grant_drawn_units: int
+
+
+def allowed_window_units(req: WindowRequest) -> int:
+    """The units a server-side window may release: the one place spending limits live.
+
+    Today: ``1 <= units <= max_window_units``, no more than the coin has left
+    (``insufficient``) and no more than the WalletGrant still allows
+    (``limit_exceeded``). Readers' own spending limits (a later issue) go here.
+    """
+    if req.units < 1:
+        raise InvalidArgument("a window has at least 1 unit")
+    if req.units > req.max_window_units:
+        raise LimitExceeded(f"a window has at most {req.max_window_units} units")
+    left = req.n - req.latest_index
+    if req.units > left:
+        raise Insufficient(f"the coin has {left} words left, the window asks {req.units}")
+    grant_left = req.grant_max_units - req.grant_drawn_units
+    if req.units > grant_left:
+        raise LimitExceeded(f"the wallet grant allows {max(grant_left, 0)} more units")
+    return req.units
 
 
 # -- ledger ---------------------------------------------------------------------

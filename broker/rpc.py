@@ -105,6 +105,7 @@ class BrokerServicer(broker_pb2_grpc.BrokerServicer):
             public_key=s.public_key,
             currencies=list(s.currencies),
             limits=limits_to_proto(s.limits),
+            portal_url=s.portal_url,
         )
 
     @maps_errors
@@ -167,12 +168,14 @@ class BrokerServicer(broker_pb2_grpc.BrokerServicer):
                 unit_value_minor=request.unit_value_minor,
                 currency=request.currency,
                 wallet_kind=_WALLET_KIND.get(request.wallet_kind, WalletKind.UNSPECIFIED),
+                wallet_password=request.wallet_password,
             ),
         )
         return bpb.BuyCoinResponse(
             touchstone=result.touchstone,
             amount_minor=result.amount_minor,
             currency=result.currency,
+            ecoin_id=result.ecoin_id,
         )
 
     @maps_errors
@@ -218,6 +221,7 @@ class BrokerServicer(broker_pb2_grpc.BrokerServicer):
             request.proof_index,
             request.proof_word,
             force=request.force,
+            wallet_grant=request.wallet_grant if request.HasField("wallet_grant") else None,
         )
         if isinstance(result, CustodyGrantView):
             return bpb.AcquireCoinResponse(custody=_custody_grant(result))
@@ -265,4 +269,34 @@ class BrokerServicer(broker_pb2_grpc.BrokerServicer):
             ],
             lease_ttl_s=outcome.lease_ttl_s,
             max_skew_s=outcome.max_skew_s,
+        )
+
+    # -- server-side wallets ---------------------------------------------------------
+
+    @maps_errors
+    def ExchangeWalletCode(  # noqa: N802
+        self, request: bpb.ExchangeWalletCodeRequest, context: grpc.ServicerContext
+    ) -> bpb.ExchangeWalletCodeResponse:
+        vendor_id = self._vendor(context)
+        view = self._services.exchange_wallet_code(vendor_id, request.code)
+        return bpb.ExchangeWalletCodeResponse(
+            grant=view.grant, touchstone=view.touchstone, latest_index=view.latest_index
+        )
+
+    @maps_errors
+    def DrawWindow(  # noqa: N802
+        self, request: bpb.DrawWindowRequest, context: grpc.ServicerContext
+    ) -> bpb.DrawWindowResponse:
+        vendor_id = self._vendor(context)
+        view = self._services.draw_window(
+            vendor_id, request.wallet_grant, request.epoch, request.units
+        )
+        return bpb.DrawWindowResponse(
+            ecoin_id=view.ecoin_id,
+            epoch=view.epoch,
+            from_index=view.from_index,
+            to_index=view.to_index,
+            payword=view.payword,
+            touchstone=view.touchstone,
+            grant_units_left=view.grant_units_left,
         )

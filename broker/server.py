@@ -13,6 +13,7 @@ from flask import Flask
 from werkzeug.serving import make_server
 
 from broker.rpc import SERVICE_NAME, BrokerServicer
+from broker.seedvault import SeedVault
 from broker.services import BrokerServices, enroll_vendor
 from broker.storage import BrokerStore
 from broker.web import SECRET_FILE, PortalDeps, create_app
@@ -181,6 +182,8 @@ def start_broker(config: BrokerConfig, *, clock: Clock | None = None) -> BrokerH
         check_currency(currency)
     data_dir = ensure_private_dir(Path(config.data_dir))
     key = load_or_create_key(data_dir / KEY_FILE)
+    # The data key of server-side wallets (wallet-seed.key, 0600), made at first start.
+    vault = SeedVault.open_dir(data_dir)
     broker_id = _broker_id(data_dir, config.broker_id)
     store = open_store(data_dir, config.db_url)
     try:
@@ -192,6 +195,7 @@ def start_broker(config: BrokerConfig, *, clock: Clock | None = None) -> BrokerH
             currencies=config.currencies,
             demo_deposit_minor=config.demo_deposit_minor,
             clock=clock or SystemClock(),
+            seed_vault=vault,
         )
         servicer = BrokerServicer(services)
         server = create_grpc_server(
@@ -212,6 +216,7 @@ def start_broker(config: BrokerConfig, *, clock: Clock | None = None) -> BrokerH
             server.stop()
             store.dispose()
             raise
+        services.portal_url = web_url
         log.info("broker %s serving the web portal on %s", broker_id, web_url)
     log.info("broker %s serving gRPC on %s", broker_id, server.address)
     return BrokerHandle(

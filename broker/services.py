@@ -14,7 +14,8 @@ import math
 import re
 import secrets
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from urllib.parse import urlsplit
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -29,6 +30,7 @@ from broker.domain import (
     CoinIndexView,
     CoinRecordView,
     CoinState,
+    DrawWindow,
     EpochOpening,
     EpochView,
     Freeze,
@@ -39,6 +41,9 @@ from broker.domain import (
     RenewLease,
     Transaction,
     Unfreeze,
+    WindowRequest,
+    allowed_window_units,
+    check_can_draw,
     check_index_advance,
     decide_acquire,
     effective_state,
@@ -55,26 +60,33 @@ from broker.portal import (
     check_email,
     check_profile_name,
 )
+from broker.seedvault import PEBBLE_EVERY, SeedVault
 from broker.storage import (
     BrokerStore,
     PaymentInstrumentRow,
     PurchaseRow,
     Repos,
+    ServerWalletRow,
     StoredCoin,
     VendorRow,
+    WalletCodeRow,
+    WalletGrantRow,
+    WalletSessionRow,
 )
-from netpay.chain import WORD_BYTES
+from netpay.chain import WORD_BYTES, Chain, new_ecoin_id, new_seed
 from netpay.clock import Clock
 from netpay.encoding import b64url_encode, check_currency, check_ecoin_id, check_party_id
 from netpay.envelope import PUBLIC_KEY_BYTES, SigningKey, open_envelope, seal
 from netpay.errors import (
     AlreadyExists,
+    Expired,
     Insufficient,
     InvalidArgument,
     NetPayError,
     NotFound,
     PermissionDenied,
     PreconditionFailed,
+    Revoked,
     SignatureInvalid,
     Unauthenticated,
     Unavailable,
@@ -103,8 +115,12 @@ __all__ = [
     "PortalSession",
     "ProfileView",
     "PurchaseResult",
+    "SigninTarget",
     "VendorRegistration",
+    "WalletGrantView",
     "WalletKind",
+    "WalletSignin",
+    "WindowDrawView",
     "check_origin",
     "default_password_hasher",
     "enroll_vendor",
@@ -126,6 +142,13 @@ MAX_PASSWORD_CHARS = 256
 MIN_PASSWORD_CHARS = 8
 MAX_DISPLAY_NAME_CHARS = 100
 MAX_ADDRESS_CHARS = 256
+# Server-side wallets: portal sign-in and the one-time code it hands a vendor.
+MAX_WALLET_SIGNIN_FAILURES = 5
+WALLET_SIGNIN_WINDOW_S = 300
+WALLET_CODE_TTL_S = 60
+MAX_WALLET_CODE_CHARS = 64
+MAX_RETURN_TO_CHARS = 2048
+_ECOIN_ID_RE = re.compile(r"[0-9a-f]{32}")
 USERNAME_RE = re.compile(r"[a-z0-9_.-]{3,32}")
 _ORIGIN_RE = re.compile(
     r"https?://[A-Za-z0-9.\-]+(?::[0-9]{1,5})?|https?://\[[0-9A-Fa-f:.]+\](?::[0-9]{1,5})?"
@@ -170,6 +193,8 @@ class BuyCoinInput:
     unit_value_minor: int  # 0 means 1
     currency: str  # "" means EUR
     wallet_kind: WalletKind
+    # Server-side coins only (ecoin_id and root are then empty: the broker makes them).
+    wallet_password: str = field(default="", repr=False)
 
 
 @dataclass(frozen=True)
@@ -177,6 +202,44 @@ class PurchaseResult:
     touchstone: pb.Envelope
     amount_minor: int
     currency: str
+    ecoin_id: str
+
+
+@dataclass(frozen=True)
+class SigninTarget:
+    """Where a portal wallet sign-in for a vendor returns to."""
+
+    vendor_id: str
+    display_name: str
+    web_origin: str
+    return_to: str
+
+
+@dataclass(frozen=True)
+class WalletSignin:
+    """A successful wallet sign-in: the vendor's one-time code and the browser's session."""
+
+    ecoin_id: str
+    code: str = field(repr=False)
+    session_token: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class WalletGrantView:
+    grant: pb.Envelope
+    touchstone: pb.Envelope
+    latest_index: int
+
+
+@dataclass(frozen=True)
+class WindowDrawView:
+    ecoin_id: str
+    epoch: int
+    from_index: int
+    to_index: int
+    payword: bytes
+    touchstone: pb.Envelope
+    grant_units_left: int
 
 
 @dataclass(frozen=True)
@@ -412,6 +475,7 @@ class BrokerServices:
         demo_deposit_minor: int,
         clock: Clock,
         password_hasher: PasswordHasher | None = None,
+        seed_vault: SeedVault | None = None,
     ) -> None:
         check_party_id(broker_id, "broker id")
         if not currencies:
@@ -428,6 +492,10 @@ class BrokerServices:
         self.demo_deposit_minor = demo_deposit_minor
         self.clock = clock
         self._hasher = password_hasher or default_password_hasher()
+        # None: this broker sells no server-side coins (no wallet data key).
+        self._vault = seed_vault
+        # The web portal's base URL, set once it serves ("" without a portal).
+        self.portal_url = ""
         # Verified against for unknown usernames, so both paths cost the same.
         self._dummy_hash = self._hasher.hash(secrets.token_urlsafe(16))
 
@@ -919,12 +987,19 @@ class BrokerServices:
         if not 1 <= len(req.request_id) <= MAX_REQUEST_ID_CHARS:
             raise InvalidArgument(f"request id must have 1..{MAX_REQUEST_ID_CHARS} characters")
         if req.wallet_kind is WalletKind.SERVER_SIDE:
-            raise InvalidArgument("server-side coins are not available yet")
-        if req.wallet_kind is not WalletKind.CLIENT_SIDE:
-            raise InvalidArgument("wallet kind must be client-side")
-        check_ecoin_id(req.ecoin_id)
-        if len(req.root) != WORD_BYTES:
-            raise InvalidArgument(f"root must be {WORD_BYTES} bytes")
+            if self._vault is None:
+                raise Unavailable("this broker sells no server-side coins")
+            if req.ecoin_id or req.root:
+                raise InvalidArgument("the broker chooses a server-side coin's id and chain")
+            _check_new_password(req.wallet_password)
+        elif req.wallet_kind is WalletKind.CLIENT_SIDE:
+            check_ecoin_id(req.ecoin_id)
+            if len(req.root) != WORD_BYTES:
+                raise InvalidArgument(f"root must be {WORD_BYTES} bytes")
+            if req.wallet_password:
+                raise InvalidArgument("a client-side coin has no wallet password")
+        else:
+            raise InvalidArgument("wallet kind must be client-side or server-side")
         if not 1 <= req.n <= self.limits.max_chain_units:
             raise InvalidArgument(f"n must be 1..{self.limits.max_chain_units}")
         unit = req.unit_value_minor or 1
@@ -944,12 +1019,21 @@ class BrokerServices:
             unit_value_minor=unit,
             currency=currency,
             wallet_kind=req.wallet_kind,
+            wallet_password=req.wallet_password,
         )
 
     def buy_coin(self, reader_id: str, request: BuyCoinInput) -> PurchaseResult:
-        """Sell a client-side coin: debit the reader, credit the float, sign the touchstone."""
+        """Sell a coin: debit the reader, credit the float, sign the touchstone.
+
+        A server-side coin is made here: fresh ecoin id and seed, the chain
+        sealed with the wallet data key, the password kept as Argon2id. Its
+        fingerprint leaves the password out; a replay must present the same
+        password (verified against the stored hash).
+        """
         req = self._normalise_buy(request)
         fingerprint = _purchase_fingerprint(req)
+        if req.wallet_kind is WalletKind.SERVER_SIDE:
+            return self._buy_server_side(reader_id, req, fingerprint)
         try:
             return self._buy_once(reader_id, req, fingerprint)
         except AlreadyExists:
@@ -957,11 +1041,62 @@ class BrokerServices:
             # replay path then returns its result; anything else fails again.
             return self._buy_once(reader_id, req, fingerprint)
 
-    def _buy_once(self, reader_id: str, req: BuyCoinInput, fingerprint: bytes) -> PurchaseResult:
+    def _buy_server_side(
+        self, reader_id: str, req: BuyCoinInput, fingerprint: bytes
+    ) -> PurchaseResult:
+        replayed = self._replay_server_side(reader_id, req, fingerprint)
+        if replayed is not None:
+            return replayed
+        assert self._vault is not None
+        chain = Chain.make(new_ecoin_id(), req.n, new_seed(), pebble_every=PEBBLE_EVERY)
+        ecoin_id = chain.ecoin_id.hex()
+        secret = ServerWalletRow(
+            ecoin_id=ecoin_id,
+            sealed_chain=self._vault.seal(chain),
+            password_hash=self._hasher.hash(req.wallet_password),
+        )
+        made = replace(req, ecoin_id=ecoin_id, root=chain.root)
+        try:
+            return self._buy_once(reader_id, made, fingerprint, server_wallet=secret)
+        except AlreadyExists:
+            # The same request id won meanwhile (a concurrent replay): answer as a replay.
+            replayed = self._replay_server_side(reader_id, req, fingerprint)
+            if replayed is None:
+                raise
+            return replayed
+
+    def _replay_server_side(
+        self, reader_id: str, req: BuyCoinInput, fingerprint: bytes
+    ) -> PurchaseResult | None:
+        """The first result of this request id, if any; the password must match it."""
+        with self.store.begin() as repos:
+            earlier = repos.purchases.get(reader_id, req.request_id)
+            if earlier is None:
+                return None
+            if not secrets.compare_digest(earlier.fingerprint, fingerprint):
+                raise AlreadyExists("request id reused with a different request")
+            wallet = repos.wallets.get(earlier.ecoin_id)
+            result = self._replay_purchase(repos, earlier, fingerprint)
+            stored_hash = wallet.password_hash if wallet is not None else self._dummy_hash
+        # Verified outside the transaction: Argon2id is slow and needs no lock.
+        if wallet is None or not self._verify_password(stored_hash, req.wallet_password):
+            raise AlreadyExists("request id reused with a different request")
+        return result
+
+    def _buy_once(
+        self,
+        reader_id: str,
+        req: BuyCoinInput,
+        fingerprint: bytes,
+        *,
+        server_wallet: ServerWalletRow | None = None,
+    ) -> PurchaseResult:
         now_ms = self.clock.now_ms()
         with self.store.begin() as repos:
             earlier = repos.purchases.get(reader_id, req.request_id)
             if earlier is not None:
+                if server_wallet is not None:
+                    raise AlreadyExists("request id already used")  # replayed by the caller
                 return self._replay_purchase(repos, earlier, fingerprint)
             if repos.coins.exists(req.ecoin_id):
                 raise AlreadyExists("ecoin id already sold under another request")
@@ -991,7 +1126,11 @@ class BrokerServices:
                     n=req.n,
                     unit_value_minor=req.unit_value_minor,
                     currency=req.currency,
-                    wallet_kind=pb.WALLET_KIND_CLIENT_SIDE,
+                    wallet_kind=(
+                        pb.WALLET_KIND_SERVER_SIDE
+                        if req.wallet_kind is WalletKind.SERVER_SIDE
+                        else pb.WALLET_KIND_CLIENT_SIDE
+                    ),
                     owner=reader_id,
                     issued_at_ms=now_ms,
                     expires_at_ms=expires_at_ms,
@@ -1018,6 +1157,10 @@ class BrokerServices:
                 touchstone=touchstone.SerializeToString(),
                 issued_at_ms=now_ms,
             )
+            if server_wallet is not None:
+                assert req.wallet_kind is WalletKind.SERVER_SIDE
+                server_wallet.created_at_ms = now_ms
+                repos.wallets.add(server_wallet)
             repos.purchases.add(
                 PurchaseRow(
                     reader_id=reader_id,
@@ -1031,7 +1174,7 @@ class BrokerServices:
                 )
             )
             repos.commit()
-        return PurchaseResult(touchstone, amount_minor, req.currency)
+        return PurchaseResult(touchstone, amount_minor, req.currency, req.ecoin_id)
 
     def _replay_purchase(
         self, repos: Repos, earlier: PurchaseRow, fingerprint: bytes
@@ -1040,7 +1183,9 @@ class BrokerServices:
             raise AlreadyExists("request id reused with a different request")
         stored = repos.coins.get(earlier.ecoin_id)
         assert stored is not None, earlier.ecoin_id
-        return PurchaseResult(_envelope(stored.touchstone), earlier.amount_minor, earlier.currency)
+        return PurchaseResult(
+            _envelope(stored.touchstone), earlier.amount_minor, earlier.currency, earlier.ecoin_id
+        )
 
     def _status(self, stored: StoredCoin, now_ms: int) -> CoinStatusView:
         coin = stored.view
@@ -1123,14 +1268,29 @@ class BrokerServices:
         return current
 
     def acquire_coin(
-        self, caller: str, ecoin_id: str, proof_index: int, proof_word: bytes, *, force: bool
+        self,
+        caller: str,
+        ecoin_id: str,
+        proof_index: int,
+        proof_word: bytes,
+        *,
+        force: bool,
+        wallet_grant: pb.Envelope | None = None,
     ) -> CustodyGrantView | HandOffRequiredView:
-        """AcquireCoin (protocol.md, "Coin custody", step 1)."""
+        """AcquireCoin (protocol.md, "Coin custody", step 1).
+
+        ``wallet_grant`` (a server-side coin): a WalletGrant naming the caller
+        and this coin is the proof instead of ``(proof_index, proof_word)``.
+        """
         check_ecoin_id(ecoin_id)
-        if len(proof_word) != WORD_BYTES:
+        if wallet_grant is None and len(proof_word) != WORD_BYTES:
             raise InvalidArgument(f"proof word must be {WORD_BYTES} bytes")
         now_ms = self.clock.now_ms()
         with self.store.begin() as repos:
+            if wallet_grant is not None:
+                proof, _row = self._check_wallet_grant(repos, wallet_grant, caller, now_ms)
+                if proof.ecoin_id != ecoin_id:
+                    raise PermissionDenied("the wallet grant is for another coin")
             stored = self._coin_for_update(repos, ecoin_id)
             coin = stored.view
             decision = decide_acquire(
@@ -1142,6 +1302,7 @@ class BrokerServices:
                 bound_units=self._bound_units(coin),
                 force=force,
                 busy_retry_after_s=self.limits.max_skew_s,
+                grant_proof=wallet_grant is not None,
             )
             if decision is AcquireDecision.RENEW:
                 current = self._renew(repos, stored, caller, now_ms)
@@ -1396,6 +1557,267 @@ class BrokerServices:
         repos.coins.apply(coin, after)
         return CheckpointItem(
             index.ecoin_id, index.epoch, CheckpointStatus.LEASED, "", after.latest.index
+        )
+
+    # -- server-side wallets ---------------------------------------------------------
+
+    def _certified_origin(self, repos: Repos, vendor_id: str, now_ms: int) -> tuple[str, str]:
+        """``(web origin, display name)`` from the vendor's valid certificate, or NotFound."""
+        row = repos.vendors.get(vendor_id)
+        data = row.certificate if row is not None else None
+        if data is None:
+            raise NotFound(f"no newspaper {vendor_id}")
+        cert = open_envelope(_envelope(data), pb.VendorCertificate, self.key.public_key)
+        if cert.vendor_id != vendor_id or cert.valid_until_ms <= now_ms or not cert.web_origin:
+            raise NotFound(f"newspaper {vendor_id} has no valid certificate")
+        return cert.web_origin, cert.display_name or vendor_id
+
+    def signin_target(self, vendor_id: str, return_to: str) -> SigninTarget:
+        """Check a sign-in request: ``return_to`` must lie on the vendor's certified origin.
+
+        InvalidArgument for anything else (another origin, user info, a
+        relative URL, control characters, more than MAX_RETURN_TO_CHARS).
+        """
+        check_party_id(vendor_id)
+        if not 1 <= len(return_to) <= MAX_RETURN_TO_CHARS or not return_to.isprintable():
+            raise InvalidArgument("return_to must be an absolute URL of the newspaper")
+        with self.store.begin() as repos:
+            origin, name = self._certified_origin(repos, vendor_id, self.clock.now_ms())
+        try:
+            parts = urlsplit(return_to)
+            parts.port  # noqa: B018 - raises ValueError for a bad port
+        except ValueError:
+            raise InvalidArgument("return_to is not a valid URL") from None
+        if (
+            parts.scheme not in ("http", "https")
+            or "@" in parts.netloc
+            or "\\" in return_to
+            or f"{parts.scheme}://{parts.netloc}".lower() != origin.lower()
+        ):
+            raise InvalidArgument(f"return_to must be on {vendor_id}'s web origin {origin}")
+        return SigninTarget(vendor_id, name, origin, return_to)
+
+    def _check_wallet_signin_rate(
+        self, repos: Repos, ecoin_id: str, window_start_ms: int, now_ms: int
+    ) -> None:
+        failures = repos.wallets.recent_failures(ecoin_id, window_start_ms)
+        if len(failures) >= MAX_WALLET_SIGNIN_FAILURES:
+            unblock_ms = failures[-MAX_WALLET_SIGNIN_FAILURES] + WALLET_SIGNIN_WINDOW_S * 1000
+            retry_after_s = max(1, math.ceil((unblock_ms - now_ms) / 1000))
+            raise PermissionDenied(
+                f"too many failed sign-ins with this e-coin; retry in {retry_after_s} s",
+                retry_after_s=retry_after_s,
+            )
+
+    @staticmethod
+    def _live_wallet_coin(stored: StoredCoin | None, now_ms: int) -> StoredCoin:
+        if stored is None or stored.wallet_kind != WalletKind.SERVER_SIDE.value:
+            raise NotFound("no such server-side wallet")
+        if effective_state(stored.view, now_ms) is CoinState.EXPIRED:
+            raise Expired("the e-coin has expired")
+        if stored.view.frozen:
+            raise Revoked("the e-coin is frozen")
+        return stored
+
+    def _issue_code(self, repos: Repos, ecoin_id: str, vendor_id: str, now_ms: int) -> str:
+        code = new_token()
+        repos.wallets.add_code(
+            WalletCodeRow(
+                code_sha256=hash_token(code),
+                ecoin_id=ecoin_id,
+                vendor_id=vendor_id,
+                created_at_ms=now_ms,
+                expires_at_ms=now_ms + WALLET_CODE_TTL_S * 1000,
+            ),
+            now_ms,
+        )
+        return code
+
+    def wallet_signin(self, ecoin_id: str, password: str, vendor_id: str) -> WalletSignin:
+        """E-coin id + wallet password at the portal -> a one-time code for ``vendor_id``.
+
+        Failed attempts are counted per e-coin id (unknown ids too): after
+        MAX_WALLET_SIGNIN_FAILURES within WALLET_SIGNIN_WINDOW_S the answer is
+        PermissionDenied with ``retry_after_s``. The browser also gets a wallet
+        session (its token; only its hash is stored) for one-click sign-ins.
+        """
+        check_party_id(vendor_id)
+        ecoin_id = ecoin_id.strip().lower()
+        wrong = Unauthenticated("wrong e-coin id or wallet password")
+        if not _ECOIN_ID_RE.fullmatch(ecoin_id) or len(password) > MAX_PASSWORD_CHARS:
+            raise wrong
+        now_ms = self.clock.now_ms()
+        window_start_ms = now_ms - WALLET_SIGNIN_WINDOW_S * 1000
+        with self.store.begin() as repos:
+            self._certified_origin(repos, vendor_id, now_ms)
+            self._check_wallet_signin_rate(repos, ecoin_id, window_start_ms, now_ms)
+            wallet = repos.wallets.get(ecoin_id)
+            stored_hash = wallet.password_hash if wallet is not None else self._dummy_hash
+        ok = self._verify_password(stored_hash, password) and wallet is not None
+        session_token = new_token()
+        with self.store.begin() as repos:
+            repos.wallets.prune_failures(window_start_ms)
+            if not ok:
+                repos.wallets.add_failure(ecoin_id, now_ms)
+                repos.commit()
+                raise wrong
+            self._check_wallet_signin_rate(repos, ecoin_id, window_start_ms, now_ms)
+            repos.wallets.clear_failures(ecoin_id)
+            stored = self._live_wallet_coin(repos.coins.get(ecoin_id), now_ms)
+            code = self._issue_code(repos, ecoin_id, vendor_id, now_ms)
+            repos.wallets.add_session(
+                WalletSessionRow(
+                    session_sha256=hash_token(session_token),
+                    ecoin_id=ecoin_id,
+                    created_at_ms=now_ms,
+                    expires_at_ms=min(
+                        now_ms + PORTAL_SESSION_TTL_S * 1000, stored.view.expires_at_ms
+                    ),
+                ),
+                now_ms,
+            )
+            repos.commit()
+        return WalletSignin(ecoin_id=ecoin_id, code=code, session_token=session_token)
+
+    def wallet_session_coin(self, session_token: str) -> str | None:
+        """The e-coin a live wallet session signed in with, else None."""
+        digest = _session_hash(session_token)
+        if digest is None:
+            return None
+        with self.store.begin() as repos:
+            return repos.wallets.session_coin(digest, self.clock.now_ms())
+
+    def wallet_continue(self, session_token: str, vendor_id: str) -> WalletSignin:
+        """One-click sign-in at another vendor with the session's e-coin: a fresh code."""
+        check_party_id(vendor_id)
+        digest = _session_hash(session_token)
+        now_ms = self.clock.now_ms()
+        with self.store.begin() as repos:
+            self._certified_origin(repos, vendor_id, now_ms)
+            ecoin_id = repos.wallets.session_coin(digest, now_ms) if digest else None
+            if ecoin_id is None:
+                raise Unauthenticated("the wallet session has ended; sign in again")
+            self._live_wallet_coin(repos.coins.get(ecoin_id), now_ms)
+            code = self._issue_code(repos, ecoin_id, vendor_id, now_ms)
+            repos.commit()
+        return WalletSignin(ecoin_id=ecoin_id, code=code, session_token=session_token)
+
+    def wallet_session_end(self, session_token: str) -> None:
+        """Forget a browser's wallet session (unknown ones are fine)."""
+        digest = _session_hash(session_token)
+        if digest is None:
+            return
+        with self.store.begin() as repos:
+            repos.wallets.delete_session(digest)
+            repos.commit()
+
+    def exchange_wallet_code(self, caller: str, code: str) -> WalletGrantView:
+        """ExchangeWalletCode: the caller's live, unused code -> a WalletGrant (single use)."""
+        unknown = NotFound("unknown, expired or already used wallet code")
+        if not 1 <= len(code) <= MAX_WALLET_CODE_CHARS:
+            raise unknown
+        now_ms = self.clock.now_ms()
+        with self.store.begin() as repos:
+            ecoin_id = repos.wallets.use_code(hash_token(code), caller, now_ms)
+            if ecoin_id is None:
+                raise unknown
+            stored = self._live_wallet_coin(repos.coins.get(ecoin_id), now_ms)
+            coin = stored.view
+            grant_msg = pb.WalletGrant(
+                grant_id=secrets.token_hex(16),
+                ecoin_id=ecoin_id,
+                vendor_id=caller,
+                max_units=coin.n - coin.latest.index,
+                expires_at_ms=coin.expires_at_ms,
+                broker_id=self.broker_id,
+                issued_at_ms=now_ms,
+            )
+            repos.wallets.add_grant(
+                WalletGrantRow(
+                    grant_id=grant_msg.grant_id,
+                    ecoin_id=ecoin_id,
+                    vendor_id=caller,
+                    max_units=grant_msg.max_units,
+                    drawn_units=0,
+                    issued_at_ms=now_ms,
+                    expires_at_ms=grant_msg.expires_at_ms,
+                )
+            )
+            repos.commit()
+        return WalletGrantView(
+            grant=seal(grant_msg, self.key),
+            touchstone=_envelope(stored.touchstone),
+            latest_index=coin.latest.index,
+        )
+
+    def _check_wallet_grant(
+        self, repos: Repos, envelope: pb.Envelope, caller: str, now_ms: int
+    ) -> tuple[pb.WalletGrant, WalletGrantRow]:
+        """A WalletGrant this broker signed and issued, for the caller, not expired."""
+        grant = open_envelope(envelope, pb.WalletGrant, self.key.public_key)
+        if grant.broker_id != self.broker_id:
+            raise SignatureInvalid("the wallet grant names another broker")
+        if grant.vendor_id != caller:
+            raise PermissionDenied("the wallet grant names another vendor")
+        if grant.expires_at_ms <= now_ms:
+            raise Expired("the wallet grant has expired")
+        row = repos.wallets.grant(grant.grant_id) if len(grant.grant_id) == 32 else None
+        if (
+            row is None
+            or row.ecoin_id != grant.ecoin_id
+            or row.vendor_id != caller
+            or row.max_units != grant.max_units
+        ):
+            raise PermissionDenied("unknown wallet grant")
+        return grant, row
+
+    def draw_window(
+        self, caller: str, wallet_grant: pb.Envelope, epoch: int, units: int
+    ) -> WindowDrawView:
+        """DrawWindow: release ``w[i + units]`` to the holder and record it as the latest word.
+
+        The latest known word moves and the grant's drawn units grow in the
+        same transaction that computes the word; nothing changes on a refusal.
+        """
+        now_ms = self.clock.now_ms()
+        busy_s = self.limits.handoff_ttl_s
+        with self.store.begin() as repos:
+            grant, grant_row = self._check_wallet_grant(repos, wallet_grant, caller, now_ms)
+            stored = self._coin_for_update(repos, grant.ecoin_id)
+            coin = stored.view
+            wallet = repos.wallets.get(coin.ecoin_id)
+            if stored.wallet_kind != WalletKind.SERVER_SIDE.value or wallet is None:
+                raise InvalidArgument("windows are drawn only from server-side coins")
+            check_can_draw(coin, caller, epoch, now_ms, busy_retry_after_s=busy_s)
+            allowed = allowed_window_units(
+                WindowRequest(
+                    units=units,
+                    latest_index=coin.latest.index,
+                    n=coin.n,
+                    max_window_units=self.limits.max_window_units,
+                    grant_max_units=grant_row.max_units,
+                    grant_drawn_units=grant_row.drawn_units,
+                )
+            )
+            if self._vault is None:
+                raise Unavailable("this broker has no wallet data key")
+            try:
+                chain = self._vault.open(coin.ecoin_id, coin.n, wallet.sealed_chain)
+            except ValueError as exc:
+                raise Unavailable(f"the coin's chain cannot be opened: {exc}") from None
+            top = IndexedWord(coin.latest.index + allowed, chain.word(coin.latest.index + allowed))
+            after = transition(coin, DrawWindow(caller, epoch, top, now_ms, busy_s))
+            repos.coins.apply(coin, after)
+            repos.wallets.draw_from_grant(grant_row.grant_id, grant_row.drawn_units, allowed)
+            repos.commit()
+        return WindowDrawView(
+            ecoin_id=coin.ecoin_id,
+            epoch=epoch,
+            from_index=coin.latest.index,
+            to_index=top.index,
+            payword=top.word,
+            touchstone=_envelope(stored.touchstone),
+            grant_units_left=grant_row.max_units - grant_row.drawn_units - allowed,
         )
 
 

@@ -1,4 +1,6 @@
-"""The broker's web portal (Flask): account, profile, instruments, coins, directory.
+"""The broker's web portal (Flask): account, profile, instruments, coins, directory,
+and the server-side wallet sign-in a newspaper redirects readers to
+(``/wallet/signin``, contract in docs/protocol.md "Server-side wallets").
 
 Views only translate: each reads a length-limited form, calls one
 :class:`broker.services.BrokerServices` method in process (never the
@@ -26,6 +28,7 @@ from datetime import UTC, datetime
 from functools import wraps
 from pathlib import Path
 from typing import Any, TypeVar, cast
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from flask import (
     Flask,
@@ -52,9 +55,12 @@ from broker.portal import (
 )
 from broker.services import (
     MAX_PASSWORD_CHARS,
+    MAX_RETURN_TO_CHARS,
     MIN_PASSWORD_CHARS,
     PORTAL_SESSION_TTL_S,
     BrokerServices,
+    SigninTarget,
+    WalletSignin,
 )
 from netpay.errors import InvalidArgument, NetPayError, PermissionDenied, Unauthenticated
 from netpay.money import Money
@@ -82,11 +88,19 @@ MAX_USERNAME_FIELD = 64
 MAX_FIELD_CHARS = 256
 _EXTENSION = "netpay_broker_portal"
 _SESSION_KEY = "sid"
+# The browser's wallet session (server-side wallet sign-in), independent of the login.
+_WALLET_SESSION_KEY = "wsid"
+CODE_PARAM = "netpay_code"
 
-_CSP = (
-    "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
-    "frame-ancestors 'none'; base-uri 'none'"
-)
+
+def _csp(form_origin: str | None = None) -> str:
+    # The wallet sign-in form redirects to the newspaper: form-action must allow it.
+    form_action = f"'self' {form_origin}" if form_origin else "'self'"
+    return (
+        f"default-src 'none'; style-src 'self'; img-src 'self'; form-action {form_action}; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    )
+
 
 F = TypeVar("F", bound=Callable[..., Any])
 ViewResult = str | Response | WerkzeugResponse | tuple[str, int]
@@ -224,7 +238,7 @@ def create_app(deps: PortalDeps) -> Flask:
 
     @app.after_request
     def _headers(response: Response) -> Response:
-        response.headers["Content-Security-Policy"] = _CSP
+        response.headers["Content-Security-Policy"] = _csp(g.get("form_action_origin"))
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["X-Frame-Options"] = "DENY"
         response.headers["Referrer-Policy"] = "same-origin"
@@ -308,6 +322,9 @@ def _add_routes(app: Flask) -> None:
         token = session.get(_SESSION_KEY)
         if isinstance(token, str):
             _services().portal_logout(token)
+        wallet_token = session.get(_WALLET_SESSION_KEY)
+        if isinstance(wallet_token, str):
+            _services().wallet_session_end(wallet_token)
         session.clear()
         flash("You are logged out.")
         return redirect(url_for("login"))
@@ -459,3 +476,67 @@ def _add_routes(app: Flask) -> None:
     @app.get("/newspapers")
     def newspapers() -> ViewResult:
         return render_template("newspapers.html", vendors=_services().vendor_directory())
+
+    # -- server-side wallet sign-in at a newspaper ------------------------------------------
+
+    def _signin_target(values: Any) -> SigninTarget:
+        vendor = str(values.get("vendor", ""))[:64]
+        return_to = str(values.get("return_to", ""))[: MAX_RETURN_TO_CHARS + 1]
+        target = _services().signin_target(vendor, return_to)
+        g.form_action_origin = target.web_origin
+        return target
+
+    def _wallet_token() -> str | None:
+        token = session.get(_WALLET_SESSION_KEY)
+        return token if isinstance(token, str) else None
+
+    def _signin_page(
+        target: SigninTarget,
+        error: NetPayError | None = None,
+        *,
+        ecoin_id: str = "",
+        other: bool = False,
+    ) -> ViewResult:
+        token = _wallet_token()
+        session_coin = None
+        if token is not None and not other:
+            session_coin = _services().wallet_session_coin(token)
+        context = {"target": target, "session_coin": session_coin, "ecoin_id": ecoin_id}
+        if error is not None:
+            return _error_page(error, "wallet_signin.html", **context)
+        return render_template("wallet_signin.html", **context)
+
+    def _back_with_code(target: SigninTarget, signed: WalletSignin) -> WerkzeugResponse:
+        parts = urlsplit(target.return_to)
+        extra = urlencode({CODE_PARAM: signed.code})
+        query = f"{parts.query}&{extra}" if parts.query else extra
+        return redirect(urlunsplit(parts._replace(query=query)), code=303)
+
+    @app.get("/wallet/signin")
+    def wallet_signin() -> ViewResult:
+        target = _signin_target(request.args)
+        return _signin_page(target, other=request.args.get("other") == "1")
+
+    @app.post("/wallet/signin")
+    def wallet_signin_post() -> ViewResult:
+        target = _signin_target(request.form)
+        services = _services()
+        if request.form.get("continue") == "yes":
+            try:
+                signed = services.wallet_continue(_wallet_token() or "", target.vendor_id)
+            except Unauthenticated as err:
+                session.pop(_WALLET_SESSION_KEY, None)
+                return _signin_page(target, err)
+            return _back_with_code(target, signed)
+        ecoin_id = request.form.get("ecoin_id", "")[:64]
+        try:
+            signed = services.wallet_signin(
+                _field("ecoin_id", 64), _field("password", MAX_PASSWORD_CHARS), target.vendor_id
+            )
+        except NetPayError as err:
+            return _signin_page(target, err, ecoin_id=ecoin_id, other=True)
+        previous = _wallet_token()
+        if previous is not None:
+            services.wallet_session_end(previous)
+        session[_WALLET_SESSION_KEY] = signed.session_token
+        return _back_with_code(target, signed)

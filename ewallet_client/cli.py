@@ -119,6 +119,23 @@ def _login(args: argparse.Namespace) -> int:
 
 
 def _buy(args: argparse.Namespace) -> int:
+    if args.server_side:
+        if not args.password_file:
+            raise InvalidArgument("--server-side needs --password-file (the wallet password)")
+        password = read_password_file(args.password_file)
+        with _wallet(args) as wallet:
+            bought = wallet.buy_server_side(args.units, password, args.unit_value, args.currency)
+        expires = bought["expires_at_ms"]
+        assert isinstance(expires, int)
+        _emit({**bought, "expires_at": _iso(expires)})
+        _say(
+            f"bought server-side coin {bought['ecoin_id']}: "
+            f"{Money(args.units * args.unit_value, args.currency)}; sign in at a newspaper "
+            "with this e-coin id and the wallet password (the broker keeps the chain)"
+        )
+        return 0
+    if args.password_file:
+        raise InvalidArgument("--password-file is for --server-side coins only")
     with _wallet(args) as wallet:
         coin = wallet.buy(args.units, args.unit_value, args.currency)
     _emit(coin_json(coin))
@@ -478,14 +495,27 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         cmds,
         "buy",
         _buy,
-        "buy a client-side coin of N words from the broker; prints the coin as JSON",
-        "netpay wallet buy --units 200 --unit-value 1 --currency EUR",
+        "buy a coin of N words from the broker (client-side, or --server-side: the "
+        "broker keeps the chain); prints the coin as JSON",
+        "netpay wallet buy --units 200 --unit-value 1 --currency EUR\n"
+        "  netpay wallet buy --units 500 --server-side --password-file wallet-pw.txt",
     )
     p.add_argument("--units", type=int, required=True, metavar="N", help="words in the coin")
     p.add_argument(
         "--unit-value", type=int, default=1, metavar="U", help="minor units per word (default 1)"
     )
     p.add_argument("--currency", default="EUR", metavar="C", help="ISO 4217 (default EUR)")
+    p.add_argument(
+        "--server-side",
+        action="store_true",
+        help="a server-side wallet: the broker makes and keeps the chain (encrypted); "
+        "the wallet stores nothing of it",
+    )
+    p.add_argument(
+        "--password-file",
+        metavar="F",
+        help="with --server-side: its first line is the new wallet password (8..256 chars)",
+    )
 
     p = _parser(
         cmds,

@@ -433,6 +433,75 @@ class Wallet:
             log.info("retrying the purchase of pending coin %s", pending.ecoin_id)
         return self._complete_purchase(client, token, pending)
 
+    def buy_server_side(
+        self,
+        units: int,
+        wallet_password: str,
+        unit_value_minor: int = 1,
+        currency: str = "EUR",
+    ) -> dict[str, object]:
+        """Buy a server-side coin: the broker makes the chain and keeps it (encrypted).
+
+        The wallet keeps nothing of it (no seed, no password): the reader
+        signs in with the printed e-coin id and the wallet password at a
+        newspaper. A lost reply is retried once with the same request id (the
+        broker answers a replay with the first coin and charges once).
+        Returns the coin as JSON-ready fields.
+        """
+        st = self.store.settings()
+        if not 1 <= units <= min(MAX_CHAIN_UNITS, st.max_chain_units):
+            raise InvalidArgument(f"units must be 1..{min(MAX_CHAIN_UNITS, st.max_chain_units)}")
+        if not 1 <= unit_value_minor <= MAX_UNIT_VALUE_MINOR:
+            raise InvalidArgument("unit value must be a positive number of minor units")
+        if not 8 <= len(wallet_password) <= 256:
+            raise InvalidArgument("the wallet password must have 8..256 characters")
+        check_currency(currency)
+        token = self._token()
+        client = self._broker()
+        request = broker_pb2.BuyCoinRequest(
+            request_id=secrets.token_hex(16),
+            n=units,
+            unit_value_minor=unit_value_minor,
+            currency=currency,
+            wallet_kind=pb.WALLET_KIND_SERVER_SIDE,
+            wallet_password=wallet_password,
+        )
+        try:
+            resp = client.buy_coin(token, request)
+        except BrokerUnavailable:
+            resp = client.buy_coin(token, request)
+        st = self.store.settings()
+        assert st.broker_public_key is not None and st.broker_id is not None
+        touchstone = open_envelope(resp.touchstone, pb.Touchstone, st.broker_public_key)
+        problems = [
+            name
+            for name, ok in (
+                ("broker id", touchstone.broker_id == st.broker_id),
+                ("ecoin id", touchstone.ecoin_id == resp.ecoin_id and len(resp.ecoin_id) == 32),
+                ("n", touchstone.n == units),
+                ("unit value", touchstone.unit_value_minor == unit_value_minor),
+                ("currency", touchstone.currency == currency),
+                ("wallet kind", touchstone.wallet_kind == pb.WALLET_KIND_SERVER_SIDE),
+                ("owner", not st.reader_id or touchstone.owner == st.reader_id),
+                ("expiry", touchstone.expires_at_ms > self.clock.now_ms()),
+            )
+            if not ok
+        ]
+        if problems:
+            raise SignatureInvalid(f"the touchstone differs in: {', '.join(problems)}")
+        return {
+            "ecoin_id": touchstone.ecoin_id,
+            "wallet_kind": "server_side",
+            "n": touchstone.n,
+            "unit_value_minor": touchstone.unit_value_minor,
+            "currency": touchstone.currency,
+            "value_minor": touchstone.n * touchstone.unit_value_minor,
+            "amount_minor": resp.amount_minor,
+            "issued_at_ms": touchstone.issued_at_ms,
+            "expires_at_ms": touchstone.expires_at_ms,
+            "broker_id": touchstone.broker_id,
+        }
+
     def resume_pending(self) -> list[CoinView]:
         """Retry BuyCoin for every pending coin (same request ids)."""
         token = self._token()

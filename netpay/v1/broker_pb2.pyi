@@ -65,16 +65,18 @@ class Limits(_message.Message):
     def __init__(self, max_chain_units: _Optional[int] = ..., max_click_amount_minor: _Optional[int] = ..., max_window_units: _Optional[int] = ..., max_gap_units: _Optional[int] = ..., max_unreported_units: _Optional[int] = ..., lease_ttl_s: _Optional[int] = ..., max_skew_s: _Optional[int] = ..., handoff_ttl_s: _Optional[int] = ..., retry_ttl_s: _Optional[int] = ..., window_ttl_s: _Optional[int] = ..., coin_expiry_s: _Optional[int] = ..., redemption_grace_s: _Optional[int] = ...) -> None: ...
 
 class BrokerInfo(_message.Message):
-    __slots__ = ("broker_id", "public_key", "currencies", "limits")
+    __slots__ = ("broker_id", "public_key", "currencies", "limits", "portal_url")
     BROKER_ID_FIELD_NUMBER: _ClassVar[int]
     PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
     CURRENCIES_FIELD_NUMBER: _ClassVar[int]
     LIMITS_FIELD_NUMBER: _ClassVar[int]
+    PORTAL_URL_FIELD_NUMBER: _ClassVar[int]
     broker_id: str
     public_key: bytes
     currencies: _containers.RepeatedScalarFieldContainer[str]
     limits: Limits
-    def __init__(self, broker_id: _Optional[str] = ..., public_key: _Optional[bytes] = ..., currencies: _Optional[_Iterable[str]] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ...) -> None: ...
+    portal_url: str
+    def __init__(self, broker_id: _Optional[str] = ..., public_key: _Optional[bytes] = ..., currencies: _Optional[_Iterable[str]] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., portal_url: _Optional[str] = ...) -> None: ...
 
 class RegisterReaderRequest(_message.Message):
     __slots__ = ("username", "password")
@@ -149,7 +151,7 @@ class GetVendorCertificateResponse(_message.Message):
     def __init__(self, certificate: _Optional[_Union[_statements_pb2.Envelope, _Mapping]] = ...) -> None: ...
 
 class BuyCoinRequest(_message.Message):
-    __slots__ = ("request_id", "ecoin_id", "root", "n", "unit_value_minor", "currency", "wallet_kind")
+    __slots__ = ("request_id", "ecoin_id", "root", "n", "unit_value_minor", "currency", "wallet_kind", "wallet_password")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     ECOIN_ID_FIELD_NUMBER: _ClassVar[int]
     ROOT_FIELD_NUMBER: _ClassVar[int]
@@ -157,6 +159,7 @@ class BuyCoinRequest(_message.Message):
     UNIT_VALUE_MINOR_FIELD_NUMBER: _ClassVar[int]
     CURRENCY_FIELD_NUMBER: _ClassVar[int]
     WALLET_KIND_FIELD_NUMBER: _ClassVar[int]
+    WALLET_PASSWORD_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     ecoin_id: str
     root: bytes
@@ -164,17 +167,20 @@ class BuyCoinRequest(_message.Message):
     unit_value_minor: int
     currency: str
     wallet_kind: _statements_pb2.WalletKind
-    def __init__(self, request_id: _Optional[str] = ..., ecoin_id: _Optional[str] = ..., root: _Optional[bytes] = ..., n: _Optional[int] = ..., unit_value_minor: _Optional[int] = ..., currency: _Optional[str] = ..., wallet_kind: _Optional[_Union[_statements_pb2.WalletKind, str]] = ...) -> None: ...
+    wallet_password: str
+    def __init__(self, request_id: _Optional[str] = ..., ecoin_id: _Optional[str] = ..., root: _Optional[bytes] = ..., n: _Optional[int] = ..., unit_value_minor: _Optional[int] = ..., currency: _Optional[str] = ..., wallet_kind: _Optional[_Union[_statements_pb2.WalletKind, str]] = ..., wallet_password: _Optional[str] = ...) -> None: ...
 
 class BuyCoinResponse(_message.Message):
-    __slots__ = ("touchstone", "amount_minor", "currency")
+    __slots__ = ("touchstone", "amount_minor", "currency", "ecoin_id")
     TOUCHSTONE_FIELD_NUMBER: _ClassVar[int]
     AMOUNT_MINOR_FIELD_NUMBER: _ClassVar[int]
     CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    ECOIN_ID_FIELD_NUMBER: _ClassVar[int]
     touchstone: _statements_pb2.Envelope
     amount_minor: int
     currency: str
-    def __init__(self, touchstone: _Optional[_Union[_statements_pb2.Envelope, _Mapping]] = ..., amount_minor: _Optional[int] = ..., currency: _Optional[str] = ...) -> None: ...
+    ecoin_id: str
+    def __init__(self, touchstone: _Optional[_Union[_statements_pb2.Envelope, _Mapping]] = ..., amount_minor: _Optional[int] = ..., currency: _Optional[str] = ..., ecoin_id: _Optional[str] = ...) -> None: ...
 
 class GetCoinRequest(_message.Message):
     __slots__ = ("ecoin_id",)
@@ -231,16 +237,18 @@ class GetAccountResponse(_message.Message):
     def __init__(self, reader_id: _Optional[str] = ..., balances: _Optional[_Iterable[_Union[AccountBalance, _Mapping]]] = ...) -> None: ...
 
 class AcquireCoinRequest(_message.Message):
-    __slots__ = ("ecoin_id", "proof_index", "proof_word", "force")
+    __slots__ = ("ecoin_id", "proof_index", "proof_word", "force", "wallet_grant")
     ECOIN_ID_FIELD_NUMBER: _ClassVar[int]
     PROOF_INDEX_FIELD_NUMBER: _ClassVar[int]
     PROOF_WORD_FIELD_NUMBER: _ClassVar[int]
     FORCE_FIELD_NUMBER: _ClassVar[int]
+    WALLET_GRANT_FIELD_NUMBER: _ClassVar[int]
     ecoin_id: str
     proof_index: int
     proof_word: bytes
     force: bool
-    def __init__(self, ecoin_id: _Optional[str] = ..., proof_index: _Optional[int] = ..., proof_word: _Optional[bytes] = ..., force: _Optional[bool] = ...) -> None: ...
+    wallet_grant: _statements_pb2.Envelope
+    def __init__(self, ecoin_id: _Optional[str] = ..., proof_index: _Optional[int] = ..., proof_word: _Optional[bytes] = ..., force: _Optional[bool] = ..., wallet_grant: _Optional[_Union[_statements_pb2.Envelope, _Mapping]] = ...) -> None: ...
 
 class CustodyGrant(_message.Message):
     __slots__ = ("ecoin_id", "epoch", "base_index", "base_word", "touchstone", "lease_ttl_s", "max_skew_s", "holder")
@@ -325,3 +333,47 @@ class CheckpointResponse(_message.Message):
     lease_ttl_s: int
     max_skew_s: int
     def __init__(self, results: _Optional[_Iterable[_Union[CheckpointResult, _Mapping]]] = ..., lease_ttl_s: _Optional[int] = ..., max_skew_s: _Optional[int] = ...) -> None: ...
+
+class ExchangeWalletCodeRequest(_message.Message):
+    __slots__ = ("code",)
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    code: str
+    def __init__(self, code: _Optional[str] = ...) -> None: ...
+
+class ExchangeWalletCodeResponse(_message.Message):
+    __slots__ = ("grant", "touchstone", "latest_index")
+    GRANT_FIELD_NUMBER: _ClassVar[int]
+    TOUCHSTONE_FIELD_NUMBER: _ClassVar[int]
+    LATEST_INDEX_FIELD_NUMBER: _ClassVar[int]
+    grant: _statements_pb2.Envelope
+    touchstone: _statements_pb2.Envelope
+    latest_index: int
+    def __init__(self, grant: _Optional[_Union[_statements_pb2.Envelope, _Mapping]] = ..., touchstone: _Optional[_Union[_statements_pb2.Envelope, _Mapping]] = ..., latest_index: _Optional[int] = ...) -> None: ...
+
+class DrawWindowRequest(_message.Message):
+    __slots__ = ("wallet_grant", "epoch", "units")
+    WALLET_GRANT_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    UNITS_FIELD_NUMBER: _ClassVar[int]
+    wallet_grant: _statements_pb2.Envelope
+    epoch: int
+    units: int
+    def __init__(self, wallet_grant: _Optional[_Union[_statements_pb2.Envelope, _Mapping]] = ..., epoch: _Optional[int] = ..., units: _Optional[int] = ...) -> None: ...
+
+class DrawWindowResponse(_message.Message):
+    __slots__ = ("ecoin_id", "epoch", "from_index", "to_index", "payword", "touchstone", "grant_units_left")
+    ECOIN_ID_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    FROM_INDEX_FIELD_NUMBER: _ClassVar[int]
+    TO_INDEX_FIELD_NUMBER: _ClassVar[int]
+    PAYWORD_FIELD_NUMBER: _ClassVar[int]
+    TOUCHSTONE_FIELD_NUMBER: _ClassVar[int]
+    GRANT_UNITS_LEFT_FIELD_NUMBER: _ClassVar[int]
+    ecoin_id: str
+    epoch: int
+    from_index: int
+    to_index: int
+    payword: bytes
+    touchstone: _statements_pb2.Envelope
+    grant_units_left: int
+    def __init__(self, ecoin_id: _Optional[str] = ..., epoch: _Optional[int] = ..., from_index: _Optional[int] = ..., to_index: _Optional[int] = ..., payword: _Optional[bytes] = ..., touchstone: _Optional[_Union[_statements_pb2.Envelope, _Mapping]] = ..., grant_units_left: _Optional[int] = ...) -> None: ...

@@ -101,6 +101,16 @@ class BrokerStub:
                 request_serializer=netpay_dot_v1_dot_broker__pb2.CheckpointRequest.SerializeToString,
                 response_deserializer=netpay_dot_v1_dot_broker__pb2.CheckpointResponse.FromString,
                 _registered_method=True)
+        self.ExchangeWalletCode = channel.unary_unary(
+                '/netpay.v1.Broker/ExchangeWalletCode',
+                request_serializer=netpay_dot_v1_dot_broker__pb2.ExchangeWalletCodeRequest.SerializeToString,
+                response_deserializer=netpay_dot_v1_dot_broker__pb2.ExchangeWalletCodeResponse.FromString,
+                _registered_method=True)
+        self.DrawWindow = channel.unary_unary(
+                '/netpay.v1.Broker/DrawWindow',
+                request_serializer=netpay_dot_v1_dot_broker__pb2.DrawWindowRequest.SerializeToString,
+                response_deserializer=netpay_dot_v1_dot_broker__pb2.DrawWindowResponse.FromString,
+                _registered_method=True)
 
 
 class BrokerServicer:
@@ -158,6 +168,13 @@ class BrokerServicer:
         balanced transaction (reader account -> broker float). Idempotent by
         request_id: the same request id returns the first result; an ecoin id
         seen under another request id is ALREADY_EXISTS. Reader authentication.
+
+        With wallet_kind = WALLET_KIND_SERVER_SIDE the broker makes the coin:
+        ecoin_id and root must be empty and wallet_password (8..256 characters)
+        set; the broker chooses the ecoin id and seed, keeps the chain encrypted
+        at rest and the password as an Argon2id hash, and returns the ecoin id
+        in BuyCoinResponse.ecoin_id. Same debit and idempotency; a replay must
+        carry the same password (checked against the stored hash).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -196,6 +213,11 @@ class BrokerServicer:
         certificate. proof_index <= latest fails FAILED_PRECONDITION
         "already_spent" with the latest index and word. Repeated by the current
         holder it returns the original custody reply. Vendor authentication.
+
+        For a server-side coin the proof may instead be wallet_grant: a
+        WalletGrant signed by this broker, naming the caller and the coin, not
+        expired. It authorises acquiring a FREE coin or getting a HandOffGrant
+        for a coin another vendor holds, exactly like a payword proof.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -229,6 +251,41 @@ class BrokerServicer:
         index becomes the coin's latest known word. The reply says per coin
         whether the lease was renewed or the epoch is no longer the caller's.
         Vendor authentication.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExchangeWalletCode(self, request, context):
+        """Server-side wallets ----------------------------------------------------
+
+        A vendor turns the one-time code from the portal sign-in redirect
+        (`netpay_code` on its return URL) into a WalletGrant for the signed-in
+        coin. The code must have been issued for the caller, be unexpired (60 s)
+        and unused: it works once. Unknown, used, expired or another vendor's
+        code: NOT_FOUND "not_found" (the code is not consumed by another
+        vendor's attempt). An expired coin is FAILED_PRECONDITION "expired", a
+        frozen one "revoked". Vendor authentication.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DrawWindow(self, request, context):
+        """The holder of a server-side coin draws a window of `units` words: the
+        broker computes w[i + units] from the coin's seed, where i is its latest
+        known index, and records (i + units, w[i + units]) as the coin's latest
+        known word (a checkpoint) in the same transaction. Requires a WalletGrant
+        for the caller and the coin, that the caller holds `epoch` with a live
+        lease (broker clock), 1 <= units <= max_window_units (else
+        INVALID_ARGUMENT / "limit_exceeded"), units <= n - i ("insufficient")
+        and the grant's remaining units ("limit_exceeded"). Refused with
+        FAILED_PRECONDITION "coin_busy" once the broker issued a HandOffGrant for
+        that epoch (the holder hands the coin off, or Reclaims it to draw again),
+        "failed_precondition" for a non-holder or a lapsed lease. A lost reply
+        costs nothing: the next draw starts at the latest known index, so the
+        vendor's window is always (its stored index, to_index]. Vendor
+        authentication.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -301,6 +358,16 @@ def add_BrokerServicer_to_server(servicer, server):
                     servicer.Checkpoint,
                     request_deserializer=netpay_dot_v1_dot_broker__pb2.CheckpointRequest.FromString,
                     response_serializer=netpay_dot_v1_dot_broker__pb2.CheckpointResponse.SerializeToString,
+            ),
+            'ExchangeWalletCode': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExchangeWalletCode,
+                    request_deserializer=netpay_dot_v1_dot_broker__pb2.ExchangeWalletCodeRequest.FromString,
+                    response_serializer=netpay_dot_v1_dot_broker__pb2.ExchangeWalletCodeResponse.SerializeToString,
+            ),
+            'DrawWindow': grpc.unary_unary_rpc_method_handler(
+                    servicer.DrawWindow,
+                    request_deserializer=netpay_dot_v1_dot_broker__pb2.DrawWindowRequest.FromString,
+                    response_serializer=netpay_dot_v1_dot_broker__pb2.DrawWindowResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -656,6 +723,60 @@ class Broker:
             '/netpay.v1.Broker/Checkpoint',
             netpay_dot_v1_dot_broker__pb2.CheckpointRequest.SerializeToString,
             netpay_dot_v1_dot_broker__pb2.CheckpointResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExchangeWalletCode(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/netpay.v1.Broker/ExchangeWalletCode',
+            netpay_dot_v1_dot_broker__pb2.ExchangeWalletCodeRequest.SerializeToString,
+            netpay_dot_v1_dot_broker__pb2.ExchangeWalletCodeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DrawWindow(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/netpay.v1.Broker/DrawWindow',
+            netpay_dot_v1_dot_broker__pb2.DrawWindowRequest.SerializeToString,
+            netpay_dot_v1_dot_broker__pb2.DrawWindowResponse.FromString,
             options,
             channel_credentials,
             insecure,

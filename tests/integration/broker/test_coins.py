@@ -175,12 +175,16 @@ def test_buy_refuses_bad_input(h: Any, changes: dict[str, Any]) -> None:
     assert h.balance(reader) == 10_000
 
 
-def test_server_side_coins_are_not_available_yet(h: Any) -> None:
+def test_server_side_coins_are_made_by_the_broker(h: Any) -> None:
+    # A server-side request naming its own id and root is refused (the broker makes
+    # them); tests/integration/broker_serverside covers the server-side purchase.
     reader = h.reader()
     chain = Chain.make(new_ecoin_id(), 5, new_seed())
     request = buy_request(chain, wallet_kind=pb.WALLET_KIND_SERVER_SIDE)
-    _, err = h.error(h.stub.BuyCoin, request, metadata=reader.md)
-    assert err.detail == "server-side coins are not available yet"
+    code, err = h.error(h.stub.BuyCoin, request, metadata=reader.md)
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert err.detail == "the broker chooses a server-side coin's id and chain"
+    assert h.balance(reader) == 10_000
 
 
 def test_buy_needs_a_reader_token(h: Any) -> None:
