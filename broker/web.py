@@ -1,6 +1,11 @@
 """The broker's web portal (Flask): account, profile, instruments, coins, directory,
-and the server-side wallet sign-in a newspaper redirects readers to
-(``/wallet/signin``, contract in docs/protocol.md "Server-side wallets").
+buying a server-side wallet (``/wallets/buy``), and the server-side wallet sign-in a
+newspaper redirects readers to (``/wallet/signin``, contract in docs/protocol.md
+"Server-side wallets").
+
+The purchase form carries a random request id made when it is rendered and
+remembered in the session (the last few); ``buy_coin`` is idempotent by request
+id, so submitting the same form twice returns the same coin and charges once.
 
 Views only translate: each reads a length-limited form, calls one
 :class:`broker.services.BrokerServices` method in process (never the
@@ -22,6 +27,7 @@ out ends the session for good. Passwords are never logged nor echoed.
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -59,11 +65,21 @@ from broker.services import (
     MIN_PASSWORD_CHARS,
     PORTAL_SESSION_TTL_S,
     BrokerServices,
+    BuyCoinInput,
+    PurchaseResult,
     SigninTarget,
+    WalletKind,
     WalletSignin,
 )
-from netpay.errors import InvalidArgument, NetPayError, PermissionDenied, Unauthenticated
+from netpay.errors import (
+    Insufficient,
+    InvalidArgument,
+    NetPayError,
+    PermissionDenied,
+    Unauthenticated,
+)
 from netpay.money import Money
+from netpay.v1 import statements_pb2 as pb
 from netpay.webforms import CSRF_FIELD, check_csrf, csrf_token
 
 __all__ = [
@@ -91,6 +107,12 @@ _SESSION_KEY = "sid"
 # The browser's wallet session (server-side wallet sign-in), independent of the login.
 _WALLET_SESSION_KEY = "wsid"
 CODE_PARAM = "netpay_code"
+# Request ids of the wallet-purchase forms this session rendered (newest last, a few kept):
+# a form's second submit reuses its id, and buy_coin answers it with the first coin.
+_BUY_REQUESTS_KEY = "buy_rids"
+_MAX_BUY_REQUESTS = 8
+_BUY_REQUEST_ID_BYTES = 18  # 24 characters, within MAX_REQUEST_ID_CHARS
+_MAX_NUMBER_CHARS = 12
 
 
 def _csp(form_origin: str | None = None) -> str:
@@ -135,6 +157,16 @@ def _field(name: str, max_chars: int = MAX_FIELD_CHARS) -> str:
     if len(value) > max_chars:
         raise InvalidArgument(f"{name.replace('_', ' ')}: at most {max_chars} characters")
     return value
+
+
+def _positive_int(name: str, label: str, default: int | None = None) -> int:
+    """A whole number >= 1 from the form (empty -> default); the ranges are buy_coin's."""
+    raw = _field(name, _MAX_NUMBER_CHARS).strip()
+    if not raw and default is not None:
+        return default
+    if not raw.isascii() or not raw.isdigit() or int(raw) < 1:
+        raise InvalidArgument(f"{label} must be a whole number of at least 1")
+    return int(raw)
 
 
 def _reader_id() -> str:
@@ -540,3 +572,97 @@ def _add_routes(app: Flask) -> None:
             services.wallet_session_end(previous)
         session[_WALLET_SESSION_KEY] = signed.session_token
         return _back_with_code(target, signed)
+
+    # -- buying a server-side wallet -------------------------------------------------------
+
+    def _new_buy_request_id() -> str:
+        request_id = secrets.token_urlsafe(_BUY_REQUEST_ID_BYTES)
+        known = session.get(_BUY_REQUESTS_KEY)
+        ids = [i for i in known if isinstance(i, str)] if isinstance(known, list) else []
+        session[_BUY_REQUESTS_KEY] = [*ids, request_id][-_MAX_BUY_REQUESTS:]
+        return request_id
+
+    def _buy_page(error: NetPayError | None = None) -> ViewResult:
+        services = _services()
+        reader_id = _reader_id()
+        default = next((i for i in services.list_instruments(reader_id) if i.is_default), None)
+        form = request.form  # empty on GET; after an error the choices are kept
+        context = {
+            "request_id": _new_buy_request_id(),
+            "currencies": services.currencies,
+            "balances": services.account_balances(reader_id),
+            "instrument": default,
+            "units": str(form.get("units", ""))[:_MAX_NUMBER_CHARS],
+            "unit_value": str(form.get("unit_value", "1"))[:_MAX_NUMBER_CHARS],
+            "currency": str(form.get("currency", ""))[:8],
+            "max_units": services.limits.max_chain_units,
+            "max_unit_value": services.limits.max_click_amount_minor,
+            "min_password": MIN_PASSWORD_CHARS,
+            "max_password": MAX_PASSWORD_CHARS,
+        }
+        if error is None:
+            return render_template("buy_wallet.html", **context)
+        return _error_page(error, "buy_wallet.html", **context)
+
+    def _insufficient(currency: str, units: int, unit_value: int) -> NetPayError:
+        balance = _services().account_balances(_reader_id()).get(currency, 0)
+        return Insufficient(
+            f"Your demo bank balance ({_format_money(balance, currency)}) does not cover "
+            f"this wallet ({_format_money(units * unit_value, currency)}). "
+            "Nothing was bought and nothing was charged."
+        )
+
+    @app.get("/wallets/buy")
+    @_login_required
+    def buy_wallet() -> ViewResult:
+        return _buy_page()
+
+    @app.post("/wallets/buy")
+    @_login_required
+    def buy_wallet_post() -> ViewResult:
+        request_id = request.form.get("request_id", "")
+        known = session.get(_BUY_REQUESTS_KEY)
+        if not isinstance(known, list) or request_id not in known:
+            return _buy_page(
+                InvalidArgument("This form expired. Nothing was bought; please fill it in again.")
+            )
+        currency = ""
+        units = unit_value = 0
+        try:
+            units = _positive_int("units", "units")
+            unit_value = _positive_int("unit_value", "unit value", default=1)
+            currency = _field("currency", 8) or _services().currencies[0]
+            password = _field("password", MAX_PASSWORD_CHARS)
+            if password != _field("password_again", MAX_PASSWORD_CHARS):
+                raise InvalidArgument("the two wallet passwords differ")
+            bought = _services().buy_coin(
+                _reader_id(),
+                BuyCoinInput(
+                    request_id=request_id,
+                    ecoin_id="",
+                    root=b"",
+                    n=units,
+                    unit_value_minor=unit_value,
+                    currency=currency,
+                    wallet_kind=WalletKind.SERVER_SIDE,
+                    wallet_password=password,
+                ),
+            )
+        except Insufficient:
+            return _buy_page(_insufficient(currency, units, unit_value))
+        except NetPayError as err:
+            return _buy_page(err)
+        return _bought_page(bought)
+
+    def _bought_page(bought: PurchaseResult) -> ViewResult:
+        # The touchstone was signed by this broker a moment ago (or is the replayed one).
+        touchstone = pb.Touchstone.FromString(bought.touchstone.payload)
+        return render_template(
+            "wallet_bought.html",
+            ecoin_id=bought.ecoin_id,
+            amount_minor=bought.amount_minor,
+            currency=bought.currency,
+            n=touchstone.n,
+            unit_value_minor=touchstone.unit_value_minor,
+            expires_at_ms=touchstone.expires_at_ms,
+        )
