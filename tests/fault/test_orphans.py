@@ -117,11 +117,13 @@ def test_demo_children_stop_when_the_demo_is_killed(tmp_path: Path) -> None:
         info = json.loads(proc.stdout.readline() if proc.stdout else "{}")
         servers = children_of(proc.pid)
         assert len(servers) == 3  # broker + two vendors
-        grandchildren = [g for s in servers for g in children_of(s)]
-        assert grandchildren  # the vendors' gunicorn masters
+        masters = [g for s in servers for g in children_of(s)]
+        assert len(masters) == 2  # the vendors' gunicorn masters
+        workers = [w for m in masters for w in children_of(m)]
+        assert len(workers) == 4  # they hold the web sockets too
         proc.kill()
         proc.wait()
-        for pid in (*servers, *grandchildren):
+        for pid in (*servers, *masters, *workers):
             wait_gone(pid)
         assert all(port_closed(v["web"]) for v in info["vendors"])
     finally:
