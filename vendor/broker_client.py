@@ -144,3 +144,30 @@ class GrpcBrokerClient:
         return self._call(
             "GetCoin", broker_pb2.GetCoinRequest(ecoin_id=ecoin_id), broker_pb2.CoinStatus
         )
+
+    # -- server-side wallets -----------------------------------------------------
+
+    def exchange_wallet_code(self, code: str) -> broker_pb2.ExchangeWalletCodeResponse:
+        return self._call(
+            "ExchangeWalletCode",
+            broker_pb2.ExchangeWalletCodeRequest(code=code),
+            broker_pb2.ExchangeWalletCodeResponse,
+        )
+
+    def acquire_coin_with_grant(
+        self, ecoin_id: str, wallet_grant: pb.Envelope
+    ) -> broker_pb2.AcquireCoinResponse:
+        return self._call(
+            "AcquireCoin",
+            broker_pb2.AcquireCoinRequest(ecoin_id=ecoin_id, wallet_grant=wallet_grant),
+            broker_pb2.AcquireCoinResponse,
+        )
+
+    def draw_window(
+        self, wallet_grant: pb.Envelope, epoch: int, units: int
+    ) -> broker_pb2.DrawWindowResponse:
+        return self._call(
+            "DrawWindow",
+            broker_pb2.DrawWindowRequest(wallet_grant=wallet_grant, epoch=epoch, units=units),
+            broker_pb2.DrawWindowResponse,
+        )

@@ -469,7 +469,14 @@ def start_vendor(config: VendorConfig, *, clock: Clock | None = None) -> VendorH
         if config.workers == 0:
             host, port = web_sock.getsockname()[:2]
             app = create_app(
-                WebDeps(services=services, newspaper=newspaper, clock=clock), data_dir=data_dir
+                WebDeps(
+                    services=services,
+                    newspaper=newspaper,
+                    clock=clock,
+                    portal_url=info.portal_url,
+                    web_origin=web_url,
+                ),
+                data_dir=data_dir,
             )
             server = make_server(host, port, app, threaded=True, fd=web_sock.fileno())
             web = _WebTier(None, server)
@@ -485,6 +492,8 @@ def start_vendor(config: VendorConfig, *, clock: Clock | None = None) -> VendorH
                 limits=limits,
                 display_name=config.display_name,
                 articles_file=articles_file,
+                portal_url=info.portal_url,
+                web_origin=web_url,
             )
             write_private(config_path, (json.dumps(payload, indent=2) + "\n").encode())
             web = _WebTier(_spawn_gunicorn(web_sock, config.workers, config_path), None)

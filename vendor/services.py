@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
-from typing import Protocol, TypeVar
+from typing import Protocol, TypeVar, runtime_checkable
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -34,6 +34,7 @@ from netpay.errors import (
     BrokerUnavailable,
     CoinBusy,
     Expired,
+    Insufficient,
     LimitExceeded,
     Malformed,
     NetPayError,
@@ -49,7 +50,7 @@ from netpay.errors import (
 )
 from netpay.header import Credentials, parse_authorization
 from netpay.limits import Limits
-from netpay.money import Money
+from netpay.money import Money, words_for
 from netpay.v1 import broker_pb2
 from netpay.v1 import statements_pb2 as pb
 from vendor.domain import (
@@ -58,6 +59,7 @@ from vendor.domain import (
     Item,
     PaymentPlan,
     VendorCoinState,
+    WindowClick,
     WindowState,
     WindowView,
     check_payment,
@@ -75,6 +77,7 @@ from vendor.storage import (
     Revenue,
     StoredCoin,
     VendorRepository,
+    WalletSession,
     WindowClickRecord,
     WindowRecord,
 )
@@ -89,6 +92,8 @@ __all__ = [
     "PeerClient",
     "VendorIdentity",
     "VendorServices",
+    "WalletBrokerClient",
+    "WalletSignedIn",
     "WindowClosed",
     "WindowOpened",
 ]
@@ -111,6 +116,10 @@ _HANDLE_BYTES = 32
 _HANDLE_CHARS = 43  # base64url of 32 bytes, no padding
 _WINDOW_CLOSE_ATTEMPTS = 3
 _EXPIRED_PAGE = 1_000
+_CODE_MAX_CHARS = 64
+_WALLET_SESSION_S = 12 * 3600  # the broker portal's session lifetime
+_WALLET_DRAW_UNITS = 50  # the least a server-side wallet window draws
+_WALLET_ATTEMPTS = 8
 
 _R = TypeVar("_R")
 
@@ -135,6 +144,21 @@ class BrokerClient(Protocol):
     ) -> broker_pb2.CustodyGrant: ...
 
     def checkpoint(self, indexes: Sequence[pb.Envelope]) -> broker_pb2.CheckpointResponse: ...
+
+
+@runtime_checkable
+class WalletBrokerClient(Protocol):
+    """The broker RPCs of server-side wallets (vendor-authenticated)."""
+
+    def exchange_wallet_code(self, code: str) -> broker_pb2.ExchangeWalletCodeResponse: ...
+
+    def acquire_coin_with_grant(
+        self, ecoin_id: str, wallet_grant: pb.Envelope
+    ) -> broker_pb2.AcquireCoinResponse: ...
+
+    def draw_window(
+        self, wallet_grant: pb.Envelope, epoch: int, units: int
+    ) -> broker_pb2.DrawWindowResponse: ...
 
 
 class PeerClient(Protocol):
@@ -164,6 +188,9 @@ class PaymentResult:
     to_index: int
     unit_value_minor: int  # the coin's u: the reader's credit is words_left * u
     currency: str
+    # Paid from a window: the words left in it (a server-side wallet's
+    # words_left also counts the coin's words not yet drawn).
+    window_words_left: int | None = None
 
     @property
     def credit_left(self) -> Money:
@@ -197,6 +224,18 @@ class WindowOpened:
     def max_age_s(self, now_ms: int) -> int:
         """The cookie's Max-Age: the seconds until the window expires."""
         return max(0, -(-(self.window.expires_at_ms - now_ms) // 1000))
+
+
+@dataclass(frozen=True)
+class WalletSignedIn:
+    """A reader signed in with a server-side wallet at this newspaper."""
+
+    handle: str  # the netpay_wallet cookie: 32 random bytes, base64url; stored as SHA-256
+    ecoin_id: str
+    expires_at_ms: int
+
+    def max_age_s(self, now_ms: int) -> int:
+        return max(0, (self.expires_at_ms - now_ms) // 1000)
 
 
 @dataclass(frozen=True)
@@ -301,6 +340,7 @@ class VendorServices:
         self._clock = clock
         self._repo = repo or VendorRepository()
         self.certificates = certificates or CertificateBook(broker, identity, clock)
+        self._wallets = broker if isinstance(broker, WalletBrokerClient) else None
         # Window handles are derived from the window payment with a key only this
         # vendor has, so a retried header gets the same handle without storing it.
         self._handle_key = hashlib.sha256(
@@ -669,9 +709,12 @@ class VendorServices:
             return None
         return WindowOpened(self._id.vendor_id, handle, window, replayed=True)
 
-    def _commit_window(self, coin: CoinView, record: WindowRecord, now_ms: int) -> int | None:
+    def _commit_window(
+        self, coin: CoinView, record: WindowRecord, now_ms: int, *, acknowledged: bool = False
+    ) -> int | None:
         """The window payment's compare-and-set, the old window's close and the
-        new window, in one transaction; ``None`` when it lost."""
+        new window, in one transaction; ``None`` when it lost. ``acknowledged``:
+        the broker already knows ``w[top]`` (a drawn window)."""
         with self._uow() as session:
             moved = self._repo.cas_pay(
                 session,
@@ -691,6 +734,14 @@ class VendorServices:
                 window_id = self._repo.add_window(session, record)
             except IntegrityError:
                 return None
+            if acknowledged:
+                self._repo.renew_lease(
+                    session,
+                    ecoin_id=coin.ecoin_id,
+                    epoch=coin.epoch,
+                    lease_deadline_ms=0,  # never lowers: only the acknowledged index moves
+                    acknowledged_index=record.window_top,
+                )
             session.commit()
         if old is not None:
             log.info("coin %s: window %d closed by a newer one", coin.ecoin_id, old.window_id)
@@ -781,35 +832,51 @@ class VendorServices:
                 renewed = True
                 self._renew(coin)
                 continue
-            receipt = seal(
-                pb.Receipt(
-                    vendor_id=self._id.vendor_id,
-                    ecoin_id=window.ecoin_id,
-                    epoch=window.epoch,
-                    from_index=click.from_index,
-                    to_index=click.to_index,
-                    amount_minor=item.price.amount_minor,
-                    currency=item.price.currency,
-                    item_id=item.item_id,
-                    time_ms=now_ms,
-                ),
-                self._id.key,
-            ).SerializeToString()
-            record = WindowClickRecord(
-                window_id=window.window_id,
-                item_id=item.item_id,
+            done = self._try_consume(window, click, item, now_ms, None)
+            if done is not None:
+                return done
+            # Lost the compare-and-set (another click, a close, a hand-off): look again.
+        raise CoinBusy("the window keeps changing; retry", retry_after_s=1)
+
+    def _try_consume(
+        self,
+        window: WindowView,
+        click: WindowClick,
+        item: Item,
+        now_ms: int,
+        coin_n: int | None,
+    ) -> PaymentResult | None:
+        """Sign the Receipt and commit the consumption of ``click``; ``None``
+        when the compare-and-set lost. ``coin_n``: a server-side wallet's
+        window (the credit then counts the words not yet drawn)."""
+        receipt = seal(
+            pb.Receipt(
+                vendor_id=self._id.vendor_id,
+                ecoin_id=window.ecoin_id,
+                epoch=window.epoch,
                 from_index=click.from_index,
                 to_index=click.to_index,
                 amount_minor=item.price.amount_minor,
                 currency=item.price.currency,
-                receipt=receipt,
-                created_at_ms=now_ms,
-            )
-            if self._commit_window_click(window, record, now_ms):
-                consumed = replace(window, consumed_index=click.to_index)
-                return self._window_result(consumed, receipt, click.to_index, False)
-            # Lost the compare-and-set (another click, a close, a hand-off): look again.
-        raise CoinBusy("the window keeps changing; retry", retry_after_s=1)
+                item_id=item.item_id,
+                time_ms=now_ms,
+            ),
+            self._id.key,
+        ).SerializeToString()
+        record = WindowClickRecord(
+            window_id=window.window_id,
+            item_id=item.item_id,
+            from_index=click.from_index,
+            to_index=click.to_index,
+            amount_minor=item.price.amount_minor,
+            currency=item.price.currency,
+            receipt=receipt,
+            created_at_ms=now_ms,
+        )
+        if not self._commit_window_click(window, record, now_ms):
+            return None
+        consumed = replace(window, consumed_index=click.to_index)
+        return self._window_result(consumed, receipt, click.to_index, False, coin_n)
 
     def _commit_window_click(
         self, window: WindowView, click: WindowClickRecord, now_ms: int
@@ -834,16 +901,23 @@ class VendorServices:
         return True
 
     def _window_result(
-        self, window: WindowView, receipt: bytes, to_index: int, replayed: bool
+        self,
+        window: WindowView,
+        receipt: bytes,
+        to_index: int,
+        replayed: bool,
+        coin_n: int | None = None,
     ) -> PaymentResult:
+        undrawn = 0 if coin_n is None else max(0, coin_n - window.window_top)
         return PaymentResult(
             receipt=receipt,
-            words_left=window.words_left,
+            words_left=window.words_left + undrawn,
             replayed=replayed,
             ecoin_id=window.ecoin_id,
             to_index=to_index,
             unit_value_minor=window.unit_value_minor,
             currency=window.currency,
+            window_words_left=window.words_left,
         )
 
     def close_window(self, handle: str, now_ms: int) -> WindowClosed:
@@ -915,23 +989,260 @@ class VendorServices:
         if window is not None and self._close_in(session, window, CloseReason.CLOSED, now_ms):
             log.info("window %d of %s closed with its epoch", window.window_id, ecoin_id)
 
+    # -- server-side wallets ---------------------------------------------------
+
+    def _wallet_broker(self) -> WalletBrokerClient:
+        if self._wallets is None:
+            raise Unavailable("this vendor's broker client has no server-side wallet calls")
+        return self._wallets
+
+    def wallet_signin(self, code: str, now_ms: int) -> WalletSignedIn:
+        """The return from the broker portal: turn ``netpay_code`` into a
+        WalletGrant, verify it, store the reader's session and take custody
+        of the coin (AcquireCoin with the grant; a hand-off when another
+        vendor holds it).
+
+        Raises NotFound (unknown, used or expired code), Expired / Revoked
+        (the coin), BrokerUnavailable (the broker is unreachable or its reply
+        does not check out). A custody step that fails with CoinBusy or
+        BrokerUnavailable does not stop the sign-in: the first article
+        retries it.
+        """
+        if not isinstance(code, str) or not 0 < len(code) <= _CODE_MAX_CHARS:
+            raise NotFound("no such sign-in code")
+        wallets = self._wallet_broker()
+        try:
+            reply = wallets.exchange_wallet_code(code)
+        except (NotFound, PaymentError):
+            raise
+        except NetPayError as err:
+            raise BrokerUnavailable(f"the broker refused the code: {err.code}") from err
+        grant = self._check_wallet_grant(reply.grant, reply.touchstone, now_ms)
+        expires = min(
+            grant.expires_at_ms - self.limits.max_skew_s * 1000, now_ms + _WALLET_SESSION_S * 1000
+        )
+        if expires <= now_ms:
+            raise Expired("the coin has expired")
+        raw = secrets.token_bytes(_HANDLE_BYTES)
+        wallet = WalletSession(
+            ecoin_id=grant.ecoin_id,
+            grant_id=grant.grant_id,
+            grant=reply.grant.SerializeToString(),
+            created_at_ms=now_ms,
+            expires_at_ms=expires,
+        )
+        with self._uow() as session:
+            self._repo.delete_wallet_sessions_before(session, now_ms)
+            self._repo.add_wallet_session(session, hashlib.sha256(raw).digest(), wallet)
+            session.commit()
+        log.info("reader signed in with server-side coin %s", grant.ecoin_id)
+        try:
+            self._ensure_held(grant.ecoin_id, reply.grant, now_ms)
+        except (CoinBusy, BrokerUnavailable) as err:
+            log.info("custody of %s after sign-in deferred: %s", grant.ecoin_id, err.detail)
+        return WalletSignedIn(b64url_encode(raw), grant.ecoin_id, expires)
+
+    def _check_wallet_grant(
+        self, grant_env: pb.Envelope, touchstone_env: pb.Envelope, now_ms: int
+    ) -> pb.WalletGrant:
+        """A WalletGrant signed by our broker, naming us, for the touchstone's coin."""
+        key = self._id.broker_public_key
+        try:
+            grant = open_envelope(grant_env, pb.WalletGrant, key)
+            touchstone = open_envelope(touchstone_env, pb.Touchstone, key)
+        except SignatureInvalid as err:
+            raise BrokerUnavailable(f"the broker's wallet grant is invalid: {err.detail}") from err
+        broker_id = self._id.broker_id
+        if (
+            grant.vendor_id != self._id.vendor_id
+            or not grant.ecoin_id
+            or grant.ecoin_id != touchstone.ecoin_id
+            or len(grant.ecoin_id) > 32
+            or (grant.broker_id and grant.broker_id != broker_id)
+            or (touchstone.broker_id and touchstone.broker_id != broker_id)
+            or not grant.grant_id
+            or len(grant.grant_id) > 32
+        ):
+            raise BrokerUnavailable("the broker's wallet grant does not match")
+        if grant.expires_at_ms <= now_ms:
+            raise Expired("the wallet grant has expired")
+        return grant
+
+    def _ensure_held(self, ecoin_id: str, grant: pb.Envelope, now_ms: int) -> StoredCoin:
+        """The coin HELD (or HANDING_OFF) here: acquire it with the grant if not."""
+        stored = self.coin(ecoin_id)
+        if stored is not None and stored.view.state is VendorCoinState.HANDING_OFF:
+            if not self._probe_closed(stored.view):
+                return stored
+            stored = self.coin(ecoin_id)
+        if stored is None or stored.view.state is VendorCoinState.CLOSED:
+            wallets = self._wallet_broker()
+            stored = self._acquire_by(
+                ecoin_id, lambda: wallets.acquire_coin_with_grant(ecoin_id, grant), now_ms
+            )
+        return stored
+
+    def wallet_session(self, handle: str, now_ms: int) -> WalletSession:
+        """The live server-side wallet session behind a ``netpay_wallet`` cookie."""
+        digest = self._handle_digest(handle)
+        with self._uow(read_only=True) as session:
+            wallet = self._repo.wallet_session(session, digest)
+        if wallet is None or wallet.expires_at_ms <= now_ms:
+            raise NotFound("no such wallet session; sign in again")
+        return wallet
+
+    def pay_with_wallet(self, handle: str, item: Item, now_ms: int) -> PaymentResult:
+        """One click paid with the server-side wallet behind the cookie ``handle``.
+
+        Consumes from the coin's open window when it has room; else draws a
+        new window with ``Broker.DrawWindow`` (the payword checked against the
+        stored word) and opens it in the transaction that moves the coin's
+        index to its top (the old window, if any, closes with a WindowCredit),
+        then consumes. The same item again within retry_ttl_s re-serves its
+        Receipt. The result's ``words_left`` is the reader's credit: the
+        window's words left plus the words not yet drawn.
+        """
+        if not 0 < len(item.item_id) <= _ITEM_ID_MAX:
+            raise Malformed("bad item id")
+        wallet = self.wallet_session(handle, now_ms)
+        grant = pb.Envelope.FromString(wallet.grant)
+        ecoin_id = wallet.ecoin_id
+        renewed = probed = False
+        for _ in range(_WALLET_ATTEMPTS):
+            since_ms = now_ms - self.limits.retry_ttl_s * 1000
+            with self._uow(read_only=True) as session:
+                stored = self._repo.get(session, ecoin_id)
+                window = self._repo.open_window_of(session, ecoin_id)
+                earlier = (
+                    self._repo.window_click_for(session, window.window_id, item.item_id, since_ms)
+                    if window is not None
+                    else None
+                )
+            if stored is None or stored.view.state is VendorCoinState.CLOSED:
+                self._ensure_held(ecoin_id, grant, now_ms)
+                continue
+            coin = stored.view
+            if coin.state is VendorCoinState.HANDING_OFF:
+                if not probed:
+                    probed = True
+                    if self._probe_closed(coin):
+                        continue
+                raise CoinBusy("the coin is being handed off", retry_after_s=self._busy_s(stored))
+            if window is not None and window.epoch != coin.epoch:
+                window = None  # left from an older epoch: the next draw closes it
+            if window is not None and earlier is not None:
+                return self._window_result(window, earlier.receipt, earlier.to_index, True, coin.n)
+            if now_ms >= coin.expires_at_ms - self.limits.max_skew_s * 1000:
+                raise Expired("the coin has expired")
+            words = words_for(item.price, coin.unit_value_minor, coin.currency)
+            if not lease_is_live(coin, now_ms):
+                if renewed:
+                    raise BrokerUnavailable("the broker did not renew the lease")
+                renewed = True
+                self._renew(coin)
+                continue
+            if window is not None and window.is_usable(now_ms) and window.words_left >= words:
+                click = check_window_click(window, item, now_ms)
+                done = self._try_consume(window, click, item, now_ms, coin.n)
+                if done is not None:
+                    return done
+                continue
+            drawn = self._draw(coin, grant, words, now_ms)
+            if drawn is None:
+                if renewed:
+                    raise BrokerUnavailable("the broker did not renew the lease")
+                renewed = True
+                self._renew(coin)
+            # Drawn (or lost to a twin): the next round consumes from the open window.
+        raise CoinBusy("the wallet keeps changing; retry", retry_after_s=1)
+
+    def _draw(self, coin: CoinView, grant: pb.Envelope, words: int, now_ms: int) -> bool | None:
+        """Draw and open a window that pays at least ``words``; ``None`` when the
+        broker wants the lease renewed first, False when the open lost a race."""
+        left = coin.n - coin.index
+        if words > left:
+            raise Insufficient(f"the coin has {left} words left, the price is {words} words")
+        if words > self.limits.max_window_units:
+            raise LimitExceeded(f"a window is at most {self.limits.max_window_units} words")
+        units = min(max(words, _WALLET_DRAW_UNITS), self.limits.max_window_units, left)
+        try:
+            reply = self._wallet_broker().draw_window(grant, coin.epoch, units)
+        except CoinBusy:
+            raise
+        except PreconditionFailed:
+            return None  # not our epoch any more, or the lease lapsed at the broker
+        except (PermissionDenied, SignatureInvalid) as err:
+            raise NotFound(f"the wallet sign-in is no longer valid: {err.detail}") from err
+        except NetPayError as err:
+            raise _payment_error_from_broker(err) from err
+        if (
+            reply.ecoin_id != coin.ecoin_id
+            or reply.epoch != coin.epoch
+            or reply.to_index <= coin.index
+            or reply.to_index > coin.n
+            or reply.to_index - reply.from_index != units
+        ):
+            raise BrokerUnavailable("the broker's window does not match the coin")
+        try:
+            verify_payword(bytes.fromhex(coin.ecoin_id), coin, reply.to_index, reply.payword)
+        except BadPayword as err:
+            raise BrokerUnavailable("the broker's window payword does not verify") from err
+        record = WindowRecord(
+            ecoin_id=coin.ecoin_id,
+            epoch=coin.epoch,
+            # No cookie names a drawn window: the reader's session does.
+            handle_sha256=hashlib.sha256(secrets.token_bytes(_HANDLE_BYTES)).digest(),
+            window_from=coin.index,
+            window_top=reply.to_index,
+            payword=bytes(reply.payword),
+            unit_value_minor=coin.unit_value_minor,
+            currency=coin.currency,
+            opened_at_ms=now_ms,
+            expires_at_ms=window_expiry_ms(coin, self.limits, now_ms),
+        )
+        window_id = self._commit_window(coin, record, now_ms, acknowledged=True)
+        if window_id is None:
+            return False
+        log.info(
+            "coin %s epoch %d: drawn window (%d, %d] opened",
+            coin.ecoin_id,
+            coin.epoch,
+            coin.index,
+            reply.to_index,
+        )
+        return True
+
     # -- acquiring -------------------------------------------------------------
 
     def _acquire(self, creds: Credentials, now_ms: int) -> StoredCoin:
         """Take custody of a coin this vendor does not hold (AcquireCoin)."""
+        return self._acquire_by(
+            creds.ecoin_id,
+            lambda: self._broker.acquire_coin(creds.ecoin_id, creds.index, creds.payword),
+            now_ms,
+        )
+
+    def _acquire_by(
+        self,
+        ecoin_id: str,
+        call: Callable[[], broker_pb2.AcquireCoinResponse],
+        now_ms: int,
+    ) -> StoredCoin:
+        """AcquireCoin (by ``call``: a payword or a WalletGrant proof), then the
+        hand-off from the holder when the broker says so."""
         sent_ms = self._clock.now_ms()
         try:
-            reply = self._broker.acquire_coin(creds.ecoin_id, creds.index, creds.payword)
+            reply = call()
         except NetPayError as err:
             raise _payment_error_from_broker(err) from err
         kind = reply.WhichOneof("result")
         if kind == "custody":
             grant = reply.custody
         elif kind == "handoff":
-            grant, sent_ms = self._take_over(reply.handoff, creds.ecoin_id, now_ms)
+            grant, sent_ms = self._take_over(reply.handoff, ecoin_id, now_ms)
         else:
             raise BrokerUnavailable("the broker sent an empty AcquireCoin reply")
-        return self._store_grant(grant, creds.ecoin_id, sent_ms)
+        return self._store_grant(grant, ecoin_id, sent_ms)
 
     def _take_over(
         self, handoff: broker_pb2.HandOffRequired, ecoin_id: str, now_ms: int

@@ -7,7 +7,9 @@ signed Receipt, unique on ``(ecoin_id, to_index)``), ``vendor_windows`` (one
 row per window: the prepaid words ``(window_from, window_top]``, the consumed
 index, the SHA-256 of its cookie handle, the WindowCredit once closed) and
 ``vendor_window_clicks`` (one row per click paid from a window, with its
-Receipt, unique on ``(window_id, to_index)``).
+Receipt, unique on ``(window_id, to_index)``) and ``vendor_wallet_sessions``
+(one row per reader signed in with a server-side wallet: the SHA-256 of the
+``netpay_wallet`` cookie handle, the coin and the broker's WalletGrant).
 
 Every state change is a compare-and-set (``UPDATE ... WHERE`` + rowcount)
 whose new state comes from :func:`vendor.domain.transition`. Nothing here is
@@ -38,6 +40,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     case,
+    delete,
     exists,
     func,
     insert,
@@ -69,6 +72,8 @@ __all__ = [
     "Revenue",
     "StoredCoin",
     "VendorRepository",
+    "WalletSession",
+    "WalletSessionRow",
     "WindowClickRecord",
     "WindowClickRow",
     "WindowRecord",
@@ -180,6 +185,36 @@ class WindowClickRow(Base):
     currency: Mapped[str] = mapped_column(String(3))
     receipt: Mapped[bytes] = mapped_column(LargeBinary)
     created_at_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class WalletSessionRow(Base):
+    """A reader signed in with a server-side wallet (docs/protocol.md,
+    "Server-side wallets at the vendor")."""
+
+    __tablename__ = "vendor_wallet_sessions"
+    __table_args__ = (
+        UniqueConstraint("handle_sha256", name="uq_wallet_session_handle"),
+        Index("ix_wallet_session_expiry", "expires_at_ms"),
+    )
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    handle_sha256: Mapped[bytes] = mapped_column(LargeBinary(32))
+    ecoin_id: Mapped[str] = mapped_column(String(32))
+    grant_id: Mapped[str] = mapped_column(String(32))
+    grant: Mapped[bytes] = mapped_column(LargeBinary)  # serialized Envelope(WalletGrant)
+    created_at_ms: Mapped[int] = mapped_column(BigInteger)
+    expires_at_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+@dataclass(frozen=True)
+class WalletSession:
+    ecoin_id: str
+    grant_id: str
+    grant: bytes
+    created_at_ms: int
+    expires_at_ms: int
 
 
 @dataclass(frozen=True)
@@ -978,3 +1013,43 @@ class VendorRepository:
             )
             or 0
         )
+
+    # -- server-side wallet sessions ---------------------------------------------
+
+    def add_wallet_session(
+        self, session: Session, handle_sha256: bytes, wallet: WalletSession
+    ) -> None:
+        session.add(
+            WalletSessionRow(
+                handle_sha256=handle_sha256,
+                ecoin_id=wallet.ecoin_id,
+                grant_id=wallet.grant_id,
+                grant=wallet.grant,
+                created_at_ms=wallet.created_at_ms,
+                expires_at_ms=wallet.expires_at_ms,
+            )
+        )
+        session.flush()
+
+    def wallet_session(self, session: Session, handle_sha256: bytes) -> WalletSession | None:
+        row = session.scalars(
+            select(WalletSessionRow).where(WalletSessionRow.handle_sha256 == handle_sha256)
+        ).first()
+        if row is None:
+            return None
+        return WalletSession(
+            ecoin_id=row.ecoin_id,
+            grant_id=row.grant_id,
+            grant=row.grant,
+            created_at_ms=row.created_at_ms,
+            expires_at_ms=row.expires_at_ms,
+        )
+
+    def delete_wallet_sessions_before(self, session: Session, now_ms: int) -> int:
+        """Forget sessions that expired before ``now_ms``; how many."""
+        result = session.execute(
+            delete(WalletSessionRow)
+            .where(WalletSessionRow.expires_at_ms <= now_ms)
+            .execution_options(synchronize_session=False)
+        )
+        return _rowcount(result)

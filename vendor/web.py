@@ -15,6 +15,14 @@ cookie, no Authorization header and ``Sec-Fetch-Site`` same-origin or absent
 is paid from the window; ``POST /netpay/window/close`` closes it and returns
 the signed WindowCredit.
 
+Server-side wallets (docs/protocol.md, "Server-side wallets at the vendor
+(choices)"): ``GET /netpay/wallet/signin?next=/path`` sends the reader to the
+broker portal's sign-in; ``GET /netpay/wallet/return`` exchanges the
+``netpay_code`` for a WalletGrant and sets the ``netpay_wallet`` cookie
+(HttpOnly, SameSite=Lax, Path=/, Secure unless on a loopback host); an
+article requested with it (no Authorization header, no window cookie,
+``Sec-Fetch-Site`` same-origin or absent) is paid from the wallet.
+
 The dashboard (``/dashboard``) is behind the operator password of
 ``vendor.dashboard``; its session cookie is signed with the data dir's web
 secret key, HttpOnly, SameSite=Strict, scoped to ``/dashboard`` and Secure
@@ -32,6 +40,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode, urlsplit
 
 from flask import (
     Flask,
@@ -52,6 +61,7 @@ from netpay.errors import (
     BrokerUnavailable,
     CoinBusy,
     Expired,
+    InvalidArgument,
     NetPayError,
     NotFound,
     PermissionDenied,
@@ -74,6 +84,7 @@ from vendor.services import PaymentResult, VendorServices, WindowOpened
 __all__ = [
     "BALANCE_HEADER",
     "RECEIPT_HEADER",
+    "WALLET_COOKIE",
     "WINDOW_COOKIE",
     "WINDOW_HEADER",
     "WebDeps",
@@ -85,6 +96,10 @@ RECEIPT_HEADER = "NetPay-Receipt"
 BALANCE_HEADER = "NetPay-Balance"
 WINDOW_HEADER = "NetPay-Window"
 WINDOW_COOKIE = "netpay_window"
+WALLET_COOKIE = "netpay_wallet"
+_WALLET_STATE_COOKIE = "netpay_wallet_state"
+_WALLET_STATE_MAX_AGE_S = 600
+_NEXT_MAX_CHARS = 512
 _WINDOW_FETCH_SITES = frozenset({"same-origin"})
 _HANDLE_MAX_CHARS = 64
 _EXTENSION = "netpay_vendor"
@@ -116,6 +131,10 @@ class WebDeps:
     services: VendorServices
     newspaper: Newspaper
     clock: Clock
+    # The broker portal (BrokerInfo.portal_url, read at start-up; "" = none) and
+    # this site's origin as certified by the broker (the sign-in's return_to).
+    portal_url: str = ""
+    web_origin: str = ""
 
 
 class _Deps:
@@ -166,6 +185,7 @@ def _page_context(deps: WebDeps) -> dict[str, Any]:
         "paper": deps.newspaper,
         "vendor_id": deps.services.vendor_id,
         "broker_id": deps.services.broker_id,
+        "wallet_signin": bool(deps.portal_url and deps.web_origin),
     }
 
 
@@ -264,6 +284,18 @@ _EXPLAIN: dict[str, _Explanation] = {
         "To accept your coin this newspaper must ask the NetPay broker, "
         "and the broker did not answer.",
         "Nothing was charged. Please try again in a minute; your wallet will retry.",
+    ),
+    "invalid_argument": _Explanation(
+        "This link is not valid",
+        "The address asked for something this newspaper does not do "
+        "(for example, to send you to another site after signing in).",
+        "Nothing was charged. Go back to the front page and follow the sign-in link there.",
+    ),
+    "permission_denied": _Explanation(
+        "This sign-in was not started here",
+        "The sign-in answer that brought you here belongs to a sign-in this browser "
+        "did not start, so it was not used.",
+        "Nothing was charged. Start again from the article's sign-in link.",
     ),
     "not_found": _Explanation(
         "Page not found",
@@ -489,6 +521,76 @@ def _pay_from_window(deps: WebDeps, article: Article, handle: str) -> Response:
     return resp
 
 
+# -- server-side wallets ---------------------------------------------------------
+
+
+def _local_path(value: str | None) -> str:
+    """``next``: a path on this site only (no scheme, no host, no ``//``)."""
+    if value is None or value == "":
+        return "/"
+    if (
+        len(value) > _NEXT_MAX_CHARS
+        or not value.startswith("/")
+        or value.startswith("//")
+        or "\\" in value
+        or any(ord(c) < 0x21 or ord(c) == 0x7F for c in value)
+    ):
+        raise InvalidArgument("next must be a path on this site")
+    parts = urlsplit(value)
+    if parts.scheme or parts.netloc:
+        raise InvalidArgument("next must be a path on this site")
+    return value
+
+
+def _wallet_handle() -> str | None:
+    handle = request.cookies.get(WALLET_COOKIE)
+    if not handle or len(handle) > _HANDLE_MAX_CHARS:
+        return None
+    return handle
+
+
+def _wallet_cookie(resp: Response, name: str, value: str, max_age_s: int, path: str) -> None:
+    # Lax, not Strict: the sign-in returns by a top-level redirect from the broker.
+    resp.set_cookie(
+        name,
+        value,
+        max_age=max_age_s,
+        path=path,
+        secure=not is_loopback_host(request.host),
+        httponly=True,
+        samesite="Lax",
+    )
+
+
+def _plain_page(deps: WebDeps, err: NetPayError) -> Response:
+    resp = _error(deps, err, None)
+    return resp
+
+
+def _pay_with_wallet(deps: WebDeps, article: Article, handle: str) -> Response:
+    """An article paid by the server-side wallet; a session that cannot pay is
+    the normal 402 challenge (nothing spent)."""
+    try:
+        result = deps.services.pay_with_wallet(handle, article.item(), deps.clock.now_ms())
+    except (CoinBusy, BrokerUnavailable) as err:
+        return _error(deps, err, article)
+    except NetPayError as err:
+        resp = _payment_required(deps, article, f"Your wallet did not pay: {err.detail}")
+        if isinstance(err, NotFound | Expired):
+            resp.delete_cookie(
+                WALLET_COOKIE,
+                path="/",
+                secure=not is_loopback_host(request.host),
+                httponly=True,
+                samesite="Lax",
+            )
+        return resp
+    resp = _paid_response(deps, article, result)
+    if result.window_words_left is not None:
+        resp.headers[WINDOW_HEADER] = str(result.window_words_left)
+    return resp
+
+
 def _json_error(err: NetPayError) -> Response:
     resp = jsonify(error=err.code, detail=err.detail)
     resp.status_code = err.http_status
@@ -627,6 +729,9 @@ def create_app(deps: WebDeps | Callable[[], WebDeps], *, data_dir: Path | None =
             handle = _window_handle()
             if request.method == "GET" and handle is not None and _window_fetch_allowed():
                 return _pay_from_window(d, found, handle)
+            wallet = _wallet_handle()
+            if request.method == "GET" and wallet is not None and _window_fetch_allowed():
+                return _pay_with_wallet(d, found, wallet)
             return _payment_required(d, found)
         assert auth is not None
         try:
@@ -672,6 +777,77 @@ def create_app(deps: WebDeps | Callable[[], WebDeps], *, data_dir: Path | None =
         )
         _clear_window_cookie(resp)
         return _no_store(resp)
+
+    # -- server-side wallets -------------------------------------------------------
+
+    @app.get("/netpay/wallet/signin")
+    def wallet_signin() -> Response:
+        d = _deps()
+        try:
+            target = _local_path(request.args.get("next"))
+        except InvalidArgument as err:
+            return _plain_page(d, err)
+        if not d.portal_url or not d.web_origin:
+            return _plain_page(d, NotFound("this newspaper's broker has no wallet sign-in"))
+        state = b64url_encode(secrets.token_bytes(16))
+        query = urlencode({"next": target, "state": state})
+        return_to = d.web_origin + "/netpay/wallet/return?" + query
+        location = (
+            d.portal_url.rstrip("/")
+            + "/wallet/signin?"
+            + urlencode({"vendor": d.services.vendor_id, "return_to": return_to})
+        )
+        resp = _no_store(Response("", 303))
+        resp.headers["Location"] = location
+        _wallet_cookie(resp, _WALLET_STATE_COOKIE, state, _WALLET_STATE_MAX_AGE_S, "/netpay/wallet")
+        return resp
+
+    @app.get("/netpay/wallet/return")
+    def wallet_return() -> Response:
+        d = _deps()
+        try:
+            target = _local_path(request.args.get("next"))
+        except InvalidArgument as err:
+            return _plain_page(d, err)
+        code = request.args.get("netpay_code")
+        if not code:
+            # The reader cancelled at the broker: back where they were.
+            resp = _no_store(Response("", 303))
+            resp.headers["Location"] = target
+            return resp
+        state = request.args.get("state", "")
+        expected = request.cookies.get(_WALLET_STATE_COOKIE, "")
+        if not state or not expected or not secrets.compare_digest(state, expected):
+            return _plain_page(
+                d, PermissionDenied("this sign-in was not started from this browser")
+            )
+        now_ms = d.clock.now_ms()
+        try:
+            signed_in = d.services.wallet_signin(code, now_ms)
+        except NetPayError as err:
+            return _plain_page(d, err)
+        # A page that moves on by itself, not a redirect: a navigation redirected
+        # from the broker arrives "cross-site", and only a same-origin one pays.
+        resp = _no_store(
+            Response(
+                render_template(
+                    "wallet_signed_in.html",
+                    target=target,
+                    ecoin_id=signed_in.ecoin_id,
+                    **_page_context(d),
+                ),
+                mimetype="text/html",
+            )
+        )
+        _wallet_cookie(resp, WALLET_COOKIE, signed_in.handle, signed_in.max_age_s(now_ms), "/")
+        resp.delete_cookie(
+            _WALLET_STATE_COOKIE,
+            path="/netpay/wallet",
+            secure=not is_loopback_host(request.host),
+            httponly=True,
+            samesite="Lax",
+        )
+        return resp
 
     # -- the operator's dashboard ------------------------------------------------
 

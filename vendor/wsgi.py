@@ -47,6 +47,8 @@ def web_config(
     limits: Limits,
     display_name: str | None,
     articles_file: Path | None,
+    portal_url: str = "",
+    web_origin: str = "",
 ) -> dict[str, Any]:
     """What a web worker needs, as JSON (secrets stay in vendor.key / vendor.json)."""
     return {
@@ -59,6 +61,8 @@ def web_config(
         "limits": asdict(limits),
         "display_name": display_name,
         "articles_file": str(articles_file) if articles_file is not None else None,
+        "portal_url": portal_url,
+        "web_origin": web_origin,
     }
 
 
@@ -89,7 +93,13 @@ def load_web_deps(config: dict[str, Any]) -> WebDeps:
     articles = config.get("articles_file")
     newspaper = load_newspaper(config.get("display_name"), Path(articles) if articles else None)
     log.info("web worker %d ready for vendor %s", os.getpid(), identity.vendor_id)
-    return WebDeps(services=services, newspaper=newspaper, clock=clock)
+    return WebDeps(
+        services=services,
+        newspaper=newspaper,
+        clock=clock,
+        portal_url=str(config.get("portal_url") or ""),
+        web_origin=str(config.get("web_origin") or ""),
+    )
 
 
 def create_app_from_env() -> Flask:
