@@ -42,7 +42,7 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Protocol, TypeVar
 from urllib.parse import urlsplit
 
 from flask import Flask, Response, g, request
@@ -51,7 +51,7 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from ewallet_client.domain import origin_of
 from ewallet_client.store import ApprovedOrigin, BridgeCharge, effective_caps
-from ewallet_client.wallet import MAX_WINDOW_UNITS, Wallet
+from ewallet_client.wallet import MAX_WINDOW_UNITS, Authorization, Wallet, WindowAuthorization
 from netpay.browser import BRIDGE_SCRIPT_PATH
 from netpay.errors import InvalidArgument, NetPayError, PermissionDenied
 
@@ -74,6 +74,7 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+_Issued = TypeVar("_Issued", Authorization, WindowAuthorization)
 
 # The page-side library (serve it from the newspaper's own origin).
 BRIDGE_SCRIPT = BRIDGE_SCRIPT_PATH
@@ -226,6 +227,17 @@ class Bridge:
         )
         return click_cap, charge
 
+    def _issued(self, origin: str, issue: Callable[[], _Issued]) -> _Issued:
+        """Run one wallet authorisation (one at a time) and log its warnings."""
+        with self._lock:
+            auth = issue()
+            warnings = list(self.wallet.warnings)
+        # The wallet paid only the certified origin, which is the URL's, which is the page's.
+        assert origin_of(auth.web_origin) == origin
+        for w in warnings:
+            log.warning("%s", w)
+        return auth
+
     def window(self, origin: str, url: str, units: int) -> dict[str, object]:
         """The header that opens a window of ``units`` words at ``url``'s vendor."""
         if isinstance(units, bool) or not isinstance(units, int):
@@ -233,12 +245,9 @@ class Bridge:
         if not 1 <= units <= MAX_WINDOW_UNITS:
             raise InvalidArgument(f"a window is 1..{MAX_WINDOW_UNITS} words")
         click_cap, charge = self._check(origin, url)
-        with self._lock:
-            auth = self.wallet.authorize_window(url, units, click_cap, charge=charge)
-            warnings = list(self.wallet.warnings)
-        assert origin_of(auth.web_origin) == origin
-        for w in warnings:
-            log.warning("%s", w)
+        auth = self._issued(
+            origin, lambda: self.wallet.authorize_window(url, units, click_cap, charge=charge)
+        )
         log.info(
             "authorised a window of %d words (%d %s) at %s for %s (coin %s, words (%d, %d])",
             auth.units,
@@ -263,13 +272,9 @@ class Bridge:
     def authorize(self, origin: str, url: str) -> dict[str, object]:
         """The header that pays ``url`` once, for a page of ``origin`` (approved)."""
         click_cap, charge = self._check(origin, url)
-        with self._lock:
-            auth = self.wallet.authorize_payment(url, click_cap, charge=charge)
-            warnings = list(self.wallet.warnings)
-        # The wallet paid only the certified origin, which is the URL's, which is the page's.
-        assert origin_of(auth.web_origin) == origin
-        for w in warnings:
-            log.warning("%s", w)
+        auth = self._issued(
+            origin, lambda: self.wallet.authorize_payment(url, click_cap, charge=charge)
+        )
         log.info(
             "authorised %d %s to %s for %s (coin %s, words (%d, %d])",
             auth.amount_minor,
