@@ -4,13 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from flask import Flask
-from werkzeug.serving import make_server
 
 from broker.rpc import SERVICE_NAME, BrokerServicer
 from broker.seedvault import SeedVault
@@ -20,7 +16,6 @@ from broker.web import SECRET_FILE, PortalDeps, create_app
 from netpay.clock import Clock, SystemClock
 from netpay.encoding import check_currency, check_party_id, is_loopback_host
 from netpay.envelope import load_or_create_key
-from netpay.errors import InvalidArgument
 from netpay.files import ensure_private_dir, load_or_create_secret, read_json, write_private
 from netpay.limits import DEFAULT_LIMITS, Limits
 from netpay.sqlstore import make_engine, sqlite_url
@@ -31,6 +26,7 @@ from netpay.transport.server import (
     split_host_port,
 )
 from netpay.v1 import broker_pb2_grpc
+from netpay.webserver import InProcessWebServer, bind_listen_socket, socket_origin
 
 __all__ = [
     "DB_FILE",
@@ -75,7 +71,7 @@ class BrokerHandle:
     _server: GrpcServer = field(repr=False)
     _store: BrokerStore = field(repr=False)
     web_url: str | None = None  # "http://H:P" of the portal, when it is served
-    _web: _PortalServer | None = field(default=None, repr=False)
+    _web: InProcessWebServer | None = field(default=None, repr=False)
     _stopped: bool = field(default=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -92,55 +88,17 @@ class BrokerHandle:
 
 
 _WEB_BACKLOG = 128
-_WEB_STOP_TIMEOUT_S = 10.0
-
-
-class _PortalServer:
-    """The portal on a threaded werkzeug server, in this process, on a bound socket."""
-
-    def __init__(self, sock: socket.socket, app: Flask) -> None:
-        host, port = sock.getsockname()[:2]
-        self._server = make_server(host, port, app, threaded=True, fd=sock.fileno())
-        sock.close()  # the server holds its own copy of the descriptor
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, args=(0.1,), name="broker-web", daemon=True
-        )
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(_WEB_STOP_TIMEOUT_S)
-
-
-def _bind_web_socket(address: str) -> socket.socket:
-    host, port = split_host_port(address)
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        sock.listen(_WEB_BACKLOG)
-    except OSError as exc:
-        sock.close()
-        raise InvalidArgument(f"could not bind the web address {address}: {exc}") from exc
-    return sock
 
 
 def _start_portal(
     config: BrokerConfig, data_dir: Path, services: BrokerServices
-) -> tuple[_PortalServer, str]:
+) -> tuple[InProcessWebServer, str]:
     assert config.web_addr is not None
     check_listen_address(config.web_addr, insecure=config.insecure)
     host, _port = split_host_port(config.web_addr)
-    sock = _bind_web_socket(config.web_addr)
+    sock = bind_listen_socket(config.web_addr, backlog=_WEB_BACKLOG)
     try:
-        bound_host, bound_port = sock.getsockname()[:2]
-        url = (
-            f"http://[{bound_host}]:{bound_port}"
-            if ":" in bound_host
-            else f"http://{bound_host}:{bound_port}"
-        )
+        url = socket_origin(sock)
         app = create_app(
             PortalDeps(
                 services=services,
@@ -148,10 +106,9 @@ def _start_portal(
                 secure_cookies=not is_loopback_host(host),
             )
         )
-        server = _PortalServer(sock, app)
-    except BaseException:
-        sock.close()
-        raise
+        server = InProcessWebServer(sock, app, name="broker-web")
+    finally:
+        sock.close()  # the server holds its own copy of the descriptor
     return server, url
 
 
@@ -207,7 +164,7 @@ def start_broker(config: BrokerConfig, *, clock: Clock | None = None) -> BrokerH
     except BaseException:
         store.dispose()
         raise
-    web: _PortalServer | None = None
+    web: InProcessWebServer | None = None
     web_url: str | None = None
     if config.web_addr is not None:
         try:

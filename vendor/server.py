@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine
-from werkzeug.serving import BaseWSGIServer, make_server
 
 from netpay.clock import Clock, SystemClock
 from netpay.envelope import SigningKey, load_or_create_key, open_envelope
@@ -44,6 +43,7 @@ from netpay.transport.server import (
 )
 from netpay.v1 import broker_pb2
 from netpay.v1 import statements_pb2 as pb
+from netpay.webserver import InProcessWebServer, bind_listen_socket, socket_origin
 from vendor.articles import load_newspaper
 from vendor.broker_client import GrpcBrokerClient
 from vendor.dashboard import (
@@ -95,16 +95,10 @@ class _WebTier:
     """The web site: a gunicorn subprocess or an in-process werkzeug server."""
 
     def __init__(
-        self, process: subprocess.Popen[bytes] | None, server: BaseWSGIServer | None
+        self, process: subprocess.Popen[bytes] | None, server: InProcessWebServer | None
     ) -> None:
         self._process = process
         self._server = server
-        self._thread: threading.Thread | None = None
-        if server is not None:
-            self._thread = threading.Thread(
-                target=server.serve_forever, args=(0.1,), name="vendor-web", daemon=True
-            )
-            self._thread.start()
 
     def check_alive(self) -> None:
         if self._process is not None and self._process.poll() is not None:
@@ -112,10 +106,7 @@ class _WebTier:
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            if self._thread is not None:
-                self._thread.join(_STOP_TIMEOUT_S)
+            self._server.stop(_STOP_TIMEOUT_S)
         if self._process is not None and self._process.poll() is None:
             self._process.send_signal(signal.SIGTERM)
             try:
@@ -194,25 +185,6 @@ def _setup_dashboard(data_dir: Path, password_file: Path | None) -> None:
         log.info("dashboard password set")
     load_password_hash(data_dir)  # a readable-by-others hash file stops the start
     ensure_secret_key(data_dir)
-
-
-def _bind_web_socket(address: str) -> socket.socket:
-    host, port = split_host_port(address)
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        sock.listen(_WEB_BACKLOG)
-    except OSError as exc:
-        sock.close()
-        raise InvalidArgument(f"could not bind the web address {address}: {exc}") from exc
-    return sock
-
-
-def _origin(sock: socket.socket) -> str:
-    host, port = sock.getsockname()[:2]
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 def _load_state(data_dir: Path) -> dict[str, Any]:
@@ -394,9 +366,9 @@ def start_vendor(config: VendorConfig, *, clock: Clock | None = None) -> VendorH
     display_name = config.display_name or newspaper.name
 
     cleanup: list[Any] = []  # things with close()/stop(), undone in reverse on failure
-    web_sock = _bind_web_socket(config.web_addr)
+    web_sock = bind_listen_socket(config.web_addr, backlog=_WEB_BACKLOG)
     try:
-        web_url = _origin(web_sock)
+        web_url = socket_origin(web_sock)
         servicer = VendorServicer()
         grpc_server = create_grpc_server(
             config.grpc_addr, [servicer.register], [SERVICE_NAME], insecure=config.insecure
@@ -467,7 +439,6 @@ def start_vendor(config: VendorConfig, *, clock: Clock | None = None) -> VendorH
         )
 
         if config.workers == 0:
-            host, port = web_sock.getsockname()[:2]
             app = create_app(
                 WebDeps(
                     services=services,
@@ -478,8 +449,7 @@ def start_vendor(config: VendorConfig, *, clock: Clock | None = None) -> VendorH
                 ),
                 data_dir=data_dir,
             )
-            server = make_server(host, port, app, threaded=True, fd=web_sock.fileno())
-            web = _WebTier(None, server)
+            web = _WebTier(None, InProcessWebServer(web_sock, app, name="vendor-web"))
         else:
             config_path = data_dir / WEB_CONFIG_FILE
             payload = web_config(

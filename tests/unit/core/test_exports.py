@@ -20,6 +20,7 @@ CORE_MODULES = [
     "netpay.ready",
     "netpay.sqlstore",
     "netpay.webforms",
+    "netpay.webserver",
     "netpay.transport.auth",
     "netpay.transport.server",
     "netpay.transport.status",
