@@ -11,9 +11,9 @@ Cookie-cache windows (protocol.md, "Windows"; docs/protocol.md, "Windows
 (choices)"): ``POST /netpay/window`` pays a window with ``window="m"`` and
 sets the ``netpay_window`` cookie (HttpOnly, SameSite=Strict, Path=/,
 Max-Age, Secure unless on a loopback host); an article requested with that
-cookie, no Authorization header and ``Sec-Fetch-Site`` same-origin or absent
-is paid from the window; ``POST /netpay/window/close`` closes it and returns
-the signed WindowCredit.
+cookie, no Authorization header and ``Sec-Fetch-Site`` same-origin, none
+(typed URL, bookmark) or absent is paid from the window;
+``POST /netpay/window/close`` closes it and returns the signed WindowCredit.
 
 Server-side wallets (docs/protocol.md, "Server-side wallets at the vendor
 (choices)"): ``GET /netpay/wallet/signin?next=/path`` sends the reader to the
@@ -21,7 +21,7 @@ broker portal's sign-in; ``GET /netpay/wallet/return`` exchanges the
 ``netpay_code`` for a WalletGrant and sets the ``netpay_wallet`` cookie
 (HttpOnly, SameSite=Lax, Path=/, Secure unless on a loopback host); an
 article requested with it (no Authorization header, no window cookie,
-``Sec-Fetch-Site`` same-origin or absent) is paid from the wallet.
+``Sec-Fetch-Site`` same-origin, none or absent) is paid from the wallet.
 
 The dashboard (``/dashboard``) is behind the operator password of
 ``vendor.dashboard``; its session cookie is signed with the data dir's web
@@ -100,7 +100,11 @@ WALLET_COOKIE = "netpay_wallet"
 _WALLET_STATE_COOKIE = "netpay_wallet_state"
 _WALLET_STATE_MAX_AGE_S = 600
 _NEXT_MAX_CHARS = 512
-_WINDOW_FETCH_SITES = frozenset({"same-origin"})
+# A click paid from a cookie: the site's own pages, or the reader's own
+# navigation (typed URL, bookmark: "none"), which no other site can cause.
+_CLICK_FETCH_SITES = frozenset({"same-origin", "none"})
+# Closing a window is a POST from the site's own script only.
+_CLOSE_FETCH_SITES = frozenset({"same-origin"})
 _HANDLE_MAX_CHARS = 64
 _EXTENSION = "netpay_vendor"
 _SESSION_LIFETIME = timedelta(hours=8)
@@ -415,10 +419,16 @@ def _paid_response(deps: WebDeps, article: Article, result: PaymentResult) -> Re
 # -- windows ---------------------------------------------------------------------
 
 
-def _window_fetch_allowed() -> bool:
-    """A window pays only for the site itself: ``Sec-Fetch-Site`` same-origin or none."""
+def _fetch_site_allowed(allowed: frozenset[str]) -> bool:
+    """``Sec-Fetch-Site`` absent (a non-browser client) or one of ``allowed``."""
     site = request.headers.get("Sec-Fetch-Site")
-    return site is None or site.strip().lower() in _WINDOW_FETCH_SITES
+    return site is None or site.strip().lower() in allowed
+
+
+def _cookie_click_allowed() -> bool:
+    """A window or wallet cookie pays only for the site itself or the reader's own
+    navigation: ``Sec-Fetch-Site`` same-origin, none, or absent."""
+    return _fetch_site_allowed(_CLICK_FETCH_SITES)
 
 
 def _window_handle() -> str | None:
@@ -727,10 +737,10 @@ def create_app(deps: WebDeps | Callable[[], WebDeps], *, data_dir: Path | None =
         auth = request.headers.get("Authorization")
         if request.method != "GET" or not _is_netpay(auth):
             handle = _window_handle()
-            if request.method == "GET" and handle is not None and _window_fetch_allowed():
+            if request.method == "GET" and handle is not None and _cookie_click_allowed():
                 return _pay_from_window(d, found, handle)
             wallet = _wallet_handle()
-            if request.method == "GET" and wallet is not None and _window_fetch_allowed():
+            if request.method == "GET" and wallet is not None and _cookie_click_allowed():
                 return _pay_with_wallet(d, found, wallet)
             return _payment_required(d, found)
         assert auth is not None
@@ -759,7 +769,7 @@ def create_app(deps: WebDeps | Callable[[], WebDeps], *, data_dir: Path | None =
     @app.post("/netpay/window/close")
     def close_window() -> Response:
         d = _deps()
-        if not _window_fetch_allowed():
+        if not _fetch_site_allowed(_CLOSE_FETCH_SITES):
             return _json_error(PermissionDenied("a window is closed from its own site only"))
         handle = _window_handle()
         if handle is None:

@@ -101,11 +101,27 @@ def test_window_clicks_carry_receipt_balance_and_window_headers(client, vendor, 
     assert (receipt.from_index, receipt.to_index, receipt.item_id) == (0, 10, "7")
     same = get_with_window(client, "7", handle, **{"Sec-Fetch-Site": "same-origin"})
     assert same.headers["NetPay-Receipt"] == resp.headers["NetPay-Receipt"]  # a retry
-    assert get_with_window(client, "4", handle, **{"Sec-Fetch-Site": "none"}).status_code == 402
     assert consumed(vendor, chain) == 10
+    # The reader's own navigation (typed URL, bookmark) is "none": it pays.
+    typed = get_with_window(client, "4", handle, **{"Sec-Fetch-Site": "none"})
+    assert typed.status_code == 200, typed.get_data(as_text=True)
+    assert consumed(vendor, chain) == 15
 
 
-@pytest.mark.parametrize("site", ["cross-site", "same-site", "none"])
+def test_a_window_is_closed_from_its_own_site_only_not_from_a_typed_url(
+    client, vendor, broker
+) -> None:
+    chain = broker.issue(100)
+    handle = handle_of(open_via_http(client, chain, 0, 30))
+    closing = client.post(
+        "/netpay/window/close",
+        headers={**JSON, "Cookie": f"{WINDOW_COOKIE}={handle}", "Sec-Fetch-Site": "none"},
+    )
+    assert closing.status_code == 403
+    assert vendor.windows(chain.ecoin_id.hex())[0].state.value == "open"
+
+
+@pytest.mark.parametrize("site", ["cross-site", "same-site", "garbage"])
 def test_a_window_pays_for_its_own_site_only(client, vendor, broker, site) -> None:
     chain = broker.issue(100)
     handle = handle_of(open_via_http(client, chain, 0, 30))
