@@ -1,4 +1,4 @@
-"""`netpay broker ...`: serve the broker, admit vendors."""
+"""`netpay broker ...`: serve the broker, admit vendors, reconcile the books."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ DB_URL_ENV = "NETPAY_DB_URL"
 _BROKER_EPILOG = """examples:
   netpay broker serve --data-dir /tmp/broker
   netpay broker add-vendor daily-planet --origin http://127.0.0.1:8001 --data-dir /tmp/broker
+  netpay broker reconcile --data-dir /tmp/broker --day 2026-11-22 --json
 """
 
 _SERVE_EPILOG = f"""Prints one JSON line on stdout once ready: {{"grpc": "H:P", "web": "http://H:P"}}
@@ -45,6 +46,13 @@ Works while the broker runs. Asking again before the vendor enrolled replaces th
 examples:
   netpay broker add-vendor daily-planet --origin http://127.0.0.1:8001 --data-dir /tmp/broker
   netpay broker add-vendor gazette --data-dir /tmp/broker --json
+"""
+
+
+_RECONCILE_EPILOG = """examples:
+  netpay broker reconcile --data-dir /tmp/broker --day 2026-11-22 --json
+  # {"balanced": true, "conservation_cents": {"EUR": 0}, "disputes": [], ...}
+  netpay broker reconcile --data-dir /tmp/broker --day 2026-11-22 --csv /tmp/ledger.csv
 """
 
 
@@ -89,6 +97,35 @@ def _add_vendor(args: argparse.Namespace) -> int:
         sys.stdout.write(token + "\n")
     sys.stdout.flush()
     return 0
+
+
+def _reconcile(args: argparse.Namespace) -> int:
+    from broker.reconcile import reconcile
+    from broker.server import open_store
+
+    store = open_store(Path(args.data_dir), _db_url(args))
+    try:
+        if args.csv is not None:
+            with Path(args.csv).open("w", newline="", encoding="utf-8") as out:
+                report = reconcile(store, args.day, csv_out=out)
+        else:
+            report = reconcile(store, args.day)
+    finally:
+        store.dispose()
+    if args.json:
+        sys.stdout.write(json.dumps(report.as_json(), sort_keys=True) + "\n")
+    else:
+        for currency, diff in sorted(report.conservation_cents.items()):
+            sys.stdout.write(
+                f"{currency}: debits {report.reader_debits_cents[currency]}, "
+                f"outstanding {report.outstanding_cents[currency]}, "
+                f"redeemed {report.redeemed_cents[currency]}, "
+                f"refunded {report.refunded_cents[currency]}, "
+                f"losses {report.broker_losses_cents[currency]} -> conservation {diff}\n"
+            )
+        sys.stdout.write(f"disputes: {len(report.disputes)}; balanced: {report.balanced}\n")
+    sys.stdout.flush()
+    return 0 if report.balanced else 1
 
 
 def _non_negative(text: str) -> int:
@@ -172,3 +209,27 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     add_vendor.add_argument("--db-url", help=f"database URL (default: ${DB_URL_ENV} or SQLite)")
     add_vendor.add_argument("--json", action="store_true", help="print a JSON object")
     add_vendor.set_defaults(func=_add_vendor)
+
+    reconcile = commands.add_parser(
+        "reconcile",
+        help="check the books: bank vs ledger vs claims, per currency",
+        description=(
+            "Reconcile the books as of the end of a UTC day: reader debits against "
+            "outstanding coin value + redeemed + refunded - broker losses, per currency "
+            "(conservation_cents is 0 in every currency when the books balance), every "
+            "ledger transaction balanced, vendor payouts against redeemed claims, and the "
+            "disputes. Exit code 0 when balanced, 1 otherwise."
+        ),
+        epilog=_RECONCILE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    reconcile.add_argument("--data-dir", required=True, help="the broker's data dir")
+    reconcile.add_argument(
+        "--day", required=True, metavar="YYYY-MM-DD", help="the UTC day to reconcile up to"
+    )
+    reconcile.add_argument("--db-url", help=f"database URL (default: ${DB_URL_ENV} or SQLite)")
+    reconcile.add_argument("--json", action="store_true", help="print one JSON line")
+    reconcile.add_argument(
+        "--csv", metavar="FILE", type=Path, help="also write the day's ledger entries as CSV"
+    )
+    reconcile.set_defaults(func=_reconcile)

@@ -43,6 +43,7 @@ __all__ = [
     "Acquire",
     "AcquireDecision",
     "CheckpointIndex",
+    "ClaimIndex",
     "CoinIndexView",
     "CoinRecordView",
     "CoinState",
@@ -247,6 +248,16 @@ class DrawWindow:
 
 
 @dataclass(frozen=True)
+class ClaimIndex:
+    """An accepted claim of the open ``epoch`` reaches ``at``: a checkpoint that
+    does not renew the lease (protocol.md, "Redemption")."""
+
+    vendor_id: str
+    epoch: int
+    at: IndexedWord
+
+
+@dataclass(frozen=True)
 class Freeze:
     """Loss reported: no new custody, holders refuse the coin."""
 
@@ -268,6 +279,7 @@ CustodyEvent = (
     | RenewLease
     | IssueHandOffGrant
     | CheckpointIndex
+    | ClaimIndex
     | HandOff
     | Reclaim
     | DrawWindow
@@ -284,6 +296,7 @@ _ALLOWED: dict[CoinState, frozenset[type[CustodyEvent]]] = {
             RenewLease,
             IssueHandOffGrant,
             CheckpointIndex,
+            ClaimIndex,
             HandOff,
             Reclaim,
             DrawWindow,
@@ -362,6 +375,9 @@ def transition(coin: CoinRecordView, event: CustodyEvent) -> CoinRecordView:
                 latest=latest_known_word(coin.latest, at),
                 lease_expires_ms=max(lease, coin.lease_expires_ms or 0),
             )
+        case ClaimIndex(vendor_id=vendor_id, epoch=epoch, at=at):
+            _require_holder(coin, vendor_id, epoch)
+            new = replace(coin, latest=latest_known_word(coin.latest, at))
         case HandOff(
             from_vendor=from_vendor,
             to_vendor=to_vendor,
@@ -658,6 +674,10 @@ DEMO_FUNDING_OWNER = "bank:demo-funding"
 class AccountKind(enum.StrEnum):
     READER_BANK = "reader_bank"  # a reader's account at the (demo) bank
     BROKER_FLOAT = "broker_float"  # money the broker holds for outstanding coins
+    VENDOR_PAYABLE = "vendor_payable"  # redeemed, owed to a vendor until paid out
+    VENDOR_BANK = "vendor_bank"  # a vendor's account at the (demo) bank
+    READER_REFUND = "reader_refund"  # owed back to a reader (window credits, refunds)
+    BROKER_LOSS = "broker_loss"  # the broker's losses (disputes); negative = lost
     EXTERNAL = "external"  # outside the books: the demo bank's funding source
 
 
@@ -678,6 +698,22 @@ class AccountRef:
     @classmethod
     def demo_funding(cls, currency: str) -> AccountRef:
         return cls(AccountKind.EXTERNAL, DEMO_FUNDING_OWNER, currency)
+
+    @classmethod
+    def vendor_payable(cls, vendor_id: str, currency: str) -> AccountRef:
+        return cls(AccountKind.VENDOR_PAYABLE, vendor_id, currency)
+
+    @classmethod
+    def vendor_bank(cls, vendor_id: str, currency: str) -> AccountRef:
+        return cls(AccountKind.VENDOR_BANK, vendor_id, currency)
+
+    @classmethod
+    def reader_refund(cls, reader_id: str, currency: str) -> AccountRef:
+        return cls(AccountKind.READER_REFUND, reader_id, currency)
+
+    @classmethod
+    def broker_loss(cls, currency: str) -> AccountRef:
+        return cls(AccountKind.BROKER_LOSS, "broker", currency)
 
 
 @dataclass(frozen=True)

@@ -78,6 +78,7 @@ def _custody_grant(view: CustodyGrantView) -> bpb.CustodyGrant:
         lease_ttl_s=view.lease_ttl_s,
         max_skew_s=view.max_skew_s,
         holder=view.holder,
+        refund_pending_units=view.refund_pending_units,
     )
 
 
@@ -195,6 +196,22 @@ class BrokerServicer(broker_pb2_grpc.BrokerServicer):
         return bpb.ListCoinsResponse(coins=[_coin_status(view) for view in coins])
 
     @maps_errors
+    def FreezeCoin(  # noqa: N802
+        self, request: bpb.FreezeCoinRequest, context: grpc.ServicerContext
+    ) -> bpb.CoinStatus:
+        reader_id = self._reader(context)
+        view = self._services.freeze_coin(request.ecoin_id, frozen=True, reader_id=reader_id)
+        return _coin_status(view)
+
+    @maps_errors
+    def UnfreezeCoin(  # noqa: N802
+        self, request: bpb.UnfreezeCoinRequest, context: grpc.ServicerContext
+    ) -> bpb.CoinStatus:
+        reader_id = self._reader(context)
+        view = self._services.freeze_coin(request.ecoin_id, frozen=False, reader_id=reader_id)
+        return _coin_status(view)
+
+    @maps_errors
     def GetAccount(  # noqa: N802
         self, request: bpb.GetAccountRequest, context: grpc.ServicerContext
     ) -> bpb.GetAccountResponse:
@@ -238,7 +255,10 @@ class BrokerServicer(broker_pb2_grpc.BrokerServicer):
         self, request: bpb.RecordHandoffRequest, context: grpc.ServicerContext
     ) -> bpb.CustodyGrant:
         vendor_id = self._vendor(context)
-        return _custody_grant(self._services.record_handoff(vendor_id, request.coin_index))
+        credit = request.window_credit if request.HasField("window_credit") else None
+        return _custody_grant(
+            self._services.record_handoff(vendor_id, request.coin_index, window_credit=credit)
+        )
 
     @maps_errors
     def Reclaim(  # noqa: N802
@@ -264,11 +284,52 @@ class BrokerServicer(broker_pb2_grpc.BrokerServicer):
                     status=_CHECKPOINT[item.status],
                     detail=item.detail[:500],
                     acknowledged_index=item.acknowledged_index,
+                    revoked=item.revoked,
                 )
                 for item in outcome.results
             ],
             lease_ttl_s=outcome.lease_ttl_s,
             max_skew_s=outcome.max_skew_s,
+        )
+
+    # -- money -------------------------------------------------------------------------
+
+    @maps_errors
+    def Redeem(  # noqa: N802
+        self, request: bpb.RedeemRequest, context: grpc.ServicerContext
+    ) -> bpb.RedeemResponse:
+        vendor_id = self._vendor(context)
+        return self._services.redemption.redeem(vendor_id, request)
+
+    @maps_errors
+    def History(  # noqa: N802
+        self, request: bpb.HistoryRequest, context: grpc.ServicerContext
+    ) -> bpb.HistoryResponse:
+        reader_id, vendor_id = self._services.authenticate_any(_token(context))
+        items = self._services.redemption.history(
+            reader_id=reader_id,
+            vendor_id=vendor_id,
+            ecoin_id=request.ecoin_id,
+            limit=request.limit,
+            before_ms=request.before_ms,
+        )
+        return bpb.HistoryResponse(
+            entries=[
+                bpb.HistoryEntry(
+                    time_ms=h.time_ms,
+                    kind=h.kind,
+                    ecoin_id=h.ecoin_id,
+                    vendor_id=h.vendor_id,
+                    item_id=h.item_id,
+                    epoch=h.epoch,
+                    from_index=h.from_index,
+                    to_index=h.to_index,
+                    amount_minor=h.amount_minor,
+                    currency=h.currency,
+                    batch_id=h.batch_id,
+                )
+                for h in items
+            ]
         )
 
     # -- server-side wallets ---------------------------------------------------------

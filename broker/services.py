@@ -60,6 +60,7 @@ from broker.portal import (
     check_email,
     check_profile_name,
 )
+from broker.redemption import RedemptionService, keep_window_credit, parse_window_credit
 from broker.seedvault import PEBBLE_EVERY, SeedVault
 from broker.storage import (
     BrokerStore,
@@ -261,6 +262,8 @@ class CustodyGrantView:
     lease_ttl_s: int
     max_skew_s: int
     holder: str
+    # Window-credit units of the coin on their way back to the reader.
+    refund_pending_units: int = 0
 
 
 @dataclass(frozen=True)
@@ -277,6 +280,7 @@ class CheckpointItem:
     status: CheckpointStatus
     detail: str
     acknowledged_index: int
+    revoked: bool = False  # the coin is frozen: the holder refuses it at once
 
 
 @dataclass(frozen=True)
@@ -494,6 +498,8 @@ class BrokerServices:
         self._hasher = password_hasher or default_password_hasher()
         # None: this broker sells no server-side coins (no wallet data key).
         self._vault = seed_vault
+        # Redeem, History and the window credits kept with hand-offs.
+        self.redemption = RedemptionService(store, limits=limits, clock=clock)
         # The web portal's base URL, set once it serves ("" without a portal).
         self.portal_url = ""
         # Verified against for unknown usernames, so both paths cost the same.
@@ -1217,14 +1223,21 @@ class BrokerServices:
             coins = repos.coins.list_for_owner(reader_id, MAX_LISTED_COINS)
         return [self._status(stored, now_ms) for stored in coins]
 
-    def freeze_coin(self, ecoin_id: str, *, frozen: bool = True) -> CoinStatusView:
-        """Set or clear the frozen flag (loss reporting)."""
+    def freeze_coin(
+        self, ecoin_id: str, *, frozen: bool = True, reader_id: str | None = None
+    ) -> CoinStatusView:
+        """Set or clear the frozen flag (loss reporting); only the owner when ``reader_id``
+        is given. Idempotent."""
         check_ecoin_id(ecoin_id)
         with self.store.begin() as repos:
             stored = self._coin_for_update(repos, ecoin_id)
-            after = transition(stored.view, Freeze() if frozen else Unfreeze())
-            repos.coins.apply(stored.view, after)
-            repos.commit()
+            if reader_id is not None and stored.owner != reader_id:
+                raise NotFound(f"no coin {ecoin_id}")
+            after = stored.view
+            if stored.view.frozen != frozen:
+                after = transition(stored.view, Freeze() if frozen else Unfreeze())
+                repos.coins.apply(stored.view, after)
+                repos.commit()
         return self._status(
             StoredCoin(after, stored.owner, stored.currency, stored.wallet_kind, stored.touchstone),
             self.clock.now_ms(),
@@ -1238,7 +1251,7 @@ class BrokerServices:
             raise NotFound(f"no coin {ecoin_id}")
         return stored
 
-    def _grant(self, stored: StoredCoin, epoch: EpochView) -> CustodyGrantView:
+    def _grant(self, repos: Repos, stored: StoredCoin, epoch: EpochView) -> CustodyGrantView:
         return CustodyGrantView(
             ecoin_id=stored.view.ecoin_id,
             epoch=epoch.epoch,
@@ -1247,6 +1260,7 @@ class BrokerServices:
             lease_ttl_s=self.limits.lease_ttl_s,
             max_skew_s=self.limits.max_skew_s,
             holder=epoch.holder,
+            refund_pending_units=repos.redemption.pending_refund_units(stored.view.ecoin_id),
         )
 
     def _bound_units(self, coin: CoinRecordView) -> int:
@@ -1306,8 +1320,9 @@ class BrokerServices:
             )
             if decision is AcquireDecision.RENEW:
                 current = self._renew(repos, stored, caller, now_ms)
+                granted = self._grant(repos, stored, current)
                 repos.commit()
-                return self._grant(stored, current)
+                return granted
             if decision is AcquireDecision.GRANT:
                 after = transition(coin, Acquire(caller, now_ms, self._lease_expires_ms(now_ms)))
                 repos.coins.apply(coin, after)
@@ -1319,8 +1334,9 @@ class BrokerServices:
                     opened_from=None,
                 )
                 repos.coins.open_epoch(ecoin_id, opened, now_ms)
+                granted = self._grant(repos, stored, opened)
                 repos.commit()
-                return self._grant(stored, opened)
+                return granted
             assert decision is AcquireDecision.HANDOFF and coin.holder is not None
             holder_row = repos.vendors.get(coin.holder)
             if holder_row is None or holder_row.certificate is None:
@@ -1377,8 +1393,33 @@ class BrokerServices:
             issued_at_ms=msg.issued_at_ms,
         )
 
-    def record_handoff(self, caller: str, coin_index: pb.Envelope) -> CustodyGrantView:
-        """RecordHandoff (step 2): close the holder's epoch, open epoch + 1 for the caller."""
+    def _keep_handoff_credit(
+        self, repos: Repos, index: CoinIndexView, credit: pb.Envelope, now_ms: int
+    ) -> None:
+        """The WindowCredit that came with a hand-off's CoinIndex: kept for the reader."""
+        key = repos.vendors.public_key(index.vendor_id)
+        assert key is not None  # the CoinIndex was verified with it
+        view = parse_window_credit(credit, key)
+        if (view.vendor_id, view.ecoin_id, view.epoch) != (
+            index.vendor_id,
+            index.ecoin_id,
+            index.epoch,
+        ):
+            raise InvalidArgument("the window credit is for another coin, epoch or vendor")
+        if view.window_top != index.at.index:
+            raise InvalidArgument("the window credit's top is not the CoinIndex's index")
+        epoch = repos.coins.epoch(index.ecoin_id, index.epoch)
+        if epoch is None:
+            raise PreconditionFailed(f"no epoch {index.epoch}")
+        keep_window_credit(repos, view, credit, epoch, now_ms)
+
+    def record_handoff(
+        self, caller: str, coin_index: pb.Envelope, window_credit: pb.Envelope | None = None
+    ) -> CustodyGrantView:
+        """RecordHandoff (step 2): close the holder's epoch, open epoch + 1 for the caller.
+
+        ``window_credit`` (the one the holder returned with the CoinIndex) is
+        kept for the reader in the same transaction."""
         now_ms = self.clock.now_ms()
         with self.store.begin() as repos:
             index = self._open_coin_index(coin_index, self._vendor_key_lookup(repos))
@@ -1390,9 +1431,12 @@ class BrokerServices:
             coin = stored.view
             current = self._current_epoch(repos, coin)
             if current is not None and handoff_is_repeat(coin, current, caller, index):
+                if window_credit is not None:
+                    self._keep_handoff_credit(repos, index, window_credit, now_ms)
                 self._renew(repos, stored, caller, now_ms)
+                granted = self._grant(repos, stored, current)
                 repos.commit()
-                return self._grant(stored, current)
+                return granted
             if index.epoch != coin.epoch or not coin.holds(index.vendor_id):
                 raise PreconditionFailed(
                     f"epoch {index.epoch} of {index.vendor_id} is not the coin's current "
@@ -1413,8 +1457,11 @@ class BrokerServices:
             opened = self._switch_epoch(
                 repos, coin, after, index.at, EpochOpening.HANDOFF, index.vendor_id, now_ms
             )
+            if window_credit is not None:
+                self._keep_handoff_credit(repos, index, window_credit, now_ms)
+            granted = self._grant(repos, stored, opened)
             repos.commit()
-        return self._grant(stored, opened)
+        return granted
 
     def reclaim(
         self, caller: str, ecoin_id: str, epoch: int, coin_index: pb.Envelope
@@ -1436,8 +1483,9 @@ class BrokerServices:
             current = self._current_epoch(repos, coin)
             if current is not None and reclaim_is_repeat(coin, current, caller, epoch, index):
                 self._renew(repos, stored, caller, now_ms)
+                granted = self._grant(repos, stored, current)
                 repos.commit()
-                return self._grant(stored, current)
+                return granted
             if epoch != coin.epoch or not coin.holds(caller):
                 raise PreconditionFailed(
                     f"epoch {epoch} is no longer current (the coin is at epoch {coin.epoch})"
@@ -1456,8 +1504,9 @@ class BrokerServices:
             opened = self._switch_epoch(
                 repos, coin, after, index.at, EpochOpening.RECLAIM, caller, now_ms
             )
+            granted = self._grant(repos, stored, opened)
             repos.commit()
-        return self._grant(stored, opened)
+        return granted
 
     def _switch_epoch(
         self,
@@ -1539,6 +1588,7 @@ class BrokerServices:
                 CheckpointStatus.REJECTED,
                 "revoked: the coin is frozen",
                 coin.latest.index,
+                revoked=True,
             )
         try:
             check_index_advance(coin, index.at, self._bound_units(coin))

@@ -52,8 +52,11 @@ __all__ = [
     "AccountRow",
     "Base",
     "BrokerStore",
+    "ClaimRangeRow",
+    "ClaimRow",
     "CoinRow",
     "CustodyEpochRow",
+    "DisputeRow",
     "EntryRow",
     "LoginFailureRow",
     "PaymentInstrumentRow",
@@ -63,16 +66,23 @@ __all__ = [
     "ReaderProfileRow",
     "ReaderRow",
     "ReaderTokenRow",
+    "RedemptionBatchRow",
+    "RedemptionRepo",
     "Repos",
     "ServerWalletRow",
+    "StoredClaim",
     "StoredCoin",
+    "StoredCredit",
+    "StoredRange",
     "TransactionRow",
+    "VendorRefundRow",
     "VendorRow",
     "WalletCodeRow",
     "WalletGrantRow",
     "WalletRepo",
     "WalletSessionRow",
     "WalletSigninFailureRow",
+    "WindowCreditRow",
 ]
 
 
@@ -346,6 +356,120 @@ class WalletSessionRow(Base):
     ecoin_id: Mapped[str] = mapped_column(ForeignKey("coins.ecoin_id"), index=True)
     created_at_ms: Mapped[int] = mapped_column(BigInteger)
     expires_at_ms: Mapped[int] = mapped_column(BigInteger, index=True)
+
+
+# -- redemption ------------------------------------------------------------------------
+
+
+class RedemptionBatchRow(Base):
+    """Redeem idempotency: the first reply per (vendor, batch id)."""
+
+    __tablename__ = "redemption_batches"
+    __table_args__ = (UniqueConstraint("vendor_id", "batch_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    vendor_id: Mapped[str] = mapped_column(String(32))
+    batch_id: Mapped[str] = mapped_column(String(64))
+    request_sha256: Mapped[bytes] = mapped_column(LargeBinary(32))
+    # Serialized RedeemResponse, returned byte for byte on a retry.
+    response: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at_ms: Mapped[int] = mapped_column(BigInteger, index=True)
+
+
+class ClaimRow(Base):
+    """An accepted claim: the span (from, to] of one epoch is paid (never twice)."""
+
+    __tablename__ = "claims"
+    __table_args__ = (UniqueConstraint("ecoin_id", "epoch", "to_index"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    batch_row_id: Mapped[int] = mapped_column(ForeignKey("redemption_batches.id"), index=True)
+    vendor_id: Mapped[str] = mapped_column(String(32), index=True)
+    ecoin_id: Mapped[str] = mapped_column(ForeignKey("coins.ecoin_id"), index=True)
+    epoch: Mapped[int] = mapped_column(BigInteger)
+    from_index: Mapped[int] = mapped_column(Integer)
+    to_index: Mapped[int] = mapped_column(Integer)
+    payword: Mapped[bytes] = mapped_column(LargeBinary(32))
+    paid_units: Mapped[int] = mapped_column(Integer)
+    refund_units: Mapped[int] = mapped_column(Integer)
+    void_units: Mapped[int] = mapped_column(Integer)
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    # Serialized Envelope(Claim): the vendor's signed evidence.
+    claim: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at_ms: Mapped[int] = mapped_column(BigInteger, index=True)
+
+
+class ClaimRangeRow(Base):
+    """One Receipt range of an accepted claim: the reader's per-click history."""
+
+    __tablename__ = "claim_ranges"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    claim_id: Mapped[int] = mapped_column(ForeignKey("claims.id"), index=True)
+    ecoin_id: Mapped[str] = mapped_column(String(32), index=True)
+    from_index: Mapped[int] = mapped_column(Integer)
+    to_index: Mapped[int] = mapped_column(Integer)
+    item_id: Mapped[str] = mapped_column(String(64))
+    time_ms: Mapped[int] = mapped_column(BigInteger)
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+
+
+class WindowCreditRow(Base):
+    """A vendor's signed WindowCredit: its refund goes back to the reader once netted."""
+
+    __tablename__ = "window_credits"
+    __table_args__ = (UniqueConstraint("ecoin_id", "epoch", "window_top"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    vendor_id: Mapped[str] = mapped_column(String(32))
+    ecoin_id: Mapped[str] = mapped_column(ForeignKey("coins.ecoin_id"), index=True)
+    epoch: Mapped[int] = mapped_column(BigInteger)
+    window_top: Mapped[int] = mapped_column(Integer)
+    consumed_index: Mapped[int] = mapped_column(Integer)
+    refund_units: Mapped[int] = mapped_column(Integer)
+    # Serialized Envelope(WindowCredit).
+    credit: Mapped[bytes] = mapped_column(LargeBinary)
+    received_at_ms: Mapped[int] = mapped_column(BigInteger)
+    # The claim that netted it (its refund was then credited to the reader).
+    claim_id: Mapped[int | None] = mapped_column(ForeignKey("claims.id"), default=None)
+
+
+class VendorRefundRow(Base):
+    """A netted VendorRefund (goods returned): unique per (vendor, refund id)."""
+
+    __tablename__ = "vendor_refunds"
+    __table_args__ = (UniqueConstraint("vendor_id", "refund_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    vendor_id: Mapped[str] = mapped_column(String(32))
+    refund_id: Mapped[str] = mapped_column(String(64))
+    ecoin_id: Mapped[str] = mapped_column(ForeignKey("coins.ecoin_id"), index=True)
+    receipt_to_index: Mapped[int] = mapped_column(Integer)
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    refund: Mapped[bytes] = mapped_column(LargeBinary)
+    batch_row_id: Mapped[int] = mapped_column(ForeignKey("redemption_batches.id"))
+    created_at_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class DisputeRow(Base):
+    """A claim overlapping words already paid: both sides' evidence, for the operator."""
+
+    __tablename__ = "disputes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    vendor_id: Mapped[str] = mapped_column(String(32))
+    ecoin_id: Mapped[str] = mapped_column(String(32), index=True)
+    epoch: Mapped[int] = mapped_column(BigInteger)
+    from_index: Mapped[int] = mapped_column(Integer)
+    to_index: Mapped[int] = mapped_column(Integer)
+    # Serialized Envelope(Claim): the refused claim, signed by its vendor.
+    claim: Mapped[bytes] = mapped_column(LargeBinary)
+    # The claims already paid that it overlaps (ids in `claims`, comma-separated).
+    overlaps: Mapped[str] = mapped_column(String(400))
+    detail: Mapped[str] = mapped_column(String(400))
+    created_at_ms: Mapped[int] = mapped_column(BigInteger, index=True)
 
 
 # -- repositories -------------------------------------------------------------------
@@ -776,6 +900,13 @@ class PurchaseRepo:
             )
         ).first()
 
+    def of_coins(self, ecoin_ids: Sequence[str]) -> list[PurchaseRow]:
+        if not ecoin_ids:
+            return []
+        return list(
+            self._s.scalars(select(PurchaseRow).where(PurchaseRow.ecoin_id.in_(list(ecoin_ids))))
+        )
+
     def add(self, row: PurchaseRow) -> None:
         self._s.add(row)
         self._s.flush()
@@ -1027,6 +1158,324 @@ class WalletRepo:
         )
 
 
+@dataclass(frozen=True)
+class StoredClaim:
+    claim_id: int
+    vendor_id: str
+    ecoin_id: str
+    epoch: int
+    from_index: int
+    to_index: int
+    paid_units: int
+    refund_units: int
+    void_units: int
+    amount_minor: int
+    currency: str
+    created_at_ms: int
+    batch_id: str
+
+
+@dataclass(frozen=True)
+class StoredRange:
+    claim_id: int
+    vendor_id: str
+    ecoin_id: str
+    epoch: int
+    from_index: int
+    to_index: int
+    item_id: str
+    time_ms: int
+    amount_minor: int
+    currency: str
+
+
+@dataclass(frozen=True)
+class StoredCredit:
+    vendor_id: str
+    ecoin_id: str
+    epoch: int
+    window_top: int
+    consumed_index: int
+    refund_units: int
+    received_at_ms: int
+    claim_id: int | None
+
+
+class RedemptionRepo:
+    """Batches, claims, their ranges, window credits and vendor refunds."""
+
+    def __init__(self, session: Session) -> None:
+        self._s = session
+
+    def batch(self, vendor_id: str, batch_id: str) -> RedemptionBatchRow | None:
+        return self._s.scalars(
+            select(RedemptionBatchRow).where(
+                RedemptionBatchRow.vendor_id == vendor_id,
+                RedemptionBatchRow.batch_id == batch_id,
+            )
+        ).first()
+
+    def add_batch(self, vendor_id: str, batch_id: str, request_sha256: bytes, now_ms: int) -> int:
+        row = RedemptionBatchRow(
+            vendor_id=vendor_id,
+            batch_id=batch_id,
+            request_sha256=request_sha256,
+            response=b"",
+            created_at_ms=now_ms,
+        )
+        self._s.add(row)
+        self._s.flush()
+        return row.id
+
+    def finish_batch(self, batch_row_id: int, response: bytes) -> None:
+        self._s.execute(
+            update(RedemptionBatchRow)
+            .where(RedemptionBatchRow.id == batch_row_id)
+            .values(response=response)
+            .execution_options(synchronize_session=False)
+        )
+
+    def paid_spans(self, ecoin_id: str) -> list[tuple[int, int, int]]:
+        """``(epoch, from, to)`` of every accepted claim of the coin."""
+        rows = self._s.execute(
+            select(ClaimRow.epoch, ClaimRow.from_index, ClaimRow.to_index)
+            .where(ClaimRow.ecoin_id == ecoin_id)
+            .order_by(ClaimRow.from_index)
+        ).all()
+        return [(int(e), int(f), int(t)) for e, f, t in rows]
+
+    def overlapping_claims(self, ecoin_id: str, from_index: int, to_index: int) -> list[int]:
+        return list(
+            self._s.scalars(
+                select(ClaimRow.id).where(
+                    ClaimRow.ecoin_id == ecoin_id,
+                    ClaimRow.from_index < to_index,
+                    ClaimRow.to_index > from_index,
+                )
+            )
+        )
+
+    def add_dispute(self, row: DisputeRow) -> None:
+        self._s.add(row)
+        self._s.flush()
+
+    def claimed_words(self, ecoin_id: str) -> list[IndexedWord]:
+        rows = self._s.execute(
+            select(ClaimRow.to_index, ClaimRow.payword).where(ClaimRow.ecoin_id == ecoin_id)
+        ).all()
+        return [IndexedWord(int(i), bytes(w)) for i, w in rows]
+
+    def add_claim(self, row: ClaimRow, ranges: Sequence[ClaimRangeRow]) -> int:
+        self._s.add(row)
+        self._s.flush()
+        for r in ranges:
+            r.claim_id = row.id
+            self._s.add(r)
+        self._s.flush()
+        return row.id
+
+    def credits(self, ecoin_id: str, epoch: int) -> list[StoredCredit]:
+        rows = self._s.scalars(
+            select(WindowCreditRow)
+            .where(WindowCreditRow.ecoin_id == ecoin_id, WindowCreditRow.epoch == epoch)
+            .order_by(WindowCreditRow.window_top)
+        )
+        return [_credit(row) for row in rows]
+
+    def add_credit(self, row: WindowCreditRow) -> bool:
+        """Keep a credit once; False when one with its (coin, epoch, top) is already kept
+        (the caller compares the two)."""
+        found = self._s.scalars(
+            select(WindowCreditRow).where(
+                WindowCreditRow.ecoin_id == row.ecoin_id,
+                WindowCreditRow.epoch == row.epoch,
+                WindowCreditRow.window_top == row.window_top,
+            )
+        ).first()
+        if found is not None:
+            return False
+        self._s.add(row)
+        self._s.flush()
+        return True
+
+    def credit_at(self, ecoin_id: str, epoch: int, window_top: int) -> StoredCredit | None:
+        row = self._s.scalars(
+            select(WindowCreditRow).where(
+                WindowCreditRow.ecoin_id == ecoin_id,
+                WindowCreditRow.epoch == epoch,
+                WindowCreditRow.window_top == window_top,
+            )
+        ).first()
+        return None if row is None else _credit(row)
+
+    def net_credit(self, ecoin_id: str, epoch: int, window_top: int, claim_id: int) -> None:
+        result = self._s.execute(
+            update(WindowCreditRow)
+            .where(
+                WindowCreditRow.ecoin_id == ecoin_id,
+                WindowCreditRow.epoch == epoch,
+                WindowCreditRow.window_top == window_top,
+                WindowCreditRow.claim_id.is_(None),
+            )
+            .values(claim_id=claim_id)
+            .execution_options(synchronize_session=False)
+        )
+        if _rowcount(result) != 1:
+            raise Conflict("the window credit was netted meanwhile")
+
+    def pending_refund_units(self, ecoin_id: str) -> int:
+        """Units of the coin's kept window credits (netted or not): on their way back."""
+        total = self._s.scalar(
+            select(func.coalesce(func.sum(WindowCreditRow.refund_units), 0)).where(
+                WindowCreditRow.ecoin_id == ecoin_id
+            )
+        )
+        return int(total or 0)
+
+    def refund(self, vendor_id: str, refund_id: str) -> VendorRefundRow | None:
+        return self._s.scalars(
+            select(VendorRefundRow).where(
+                VendorRefundRow.vendor_id == vendor_id, VendorRefundRow.refund_id == refund_id
+            )
+        ).first()
+
+    def refunded_for_receipt(self, vendor_id: str, ecoin_id: str, receipt_to_index: int) -> int:
+        total = self._s.scalar(
+            select(func.coalesce(func.sum(VendorRefundRow.amount_minor), 0)).where(
+                VendorRefundRow.vendor_id == vendor_id,
+                VendorRefundRow.ecoin_id == ecoin_id,
+                VendorRefundRow.receipt_to_index == receipt_to_index,
+            )
+        )
+        return int(total or 0)
+
+    def add_refund(self, row: VendorRefundRow) -> None:
+        self._s.add(row)
+        self._s.flush()
+
+    def claimed_range(self, vendor_id: str, ecoin_id: str, to_index: int) -> StoredRange | None:
+        """The claimed Receipt range of ``vendor_id`` ending at ``to_index``."""
+        found = self.ranges(ecoin_ids=[ecoin_id], vendor_id=vendor_id, to_index=to_index)
+        return found[0] if found else None
+
+    def ranges(
+        self,
+        *,
+        ecoin_ids: Sequence[str],
+        vendor_id: str | None = None,
+        to_index: int | None = None,
+        before_ms: int | None = None,
+        limit: int = 1000,
+    ) -> list[StoredRange]:
+        """Claimed Receipt ranges of the coins, newest first."""
+        if not ecoin_ids:
+            return []
+        stmt = (
+            select(ClaimRangeRow, ClaimRow.vendor_id, ClaimRow.epoch, ClaimRow.currency)
+            .join(ClaimRow, ClaimRow.id == ClaimRangeRow.claim_id)
+            .where(ClaimRangeRow.ecoin_id.in_(list(ecoin_ids)))
+        )
+        if vendor_id is not None:
+            stmt = stmt.where(ClaimRow.vendor_id == vendor_id)
+        if to_index is not None:
+            stmt = stmt.where(ClaimRangeRow.to_index == to_index)
+        if before_ms is not None:
+            stmt = stmt.where(ClaimRangeRow.time_ms < before_ms)
+        stmt = stmt.order_by(ClaimRangeRow.time_ms.desc(), ClaimRangeRow.id.desc()).limit(limit)
+        return [
+            StoredRange(
+                claim_id=r.claim_id,
+                vendor_id=vendor,
+                ecoin_id=r.ecoin_id,
+                epoch=int(epoch),
+                from_index=r.from_index,
+                to_index=r.to_index,
+                item_id=r.item_id,
+                time_ms=r.time_ms,
+                amount_minor=r.amount_minor,
+                currency=currency,
+            )
+            for r, vendor, epoch, currency in self._s.execute(stmt).all()
+        ]
+
+    def claims(
+        self,
+        *,
+        vendor_id: str | None = None,
+        ecoin_ids: Sequence[str] | None = None,
+        before_ms: int | None = None,
+        limit: int = 1000,
+    ) -> list[StoredClaim]:
+        stmt = select(ClaimRow, RedemptionBatchRow.batch_id).join(
+            RedemptionBatchRow, RedemptionBatchRow.id == ClaimRow.batch_row_id
+        )
+        if vendor_id is not None:
+            stmt = stmt.where(ClaimRow.vendor_id == vendor_id)
+        if ecoin_ids is not None:
+            stmt = stmt.where(ClaimRow.ecoin_id.in_(list(ecoin_ids)))
+        if before_ms is not None:
+            stmt = stmt.where(ClaimRow.created_at_ms < before_ms)
+        stmt = stmt.order_by(ClaimRow.created_at_ms.desc(), ClaimRow.id.desc()).limit(limit)
+        return [
+            StoredClaim(
+                claim_id=row.id,
+                vendor_id=row.vendor_id,
+                ecoin_id=row.ecoin_id,
+                epoch=row.epoch,
+                from_index=row.from_index,
+                to_index=row.to_index,
+                paid_units=row.paid_units,
+                refund_units=row.refund_units,
+                void_units=row.void_units,
+                amount_minor=row.amount_minor,
+                currency=row.currency,
+                created_at_ms=row.created_at_ms,
+                batch_id=batch_id,
+            )
+            for row, batch_id in self._s.execute(stmt).all()
+        ]
+
+    def redeemed_totals(self) -> dict[str, int]:
+        """Per currency, what accepted claims paid vendors (before vendor refunds)."""
+        rows = self._s.execute(
+            select(ClaimRow.currency, func.sum(ClaimRow.amount_minor)).group_by(ClaimRow.currency)
+        ).all()
+        return {str(c): int(t or 0) for c, t in rows}
+
+    def vendor_refund_totals(self) -> dict[str, int]:
+        rows = self._s.execute(
+            select(VendorRefundRow.currency, func.sum(VendorRefundRow.amount_minor)).group_by(
+                VendorRefundRow.currency
+            )
+        ).all()
+        return {str(c): int(t or 0) for c, t in rows}
+
+    def netted_credit_totals(self) -> dict[str, int]:
+        """Per currency, the value of window credits netted into accepted claims."""
+        rows = self._s.execute(
+            select(
+                CoinRow.currency, func.sum(WindowCreditRow.refund_units * CoinRow.unit_value_minor)
+            )
+            .join(CoinRow, CoinRow.ecoin_id == WindowCreditRow.ecoin_id)
+            .where(WindowCreditRow.claim_id.is_not(None))
+            .group_by(CoinRow.currency)
+        ).all()
+        return {str(c): int(t or 0) for c, t in rows}
+
+
+def _credit(row: WindowCreditRow) -> StoredCredit:
+    return StoredCredit(
+        vendor_id=row.vendor_id,
+        ecoin_id=row.ecoin_id,
+        epoch=row.epoch,
+        window_top=row.window_top,
+        consumed_index=row.consumed_index,
+        refund_units=row.refund_units,
+        received_at_ms=row.received_at_ms,
+        claim_id=row.claim_id,
+    )
+
+
 class Repos:
     """The repositories of one unit of work; ``commit()`` makes it durable."""
 
@@ -1039,6 +1488,7 @@ class Repos:
         self.purchases = PurchaseRepo(session)
         self.portal = PortalRepo(session)
         self.wallets = WalletRepo(session)
+        self.redemption = RedemptionRepo(session)
 
     def commit(self) -> None:
         self.session.commit()
@@ -1055,9 +1505,9 @@ class BrokerStore:
         Base.metadata.create_all(self.engine)
 
     @contextmanager
-    def begin(self) -> Iterator[Repos]:
+    def begin(self, *, read_only: bool = False) -> Iterator[Repos]:
         """One unit of work. A duplicate key anywhere inside becomes AlreadyExists."""
-        with self._uow() as session:
+        with self._uow(read_only=read_only) as session:
             try:
                 yield Repos(session)
             except IntegrityError as exc:

@@ -24,6 +24,7 @@ from netpay.v1 import statements_pb2 as pb
 __all__ = ["DEFAULT_TIMEOUT_S", "GrpcBrokerClient"]
 
 DEFAULT_TIMEOUT_S = 5.0
+REDEEM_TIMEOUT_S = 120.0
 R = TypeVar("R", bound=Message)
 
 
@@ -60,7 +61,13 @@ class GrpcBrokerClient:
             self._stub = None
 
     def _call(
-        self, name: str, request: Message, reply_type: type[R], *, authenticated: bool = True
+        self,
+        name: str,
+        request: Message,
+        reply_type: type[R],
+        *,
+        authenticated: bool = True,
+        timeout_s: float | None = None,
     ) -> R:
         metadata: list[tuple[str, str]] = []
         if authenticated:
@@ -69,7 +76,7 @@ class GrpcBrokerClient:
             metadata = bearer_metadata(self.token)
         method = getattr(self._broker(), name)
         try:
-            reply = method(request, metadata=metadata, timeout=self._timeout_s)
+            reply = method(request, metadata=metadata, timeout=timeout_s or self._timeout_s)
         except grpc.RpcError as exc:
             raise from_rpc_error(exc, unavailable=BrokerUnavailable) from None
         if not isinstance(reply, reply_type):  # pragma: no cover - generated code guarantees it
@@ -117,12 +124,18 @@ class GrpcBrokerClient:
             broker_pb2.AcquireCoinResponse,
         )
 
-    def record_handoff(self, coin_index: pb.Envelope) -> broker_pb2.CustodyGrant:
+    def record_handoff(
+        self, coin_index: pb.Envelope, window_credit: pb.Envelope | None = None
+    ) -> broker_pb2.CustodyGrant:
         return self._call(
             "RecordHandoff",
-            broker_pb2.RecordHandoffRequest(coin_index=coin_index),
+            broker_pb2.RecordHandoffRequest(coin_index=coin_index, window_credit=window_credit),
             broker_pb2.CustodyGrant,
         )
+
+    def redeem(self, request: broker_pb2.RedeemRequest) -> broker_pb2.RedeemResponse:
+        """``Broker.Redeem``: a batch may take the broker seconds of hashing."""
+        return self._call("Redeem", request, broker_pb2.RedeemResponse, timeout_s=REDEEM_TIMEOUT_S)
 
     def reclaim(
         self, ecoin_id: str, epoch: int, coin_index: pb.Envelope

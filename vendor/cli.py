@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import sys
 from pathlib import Path
 
 from netpay.ready import install_stop_handlers, print_ready
-from vendor.server import VendorConfig, start_vendor
+from vendor.redemption import DEFAULT_REDEEM_AT
+from vendor.server import VendorConfig, redeem_now, start_vendor
 
 __all__ = ["add_commands"]
 
@@ -16,6 +19,13 @@ log = logging.getLogger(__name__)
 VENDOR_EPILOG = """examples:
   netpay vendor serve --data-dir /tmp/v1 --broker 127.0.0.1:7000 --enroll TOKEN
   netpay vendor serve --data-dir /tmp/v1 --name "The Chain Gazette" --workers 4
+  netpay vendor redeem --data-dir /tmp/v1 --json
+"""
+
+REDEEM_EPILOG = """examples:
+  netpay vendor redeem --data-dir /tmp/v1
+  netpay vendor redeem --data-dir /tmp/v1 --json
+  # {"accepted": 3, "batches": [...], "paid_minor": {"EUR": 42}, "pending": 0, "rejected": 0}
 """
 
 SERVE_EPILOG = """examples:
@@ -96,7 +106,47 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         metavar="FILE",
         help="set the /dashboard operator password (first line of FILE); kept for later starts",
     )
+    serve.add_argument(
+        "--redeem-at",
+        default=DEFAULT_REDEEM_AT,
+        metavar="HH:MM",
+        help=f"daily redemption time, UTC (default {DEFAULT_REDEEM_AT}); 'off' to redeem "
+        "only with `netpay vendor redeem`",
+    )
     serve.set_defaults(func=_serve)
+
+    redeem = commands.add_parser(
+        "redeem",
+        help="redeem the spent paywords with the broker now",
+        description=(
+            "Send the broker every claim that can be made now (clicks and closed windows "
+            "above what was already claimed), after any batch left pending by an earlier "
+            "run. A batch is stored before it is sent, so a crash or a lost reply never "
+            "pays twice or loses a payment. Exit code 0, or 3 when the broker could not "
+            "be reached (the batch stays pending for the next run)."
+        ),
+        epilog=REDEEM_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    redeem.add_argument("--data-dir", required=True, type=Path, help="the vendor's data directory")
+    redeem.add_argument("--db-url", metavar="URL", help="database URL (default: the data dir's)")
+    redeem.add_argument("--json", action="store_true", help="print the report as one JSON line")
+    redeem.set_defaults(func=_redeem)
+
+
+def _redeem(args: argparse.Namespace) -> int:
+    report = redeem_now(args.data_dir, args.db_url)
+    summary = report.as_json()
+    if args.json:
+        print(json.dumps(summary, sort_keys=True), flush=True)
+    else:
+        paid = ", ".join(f"{a / 100:.2f} {c}" for c, a in sorted(summary["paid_minor"].items()))
+        print(
+            f"{summary['accepted']} claims accepted, {summary['rejected']} rejected; "
+            f"paid {paid or 'nothing'}; {summary['pending']} batch(es) pending",
+            file=sys.stderr,
+        )
+    return 3 if report.pending else 0
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -112,6 +162,7 @@ def _serve(args: argparse.Namespace) -> int:
         display_name=args.name,
         articles_file=args.articles,
         dashboard_password_file=args.dashboard_password_file,
+        redeem_at=None if args.redeem_at == "off" else args.redeem_at,
     )
     stop = install_stop_handlers()  # before the ready line: a signal right after it stops cleanly
     handle = start_vendor(config)

@@ -20,6 +20,7 @@ from netpay.transport.server import channel_options, split_host_port
 from netpay.transport.status import from_rpc_error
 from netpay.v1 import statements_pb2 as pb
 from netpay.v1 import vendor_pb2, vendor_pb2_grpc
+from vendor.services import HandOffResult
 
 __all__ = ["HANDOFF_METHOD", "GrpcPeerClient"]
 
@@ -53,7 +54,7 @@ class GrpcPeerClient:
                 self._channels[address] = channel
         return vendor_pb2_grpc.VendorStub(channel)  # type: ignore[no-untyped-call]
 
-    def hand_off(self, address: str, grant: pb.Envelope) -> pb.Envelope:
+    def hand_off(self, address: str, grant: pb.Envelope) -> HandOffResult:
         request = vendor_pb2.HandOffRequest(grant=grant)
         metadata = sign_call(
             self._key, self._vendor_id, HANDOFF_METHOD, request, self._clock.now_ms()
@@ -63,7 +64,8 @@ class GrpcPeerClient:
         except grpc.RpcError as exc:
             raise from_rpc_error(exc, unavailable=Unavailable) from None
         assert isinstance(reply, vendor_pb2.HandOffResponse)
-        return reply.coin_index
+        credit = reply.window_credit if reply.HasField("window_credit") else None
+        return HandOffResult(reply.coin_index, credit)
 
     def get_info(self, address: str) -> vendor_pb2.VendorInfo:
         try:

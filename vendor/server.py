@@ -53,13 +53,14 @@ from vendor.dashboard import (
     set_dashboard_password,
 )
 from vendor.peer_client import GrpcPeerClient
+from vendor.redemption import DEFAULT_REDEEM_AT, Redeemer, next_redemption_ms, parse_time_of_day
 from vendor.rpc import SERVICE_NAME, RpcDeps, VendorServicer
 from vendor.services import VendorIdentity, VendorServices
 from vendor.storage import Base
 from vendor.web import WebDeps, create_app
 from vendor.wsgi import CONFIG_ENV, KEY_FILE, STATE_FILE, web_config
 
-__all__ = ["DB_ENV", "VendorConfig", "VendorHandle", "start_vendor"]
+__all__ = ["DB_ENV", "VendorConfig", "VendorHandle", "redeem_now", "start_vendor"]
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +90,8 @@ class VendorConfig:
     # First line = the dashboard's operator password, stored as an Argon2id hash
     # in the data dir; later starts keep it without this option.
     dashboard_password_file: Path | None = None
+    # Daily redemption time, "HH:MM" UTC (None: only `netpay vendor redeem`).
+    redeem_at: str | None = DEFAULT_REDEEM_AT
 
 
 class _WebTier:
@@ -127,6 +130,7 @@ class VendorHandle:
         grpc_address: str,
         web_url: str,
         services: VendorServices,
+        redeemer: Redeemer,
         grpc_server: GrpcServer,
         web: _WebTier,
         engine: Engine,
@@ -139,6 +143,7 @@ class VendorHandle:
         self.grpc_address = grpc_address
         self.web_url = web_url
         self.services = services
+        self.redeemer = redeemer
         self._grpc_server = grpc_server
         self._web = web
         self._engine = engine
@@ -321,9 +326,32 @@ class _CertificateKeeper:
         return True
 
 
+class _DailyRedemption:
+    """Runs the Redeemer once a day at a fixed UTC time (from the background loop)."""
+
+    def __init__(self, redeemer: Redeemer, clock: Clock, at_ms_of_day: int | None) -> None:
+        self._redeemer = redeemer
+        self._clock = clock
+        self._at = at_ms_of_day
+        self._due_ms = (
+            None if at_ms_of_day is None else next_redemption_ms(clock.now_ms(), at_ms_of_day)
+        )
+
+    def run_if_due(self) -> None:
+        if self._at is None or self._due_ms is None:
+            return
+        now_ms = self._clock.now_ms()
+        if now_ms < self._due_ms:
+            return
+        self._due_ms = next_redemption_ms(now_ms, self._at)
+        report = self._redeemer.redeem()
+        log.info("daily redemption: %s", report.as_json())
+
+
 def _background_loop(
     services: VendorServices,
     keeper: _CertificateKeeper,
+    daily: _DailyRedemption,
     stop: threading.Event,
     interval_s: float,
 ) -> None:
@@ -346,6 +374,10 @@ def _background_loop(
             keeper.refresh_if_due()
         except Exception:
             log.exception("certificate renewal failed")
+        try:
+            daily.run_if_due()
+        except Exception:
+            log.exception("daily redemption failed")
 
 
 def start_vendor(config: VendorConfig, *, clock: Clock | None = None) -> VendorHandle:
@@ -361,6 +393,7 @@ def start_vendor(config: VendorConfig, *, clock: Clock | None = None) -> VendorH
     if not isinstance(broker_addr, str) or not broker_addr:
         raise InvalidArgument("first start: --broker HOST:PORT is required")
     check_listen_address(config.web_addr, insecure=config.insecure)
+    redeem_at = None if config.redeem_at is None else parse_time_of_day(config.redeem_at)
     articles_file = Path(config.articles_file).resolve() if config.articles_file else None
     newspaper = load_newspaper(config.display_name, articles_file)
     display_name = config.display_name or newspaper.name
@@ -417,6 +450,8 @@ def start_vendor(config: VendorConfig, *, clock: Clock | None = None) -> VendorH
         services = VendorServices(
             uow=uow, identity=identity, broker=broker, peers=peers, limits=limits, clock=clock
         )
+        redeemer = Redeemer(uow=uow, identity=identity, broker=broker, clock=clock)
+        daily = _DailyRedemption(redeemer, clock, redeem_at)
         # A restarted vendor holds no lease until it has renewed.
         services.reset_leases()
         try:
@@ -476,7 +511,7 @@ def start_vendor(config: VendorConfig, *, clock: Clock | None = None) -> VendorH
         if config.background:
             loop_thread = threading.Thread(
                 target=_background_loop,
-                args=(services, keeper, loop_stop, max(0.5, limits.lease_ttl_s / 4)),
+                args=(services, keeper, daily, loop_stop, max(0.5, limits.lease_ttl_s / 4)),
                 name="vendor-leases",
                 daemon=True,
             )
@@ -497,6 +532,7 @@ def start_vendor(config: VendorConfig, *, clock: Clock | None = None) -> VendorH
         grpc_address=grpc_server.address,
         web_url=web_url,
         services=services,
+        redeemer=redeemer,
         grpc_server=grpc_server,
         web=web,
         engine=engine,
@@ -505,6 +541,36 @@ def start_vendor(config: VendorConfig, *, clock: Clock | None = None) -> VendorH
         loop_thread=loop_thread,
         keeper=keeper,
     )
+
+
+def redeem_now(data_dir: Path, db_url: str | None = None, *, clock: Clock | None = None) -> Any:
+    """``netpay vendor redeem``: one redemption run from the data dir (the vendor may be
+    serving meanwhile: batch building is serialised in the database). Returns the
+    :class:`vendor.redemption.RedeemReport`."""
+    data_dir = Path(data_dir).resolve()
+    state = _load_state(data_dir)
+    if not state.get("vendor_id") or not state.get("vendor_token"):
+        raise InvalidArgument(
+            f"{data_dir} holds no enrolled vendor: run `netpay vendor serve` first"
+        )
+    key = load_or_create_key(data_dir / KEY_FILE)
+    identity = VendorIdentity(
+        vendor_id=str(state["vendor_id"]),
+        key=key,
+        broker_id=str(state["broker_id"]),
+        broker_public_key=bytes.fromhex(str(state["broker_public_key"])),
+    )
+    url = db_url or os.environ.get(DB_ENV) or sqlite_url(data_dir / DB_FILE)
+    engine = make_engine(url, private=True)
+    broker = GrpcBrokerClient(str(state["broker_addr"]), token=str(state["vendor_token"]))
+    try:
+        uow = UnitOfWork(engine)
+        uow.create_all(Base)
+        redeemer = Redeemer(uow=uow, identity=identity, broker=broker, clock=clock or SystemClock())
+        return redeemer.redeem()
+    finally:
+        broker.close()
+        engine.dispose()
 
 
 class _Disposer:

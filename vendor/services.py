@@ -80,6 +80,8 @@ from vendor.storage import (
     WalletSession,
     WindowClickRecord,
     WindowRecord,
+    refund_pending_units,
+    set_refund_pending,
 )
 
 __all__ = [
@@ -137,7 +139,9 @@ class BrokerClient(Protocol):
         self, ecoin_id: str, proof_index: int, proof_word: bytes
     ) -> broker_pb2.AcquireCoinResponse: ...
 
-    def record_handoff(self, coin_index: pb.Envelope) -> broker_pb2.CustodyGrant: ...
+    def record_handoff(
+        self, coin_index: pb.Envelope, window_credit: pb.Envelope | None = None
+    ) -> broker_pb2.CustodyGrant: ...
 
     def reclaim(
         self, ecoin_id: str, epoch: int, coin_index: pb.Envelope
@@ -164,8 +168,9 @@ class WalletBrokerClient(Protocol):
 class PeerClient(Protocol):
     """Calls to another vendor's gRPC service, signed as this vendor."""
 
-    def hand_off(self, address: str, grant: pb.Envelope) -> pb.Envelope:
-        """``Vendor.HandOff(grant)`` at ``address``; returns Envelope(CoinIndex)."""
+    def hand_off(self, address: str, grant: pb.Envelope) -> HandOffResult:
+        """``Vendor.HandOff(grant)`` at ``address``: Envelope(CoinIndex) and the
+        Envelope(WindowCredit) of the window it closed, if any."""
         ...
 
 
@@ -360,6 +365,18 @@ class VendorServices:
     def coin(self, ecoin_id: str) -> StoredCoin | None:
         with self._uow(read_only=True) as session:
             return self._repo.get(session, ecoin_id)
+
+    def refund_pending(self, ecoin_id: str) -> Money | None:
+        """Window credit of the coin on its way back to the reader, as the broker
+        last said (None when nothing is)."""
+        with self._uow(read_only=True) as session:
+            units = refund_pending_units(session, ecoin_id)
+            if not units:
+                return None
+            stored = self._repo.get(session, ecoin_id)
+        if stored is None:
+            return None
+        return Money(units * stored.view.unit_value_minor, stored.view.currency)
 
     def clicks(self, ecoin_id: str) -> Sequence[ClickRecord]:
         with self._uow(read_only=True) as session:
@@ -1265,7 +1282,7 @@ class VendorServices:
         if grant.expires_at_ms <= now_ms:
             raise CoinBusy("the hand-off grant expired; retry", retry_after_s=1)
         try:
-            ci_envelope = self._peers.hand_off(holder.grpc_address, handoff.grant)
+            handed = self._peers.hand_off(holder.grpc_address, handoff.grant)
         except CoinBusy:
             raise
         except Unavailable as err:
@@ -1278,6 +1295,7 @@ class VendorServices:
                 f"the holder {holder.vendor_id} refused the hand-off: {err.code}",
                 retry_after_s=1,
             ) from err
+        ci_envelope = handed.coin_index
         try:
             ci = open_envelope(ci_envelope, pb.CoinIndex, bytes(holder.public_key))
         except SignatureInvalid as err:
@@ -1294,7 +1312,7 @@ class VendorServices:
             raise CoinBusy("the holder's CoinIndex does not match the grant", retry_after_s=1)
         sent_ms = self._clock.now_ms()
         try:
-            custody = self._broker.record_handoff(ci_envelope)
+            custody = self._broker.record_handoff(ci_envelope, handed.window_credit)
         except NetPayError as err:
             raise _payment_error_from_broker(err) from err
         return custody, sent_ms
@@ -1339,6 +1357,7 @@ class VendorServices:
             with self._uow() as session:
                 try:
                     stored = self._repo.open_epoch(session, epoch, now_ms)
+                    set_refund_pending(session, ecoin_id, grant.refund_pending_units, now_ms)
                     session.commit()
                 except IntegrityError:
                     continue  # a concurrent first payment inserted the row: re-read it

@@ -65,10 +65,14 @@ from vendor.domain import (
 
 __all__ = [
     "Base",
+    "ClaimStateRow",
     "ClickRecord",
     "ClickRow",
+    "CoinRefundRow",
     "CoinRow",
     "EpochGrant",
+    "RedemptionBatchRow",
+    "RedemptionLockRow",
     "Revenue",
     "StoredCoin",
     "VendorRepository",
@@ -78,6 +82,8 @@ __all__ = [
     "WindowClickRow",
     "WindowRecord",
     "WindowRow",
+    "refund_pending_units",
+    "set_refund_pending",
 ]
 
 
@@ -185,6 +191,61 @@ class WindowClickRow(Base):
     currency: Mapped[str] = mapped_column(String(3))
     receipt: Mapped[bytes] = mapped_column(LargeBinary)
     created_at_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class CoinRefundRow(Base):
+    """Window-credit units of a coin on their way back to the reader, as the
+    broker last told us (CustodyGrant.refund_pending_units)."""
+
+    __tablename__ = "vendor_coin_refunds"
+
+    ecoin_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    refund_pending_units: Mapped[int] = mapped_column(Integer)
+    updated_at_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class RedemptionBatchRow(Base):
+    """A Redeem batch, stored (with its exact request) before it is sent."""
+
+    __tablename__ = "vendor_redemptions"
+
+    batch_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    state: Mapped[str] = mapped_column(String(8), index=True)  # "pending" | "done"
+    request: Mapped[bytes] = mapped_column(LargeBinary)  # serialized RedeemRequest
+    response: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
+    created_at_ms: Mapped[int] = mapped_column(BigInteger)
+    finished_at_ms: Mapped[int | None] = mapped_column(BigInteger, default=None)
+
+
+class ClaimStateRow(Base):
+    """One claim this vendor made: (from, to] of an epoch, and what the broker said."""
+
+    __tablename__ = "vendor_claims"
+    __table_args__ = (UniqueConstraint("ecoin_id", "epoch", "to_index", name="uq_claim_top"),)
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    batch_id: Mapped[str] = mapped_column(ForeignKey("vendor_redemptions.batch_id"), index=True)
+    ecoin_id: Mapped[str] = mapped_column(String(32))
+    epoch: Mapped[int] = mapped_column(BigInteger)
+    from_index: Mapped[int] = mapped_column(Integer)
+    to_index: Mapped[int] = mapped_column(Integer)
+    units: Mapped[int] = mapped_column(Integer)  # receipt units claimed
+    status: Mapped[str] = mapped_column(String(8))  # "pending" | "accepted" | "rejected"
+    reason: Mapped[str | None] = mapped_column(String(32), default=None)
+    detail: Mapped[str | None] = mapped_column(String(200), default=None)
+    paid_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    currency: Mapped[str] = mapped_column(String(3))
+
+
+class RedemptionLockRow(Base):
+    """One row, locked while a batch is built, so two runs never claim the same words."""
+
+    __tablename__ = "vendor_redemption_lock"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    last_batch_ms: Mapped[int] = mapped_column(BigInteger)
 
 
 class WalletSessionRow(Base):
@@ -1053,3 +1114,26 @@ class VendorRepository:
             .execution_options(synchronize_session=False)
         )
         return _rowcount(result)
+
+
+# -- refunds on their way back (shown to the reader) ---------------------------------
+
+
+def set_refund_pending(session: Session, ecoin_id: str, units: int, now_ms: int) -> None:
+    """Remember what the broker said is on its way back to the coin's reader."""
+    row = session.get(CoinRefundRow, ecoin_id, populate_existing=True)
+    if row is None:
+        if units:
+            session.add(
+                CoinRefundRow(ecoin_id=ecoin_id, refund_pending_units=units, updated_at_ms=now_ms)
+            )
+        return
+    row.refund_pending_units = units
+    row.updated_at_ms = now_ms
+
+
+def refund_pending_units(session: Session, ecoin_id: str) -> int:
+    found = session.scalar(
+        select(CoinRefundRow.refund_pending_units).where(CoinRefundRow.ecoin_id == ecoin_id)
+    )
+    return int(found or 0)

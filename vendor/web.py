@@ -406,9 +406,23 @@ def _is_netpay(auth: str | None) -> bool:
     return auth.strip().split(None, 1)[0].lower() == "netpay"
 
 
+def _wants_html() -> bool:
+    """A browser asking for a page (not ``*/*`` from an API client or a load tester)."""
+    return "text/html" in request.accept_mimetypes.values()
+
+
 def _paid_response(deps: WebDeps, article: Article, result: PaymentResult) -> Response:
+    # Window credit on its way back to the reader (a hand-off closed a window
+    # elsewhere): one more read, made only for a browser's page.
+    returning = deps.services.refund_pending(result.ecoin_id) if _wants_html() else None
     resp = Response(
-        render_template("article.html", article=article, paid=result, **_page_context(deps)),
+        render_template(
+            "article.html",
+            article=article,
+            paid=result,
+            returning=returning,
+            **_page_context(deps),
+        ),
         mimetype="text/html",
     )
     resp.headers[RECEIPT_HEADER] = b64url_encode(result.receipt)

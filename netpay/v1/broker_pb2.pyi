@@ -22,6 +22,12 @@ class CheckpointStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     CHECKPOINT_STATUS_LEASED: _ClassVar[CheckpointStatus]
     CHECKPOINT_STATUS_CLOSED: _ClassVar[CheckpointStatus]
     CHECKPOINT_STATUS_REJECTED: _ClassVar[CheckpointStatus]
+
+class ClaimStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CLAIM_STATUS_UNSPECIFIED: _ClassVar[ClaimStatus]
+    CLAIM_STATUS_ACCEPTED: _ClassVar[ClaimStatus]
+    CLAIM_STATUS_REJECTED: _ClassVar[ClaimStatus]
 COIN_STATE_UNSPECIFIED: CoinState
 COIN_STATE_FREE: CoinState
 COIN_STATE_HELD: CoinState
@@ -31,6 +37,9 @@ CHECKPOINT_STATUS_UNSPECIFIED: CheckpointStatus
 CHECKPOINT_STATUS_LEASED: CheckpointStatus
 CHECKPOINT_STATUS_CLOSED: CheckpointStatus
 CHECKPOINT_STATUS_REJECTED: CheckpointStatus
+CLAIM_STATUS_UNSPECIFIED: ClaimStatus
+CLAIM_STATUS_ACCEPTED: ClaimStatus
+CLAIM_STATUS_REJECTED: ClaimStatus
 
 class GetInfoRequest(_message.Message):
     __slots__ = ()
@@ -251,7 +260,7 @@ class AcquireCoinRequest(_message.Message):
     def __init__(self, ecoin_id: _Optional[str] = ..., proof_index: _Optional[int] = ..., proof_word: _Optional[bytes] = ..., force: _Optional[bool] = ..., wallet_grant: _Optional[_Union[_statements_pb2.Envelope, _Mapping]] = ...) -> None: ...
 
 class CustodyGrant(_message.Message):
-    __slots__ = ("ecoin_id", "epoch", "base_index", "base_word", "touchstone", "lease_ttl_s", "max_skew_s", "holder")
+    __slots__ = ("ecoin_id", "epoch", "base_index", "base_word", "touchstone", "lease_ttl_s", "max_skew_s", "holder", "refund_pending_units")
     ECOIN_ID_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
     BASE_INDEX_FIELD_NUMBER: _ClassVar[int]
@@ -260,6 +269,7 @@ class CustodyGrant(_message.Message):
     LEASE_TTL_S_FIELD_NUMBER: _ClassVar[int]
     MAX_SKEW_S_FIELD_NUMBER: _ClassVar[int]
     HOLDER_FIELD_NUMBER: _ClassVar[int]
+    REFUND_PENDING_UNITS_FIELD_NUMBER: _ClassVar[int]
     ecoin_id: str
     epoch: int
     base_index: int
@@ -268,7 +278,8 @@ class CustodyGrant(_message.Message):
     lease_ttl_s: int
     max_skew_s: int
     holder: str
-    def __init__(self, ecoin_id: _Optional[str] = ..., epoch: _Optional[int] = ..., base_index: _Optional[int] = ..., base_word: _Optional[bytes] = ..., touchstone: _Optional[_Union[_statements_pb2.Envelope, _Mapping]] = ..., lease_ttl_s: _Optional[int] = ..., max_skew_s: _Optional[int] = ..., holder: _Optional[str] = ...) -> None: ...
+    refund_pending_units: int
+    def __init__(self, ecoin_id: _Optional[str] = ..., epoch: _Optional[int] = ..., base_index: _Optional[int] = ..., base_word: _Optional[bytes] = ..., touchstone: _Optional[_Union[_statements_pb2.Envelope, _Mapping]] = ..., lease_ttl_s: _Optional[int] = ..., max_skew_s: _Optional[int] = ..., holder: _Optional[str] = ..., refund_pending_units: _Optional[int] = ...) -> None: ...
 
 class HandOffRequired(_message.Message):
     __slots__ = ("grant", "holder_certificate", "touchstone")
@@ -289,10 +300,12 @@ class AcquireCoinResponse(_message.Message):
     def __init__(self, custody: _Optional[_Union[CustodyGrant, _Mapping]] = ..., handoff: _Optional[_Union[HandOffRequired, _Mapping]] = ...) -> None: ...
 
 class RecordHandoffRequest(_message.Message):
-    __slots__ = ("coin_index",)
+    __slots__ = ("coin_index", "window_credit")
     COIN_INDEX_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_CREDIT_FIELD_NUMBER: _ClassVar[int]
     coin_index: _statements_pb2.Envelope
-    def __init__(self, coin_index: _Optional[_Union[_statements_pb2.Envelope, _Mapping]] = ...) -> None: ...
+    window_credit: _statements_pb2.Envelope
+    def __init__(self, coin_index: _Optional[_Union[_statements_pb2.Envelope, _Mapping]] = ..., window_credit: _Optional[_Union[_statements_pb2.Envelope, _Mapping]] = ...) -> None: ...
 
 class ReclaimRequest(_message.Message):
     __slots__ = ("ecoin_id", "epoch", "coin_index")
@@ -311,18 +324,20 @@ class CheckpointRequest(_message.Message):
     def __init__(self, indexes: _Optional[_Iterable[_Union[_statements_pb2.Envelope, _Mapping]]] = ...) -> None: ...
 
 class CheckpointResult(_message.Message):
-    __slots__ = ("ecoin_id", "epoch", "status", "detail", "acknowledged_index")
+    __slots__ = ("ecoin_id", "epoch", "status", "detail", "acknowledged_index", "revoked")
     ECOIN_ID_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     DETAIL_FIELD_NUMBER: _ClassVar[int]
     ACKNOWLEDGED_INDEX_FIELD_NUMBER: _ClassVar[int]
+    REVOKED_FIELD_NUMBER: _ClassVar[int]
     ecoin_id: str
     epoch: int
     status: CheckpointStatus
     detail: str
     acknowledged_index: int
-    def __init__(self, ecoin_id: _Optional[str] = ..., epoch: _Optional[int] = ..., status: _Optional[_Union[CheckpointStatus, str]] = ..., detail: _Optional[str] = ..., acknowledged_index: _Optional[int] = ...) -> None: ...
+    revoked: bool
+    def __init__(self, ecoin_id: _Optional[str] = ..., epoch: _Optional[int] = ..., status: _Optional[_Union[CheckpointStatus, str]] = ..., detail: _Optional[str] = ..., acknowledged_index: _Optional[int] = ..., revoked: _Optional[bool] = ...) -> None: ...
 
 class CheckpointResponse(_message.Message):
     __slots__ = ("results", "lease_ttl_s", "max_skew_s")
@@ -333,6 +348,120 @@ class CheckpointResponse(_message.Message):
     lease_ttl_s: int
     max_skew_s: int
     def __init__(self, results: _Optional[_Iterable[_Union[CheckpointResult, _Mapping]]] = ..., lease_ttl_s: _Optional[int] = ..., max_skew_s: _Optional[int] = ...) -> None: ...
+
+class FreezeCoinRequest(_message.Message):
+    __slots__ = ("ecoin_id",)
+    ECOIN_ID_FIELD_NUMBER: _ClassVar[int]
+    ecoin_id: str
+    def __init__(self, ecoin_id: _Optional[str] = ...) -> None: ...
+
+class UnfreezeCoinRequest(_message.Message):
+    __slots__ = ("ecoin_id",)
+    ECOIN_ID_FIELD_NUMBER: _ClassVar[int]
+    ecoin_id: str
+    def __init__(self, ecoin_id: _Optional[str] = ...) -> None: ...
+
+class RedeemRequest(_message.Message):
+    __slots__ = ("batch_id", "claims", "window_credits", "vendor_refunds")
+    BATCH_ID_FIELD_NUMBER: _ClassVar[int]
+    CLAIMS_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_CREDITS_FIELD_NUMBER: _ClassVar[int]
+    VENDOR_REFUNDS_FIELD_NUMBER: _ClassVar[int]
+    batch_id: str
+    claims: _containers.RepeatedCompositeFieldContainer[_statements_pb2.Envelope]
+    window_credits: _containers.RepeatedCompositeFieldContainer[_statements_pb2.Envelope]
+    vendor_refunds: _containers.RepeatedCompositeFieldContainer[_statements_pb2.Envelope]
+    def __init__(self, batch_id: _Optional[str] = ..., claims: _Optional[_Iterable[_Union[_statements_pb2.Envelope, _Mapping]]] = ..., window_credits: _Optional[_Iterable[_Union[_statements_pb2.Envelope, _Mapping]]] = ..., vendor_refunds: _Optional[_Iterable[_Union[_statements_pb2.Envelope, _Mapping]]] = ...) -> None: ...
+
+class ClaimResult(_message.Message):
+    __slots__ = ("ecoin_id", "epoch", "to_index", "status", "reason", "detail", "paid_units", "paid_minor", "currency", "refund_units")
+    ECOIN_ID_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    TO_INDEX_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    PAID_UNITS_FIELD_NUMBER: _ClassVar[int]
+    PAID_MINOR_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    REFUND_UNITS_FIELD_NUMBER: _ClassVar[int]
+    ecoin_id: str
+    epoch: int
+    to_index: int
+    status: ClaimStatus
+    reason: str
+    detail: str
+    paid_units: int
+    paid_minor: int
+    currency: str
+    refund_units: int
+    def __init__(self, ecoin_id: _Optional[str] = ..., epoch: _Optional[int] = ..., to_index: _Optional[int] = ..., status: _Optional[_Union[ClaimStatus, str]] = ..., reason: _Optional[str] = ..., detail: _Optional[str] = ..., paid_units: _Optional[int] = ..., paid_minor: _Optional[int] = ..., currency: _Optional[str] = ..., refund_units: _Optional[int] = ...) -> None: ...
+
+class RefundResult(_message.Message):
+    __slots__ = ("refund_id", "status", "reason", "detail")
+    REFUND_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    refund_id: str
+    status: ClaimStatus
+    reason: str
+    detail: str
+    def __init__(self, refund_id: _Optional[str] = ..., status: _Optional[_Union[ClaimStatus, str]] = ..., reason: _Optional[str] = ..., detail: _Optional[str] = ...) -> None: ...
+
+class RedeemResponse(_message.Message):
+    __slots__ = ("batch_id", "results", "paid", "refunds")
+    BATCH_ID_FIELD_NUMBER: _ClassVar[int]
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    PAID_FIELD_NUMBER: _ClassVar[int]
+    REFUNDS_FIELD_NUMBER: _ClassVar[int]
+    batch_id: str
+    results: _containers.RepeatedCompositeFieldContainer[ClaimResult]
+    paid: _containers.RepeatedCompositeFieldContainer[AccountBalance]
+    refunds: _containers.RepeatedCompositeFieldContainer[RefundResult]
+    def __init__(self, batch_id: _Optional[str] = ..., results: _Optional[_Iterable[_Union[ClaimResult, _Mapping]]] = ..., paid: _Optional[_Iterable[_Union[AccountBalance, _Mapping]]] = ..., refunds: _Optional[_Iterable[_Union[RefundResult, _Mapping]]] = ...) -> None: ...
+
+class HistoryRequest(_message.Message):
+    __slots__ = ("ecoin_id", "limit", "before_ms")
+    ECOIN_ID_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    BEFORE_MS_FIELD_NUMBER: _ClassVar[int]
+    ecoin_id: str
+    limit: int
+    before_ms: int
+    def __init__(self, ecoin_id: _Optional[str] = ..., limit: _Optional[int] = ..., before_ms: _Optional[int] = ...) -> None: ...
+
+class HistoryEntry(_message.Message):
+    __slots__ = ("time_ms", "kind", "ecoin_id", "vendor_id", "item_id", "epoch", "from_index", "to_index", "amount_minor", "currency", "batch_id")
+    TIME_MS_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    ECOIN_ID_FIELD_NUMBER: _ClassVar[int]
+    VENDOR_ID_FIELD_NUMBER: _ClassVar[int]
+    ITEM_ID_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    FROM_INDEX_FIELD_NUMBER: _ClassVar[int]
+    TO_INDEX_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_MINOR_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    BATCH_ID_FIELD_NUMBER: _ClassVar[int]
+    time_ms: int
+    kind: str
+    ecoin_id: str
+    vendor_id: str
+    item_id: str
+    epoch: int
+    from_index: int
+    to_index: int
+    amount_minor: int
+    currency: str
+    batch_id: str
+    def __init__(self, time_ms: _Optional[int] = ..., kind: _Optional[str] = ..., ecoin_id: _Optional[str] = ..., vendor_id: _Optional[str] = ..., item_id: _Optional[str] = ..., epoch: _Optional[int] = ..., from_index: _Optional[int] = ..., to_index: _Optional[int] = ..., amount_minor: _Optional[int] = ..., currency: _Optional[str] = ..., batch_id: _Optional[str] = ...) -> None: ...
+
+class HistoryResponse(_message.Message):
+    __slots__ = ("entries",)
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    entries: _containers.RepeatedCompositeFieldContainer[HistoryEntry]
+    def __init__(self, entries: _Optional[_Iterable[_Union[HistoryEntry, _Mapping]]] = ...) -> None: ...
 
 class ExchangeWalletCodeRequest(_message.Message):
     __slots__ = ("code",)

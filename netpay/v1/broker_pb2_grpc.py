@@ -76,6 +76,16 @@ class BrokerStub:
                 request_serializer=netpay_dot_v1_dot_broker__pb2.ListCoinsRequest.SerializeToString,
                 response_deserializer=netpay_dot_v1_dot_broker__pb2.ListCoinsResponse.FromString,
                 _registered_method=True)
+        self.FreezeCoin = channel.unary_unary(
+                '/netpay.v1.Broker/FreezeCoin',
+                request_serializer=netpay_dot_v1_dot_broker__pb2.FreezeCoinRequest.SerializeToString,
+                response_deserializer=netpay_dot_v1_dot_broker__pb2.CoinStatus.FromString,
+                _registered_method=True)
+        self.UnfreezeCoin = channel.unary_unary(
+                '/netpay.v1.Broker/UnfreezeCoin',
+                request_serializer=netpay_dot_v1_dot_broker__pb2.UnfreezeCoinRequest.SerializeToString,
+                response_deserializer=netpay_dot_v1_dot_broker__pb2.CoinStatus.FromString,
+                _registered_method=True)
         self.GetAccount = channel.unary_unary(
                 '/netpay.v1.Broker/GetAccount',
                 request_serializer=netpay_dot_v1_dot_broker__pb2.GetAccountRequest.SerializeToString,
@@ -110,6 +120,16 @@ class BrokerStub:
                 '/netpay.v1.Broker/DrawWindow',
                 request_serializer=netpay_dot_v1_dot_broker__pb2.DrawWindowRequest.SerializeToString,
                 response_deserializer=netpay_dot_v1_dot_broker__pb2.DrawWindowResponse.FromString,
+                _registered_method=True)
+        self.Redeem = channel.unary_unary(
+                '/netpay.v1.Broker/Redeem',
+                request_serializer=netpay_dot_v1_dot_broker__pb2.RedeemRequest.SerializeToString,
+                response_deserializer=netpay_dot_v1_dot_broker__pb2.RedeemResponse.FromString,
+                _registered_method=True)
+        self.History = channel.unary_unary(
+                '/netpay.v1.Broker/History',
+                request_serializer=netpay_dot_v1_dot_broker__pb2.HistoryRequest.SerializeToString,
+                response_deserializer=netpay_dot_v1_dot_broker__pb2.HistoryResponse.FromString,
                 _registered_method=True)
 
 
@@ -189,6 +209,24 @@ class BrokerServicer:
 
     def ListCoins(self, request, context):
         """Every coin of the authenticated reader.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def FreezeCoin(self, request, context):
+        """Loss reporting: the owner freezes a coin. AcquireCoin, RecordHandoff,
+        DrawWindow and ExchangeWalletCode refuse it ("revoked") and every
+        Checkpoint reply lists it to its holder, which refuses it from then on
+        (within one lease). Idempotent. Reader (owner) authentication.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UnfreezeCoin(self, request, context):
+        """The owner withdraws a loss report: the coin pays again. Idempotent.
+        Reader (owner) authentication.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -291,6 +329,35 @@ class BrokerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Redeem(self, request, context):
+        """Money ------------------------------------------------------------------
+
+        A vendor redeems a batch of signed Claims (at most 10,000), with the
+        WindowCredits and VendorRefunds it nets. Idempotent by (vendor,
+        batch_id): a retried batch returns the first result and pays once; the
+        same batch id with other contents is ALREADY_EXISTS. Each claim gets its
+        own result: ACCEPTED (paid units x unit value to the vendor's account,
+        window credits to the reader's refund balance) or REJECTED with the
+        NetPay error code (for example "already_spent" for a span overlapping one
+        already paid, "bad_payword", "failed_precondition" for an epoch the
+        caller did not hold or a span outside it). For an open epoch an accepted
+        claim is also a checkpoint. Vendor authentication.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def History(self, request, context):
+        """Money history, newest first. A reader gets their purchases, the clicks
+        vendors redeemed (per Receipt range: vendor, item, units, amount), window
+        credits and the purchase of each coin; a vendor gets its accepted claims
+        (one entry per claim, with its batch id). Reader or vendor
+        authentication.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BrokerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -334,6 +401,16 @@ def add_BrokerServicer_to_server(servicer, server):
                     request_deserializer=netpay_dot_v1_dot_broker__pb2.ListCoinsRequest.FromString,
                     response_serializer=netpay_dot_v1_dot_broker__pb2.ListCoinsResponse.SerializeToString,
             ),
+            'FreezeCoin': grpc.unary_unary_rpc_method_handler(
+                    servicer.FreezeCoin,
+                    request_deserializer=netpay_dot_v1_dot_broker__pb2.FreezeCoinRequest.FromString,
+                    response_serializer=netpay_dot_v1_dot_broker__pb2.CoinStatus.SerializeToString,
+            ),
+            'UnfreezeCoin': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnfreezeCoin,
+                    request_deserializer=netpay_dot_v1_dot_broker__pb2.UnfreezeCoinRequest.FromString,
+                    response_serializer=netpay_dot_v1_dot_broker__pb2.CoinStatus.SerializeToString,
+            ),
             'GetAccount': grpc.unary_unary_rpc_method_handler(
                     servicer.GetAccount,
                     request_deserializer=netpay_dot_v1_dot_broker__pb2.GetAccountRequest.FromString,
@@ -368,6 +445,16 @@ def add_BrokerServicer_to_server(servicer, server):
                     servicer.DrawWindow,
                     request_deserializer=netpay_dot_v1_dot_broker__pb2.DrawWindowRequest.FromString,
                     response_serializer=netpay_dot_v1_dot_broker__pb2.DrawWindowResponse.SerializeToString,
+            ),
+            'Redeem': grpc.unary_unary_rpc_method_handler(
+                    servicer.Redeem,
+                    request_deserializer=netpay_dot_v1_dot_broker__pb2.RedeemRequest.FromString,
+                    response_serializer=netpay_dot_v1_dot_broker__pb2.RedeemResponse.SerializeToString,
+            ),
+            'History': grpc.unary_unary_rpc_method_handler(
+                    servicer.History,
+                    request_deserializer=netpay_dot_v1_dot_broker__pb2.HistoryRequest.FromString,
+                    response_serializer=netpay_dot_v1_dot_broker__pb2.HistoryResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -599,6 +686,60 @@ class Broker:
             _registered_method=True)
 
     @staticmethod
+    def FreezeCoin(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/netpay.v1.Broker/FreezeCoin',
+            netpay_dot_v1_dot_broker__pb2.FreezeCoinRequest.SerializeToString,
+            netpay_dot_v1_dot_broker__pb2.CoinStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UnfreezeCoin(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/netpay.v1.Broker/UnfreezeCoin',
+            netpay_dot_v1_dot_broker__pb2.UnfreezeCoinRequest.SerializeToString,
+            netpay_dot_v1_dot_broker__pb2.CoinStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def GetAccount(request,
             target,
             options=(),
@@ -777,6 +918,60 @@ class Broker:
             '/netpay.v1.Broker/DrawWindow',
             netpay_dot_v1_dot_broker__pb2.DrawWindowRequest.SerializeToString,
             netpay_dot_v1_dot_broker__pb2.DrawWindowResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Redeem(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/netpay.v1.Broker/Redeem',
+            netpay_dot_v1_dot_broker__pb2.RedeemRequest.SerializeToString,
+            netpay_dot_v1_dot_broker__pb2.RedeemResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def History(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/netpay.v1.Broker/History',
+            netpay_dot_v1_dot_broker__pb2.HistoryRequest.SerializeToString,
+            netpay_dot_v1_dot_broker__pb2.HistoryResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,6 +1,8 @@
+from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
@@ -163,3 +165,57 @@ class WalletGrant(_message.Message):
     broker_id: str
     issued_at_ms: int
     def __init__(self, grant_id: _Optional[str] = ..., ecoin_id: _Optional[str] = ..., vendor_id: _Optional[str] = ..., max_units: _Optional[int] = ..., expires_at_ms: _Optional[int] = ..., broker_id: _Optional[str] = ..., issued_at_ms: _Optional[int] = ...) -> None: ...
+
+class ClaimedRange(_message.Message):
+    __slots__ = ("from_index", "to_index", "item_id", "time_ms")
+    FROM_INDEX_FIELD_NUMBER: _ClassVar[int]
+    TO_INDEX_FIELD_NUMBER: _ClassVar[int]
+    ITEM_ID_FIELD_NUMBER: _ClassVar[int]
+    TIME_MS_FIELD_NUMBER: _ClassVar[int]
+    from_index: int
+    to_index: int
+    item_id: str
+    time_ms: int
+    def __init__(self, from_index: _Optional[int] = ..., to_index: _Optional[int] = ..., item_id: _Optional[str] = ..., time_ms: _Optional[int] = ...) -> None: ...
+
+class Claim(_message.Message):
+    __slots__ = ("vendor_id", "ecoin_id", "epoch", "from_index", "to_index", "payword", "ranges", "issued_at_ms")
+    VENDOR_ID_FIELD_NUMBER: _ClassVar[int]
+    ECOIN_ID_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    FROM_INDEX_FIELD_NUMBER: _ClassVar[int]
+    TO_INDEX_FIELD_NUMBER: _ClassVar[int]
+    PAYWORD_FIELD_NUMBER: _ClassVar[int]
+    RANGES_FIELD_NUMBER: _ClassVar[int]
+    ISSUED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    vendor_id: str
+    ecoin_id: str
+    epoch: int
+    from_index: int
+    to_index: int
+    payword: bytes
+    ranges: _containers.RepeatedCompositeFieldContainer[ClaimedRange]
+    issued_at_ms: int
+    def __init__(self, vendor_id: _Optional[str] = ..., ecoin_id: _Optional[str] = ..., epoch: _Optional[int] = ..., from_index: _Optional[int] = ..., to_index: _Optional[int] = ..., payword: _Optional[bytes] = ..., ranges: _Optional[_Iterable[_Union[ClaimedRange, _Mapping]]] = ..., issued_at_ms: _Optional[int] = ...) -> None: ...
+
+class VendorRefund(_message.Message):
+    __slots__ = ("vendor_id", "ecoin_id", "epoch", "receipt_to_index", "amount_minor", "currency", "reason", "time_ms", "refund_id")
+    VENDOR_ID_FIELD_NUMBER: _ClassVar[int]
+    ECOIN_ID_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    RECEIPT_TO_INDEX_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_MINOR_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    TIME_MS_FIELD_NUMBER: _ClassVar[int]
+    REFUND_ID_FIELD_NUMBER: _ClassVar[int]
+    vendor_id: str
+    ecoin_id: str
+    epoch: int
+    receipt_to_index: int
+    amount_minor: int
+    currency: str
+    reason: str
+    time_ms: int
+    refund_id: str
+    def __init__(self, vendor_id: _Optional[str] = ..., ecoin_id: _Optional[str] = ..., epoch: _Optional[int] = ..., receipt_to_index: _Optional[int] = ..., amount_minor: _Optional[int] = ..., currency: _Optional[str] = ..., reason: _Optional[str] = ..., time_ms: _Optional[int] = ..., refund_id: _Optional[str] = ...) -> None: ...

@@ -147,8 +147,8 @@ def test_abandoned_hand_off_is_reclaimed(start, broker, reader, clock, tmp_path)
     try:
         reply = v2_broker.acquire_coin(chain.ecoin_id.hex(), 15, chain.word(15))
         assert reply.WhichOneof("result") == "handoff"
-        ci_env = v2_peer.hand_off(v1.grpc_address, reply.handoff.grant)
-        again = v2_peer.hand_off(v1.grpc_address, reply.handoff.grant)
+        ci_env = v2_peer.hand_off(v1.grpc_address, reply.handoff.grant).coin_index
+        again = v2_peer.hand_off(v1.grpc_address, reply.handoff.grant).coin_index
     finally:
         v2_broker.close()
         v2_peer.close()

@@ -27,7 +27,7 @@ from netpay.limits import DEFAULT_LIMITS, Limits
 from netpay.sqlstore import UnitOfWork, make_engine, sqlite_url
 from netpay.v1 import broker_pb2 as bpb
 from netpay.v1 import statements_pb2 as pb
-from vendor.services import VendorIdentity, VendorServices
+from vendor.services import HandOffResult, VendorIdentity, VendorServices
 from vendor.storage import Base
 
 
@@ -56,6 +56,7 @@ class FakeBroker:
         self.vendor_keys: dict[str, bytes] = {}
         self.addresses: dict[str, str] = {}
         self.down = False
+        self.window_credits: list[pb.Envelope] = []  # forwarded with RecordHandoff
         self.calls: collections.Counter[str] = collections.Counter()
         self.lock = threading.RLock()
 
@@ -279,7 +280,11 @@ class FakeBrokerClient:
     ) -> bpb.AcquireCoinResponse:
         return self.broker.acquire(self.vendor_id, ecoin_id, proof_index, proof_word)
 
-    def record_handoff(self, coin_index: pb.Envelope) -> bpb.CustodyGrant:
+    def record_handoff(
+        self, coin_index: pb.Envelope, window_credit: pb.Envelope | None = None
+    ) -> bpb.CustodyGrant:
+        if window_credit is not None:
+            self.broker.window_credits.append(window_credit)
         return self.broker.record_handoff(self.vendor_id, coin_index)
 
     def reclaim(self, ecoin_id: str, epoch: int, coin_index: pb.Envelope) -> bpb.CustodyGrant:
@@ -298,12 +303,12 @@ class FakePeers:
         self.clock = clock
         self.calls = 0
 
-    def hand_off(self, address: str, grant: pb.Envelope) -> pb.Envelope:
+    def hand_off(self, address: str, grant: pb.Envelope) -> HandOffResult:
         self.calls += 1
         target = self.registry.get(address)
         if target is None:
             raise Unavailable("UNAVAILABLE: peer down")
-        return target.hand_off(grant, self.caller, self.clock.now_ms())
+        return target.hand_off_with_credit(grant, self.caller, self.clock.now_ms())
 
 
 def header(

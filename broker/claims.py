@@ -1,0 +1,219 @@
+"""Redemption rules (protocol.md, "Redemption"): when a vendor's Claim is paid.
+
+Pure functions over plain values, no I/O: the services gather what the
+broker knows about the coin (its custody epoch, the words it holds, the
+spans already paid, the window credits to net) inside one unit of work,
+call :func:`check_claim`, and write the outcome.
+
+A claim spans ``(from_index, to_index]`` of one epoch and carries
+``w[to_index]``. Inside the span, its Receipt ranges are paid to the vendor
+and the netted window credits' ``(consumed_index, window_top]`` go back to
+the reader; the rest of the span is void. The whole span is then "paid":
+no later claim may overlap it, in this epoch or any other.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from broker.domain import EpochView, IndexedWord, WordVerifier
+from netpay.chain import verify_word
+from netpay.errors import (
+    AlreadySpent,
+    BadPayword,
+    InvalidArgument,
+    LimitExceeded,
+    PreconditionFailed,
+)
+
+__all__ = [
+    "MAX_RANGES_PER_CLAIM",
+    "ClaimOutcome",
+    "ClaimView",
+    "CreditView",
+    "PaidSpan",
+    "RangeView",
+    "check_claim",
+    "nearest_known_at_or_below",
+]
+
+MAX_RANGES_PER_CLAIM = 100_000
+
+
+@dataclass(frozen=True)
+class RangeView:
+    """One Receipt's units ``(from_index, to_index]``."""
+
+    from_index: int
+    to_index: int
+    item_id: str
+    time_ms: int
+
+    @property
+    def units(self) -> int:
+        return self.to_index - self.from_index
+
+
+@dataclass(frozen=True)
+class ClaimView:
+    """A parsed, signature-checked Claim."""
+
+    vendor_id: str
+    ecoin_id: str
+    epoch: int
+    from_index: int
+    to_index: int
+    word: bytes
+    ranges: tuple[RangeView, ...]
+
+
+@dataclass(frozen=True)
+class CreditView:
+    """A parsed, signature-checked WindowCredit."""
+
+    vendor_id: str
+    ecoin_id: str
+    epoch: int
+    window_top: int
+    consumed_index: int
+    refund_units: int
+
+
+@dataclass(frozen=True)
+class PaidSpan:
+    """A span of a coin already claimed (any epoch)."""
+
+    epoch: int
+    from_index: int
+    to_index: int
+
+
+@dataclass(frozen=True)
+class ClaimOutcome:
+    """An acceptable claim: what is paid and what is netted."""
+
+    paid_units: int
+    refund_units: int
+    void_units: int
+    credits: tuple[CreditView, ...]  # the credits this claim nets
+    hash_steps: int
+
+
+def nearest_known_at_or_below(known: Sequence[IndexedWord], index: int) -> IndexedWord | None:
+    """The known word with the highest index at or below ``index``."""
+    best: IndexedWord | None = None
+    for word in known:
+        if word.index <= index and (best is None or word.index > best.index):
+            best = word
+    return best
+
+
+def _check_shape(claim: ClaimView, n: int) -> None:
+    if not claim.from_index < claim.to_index <= n:
+        raise InvalidArgument(
+            f"a claim spans (from, to] with from < to <= n = {n}; "
+            f"got ({claim.from_index}, {claim.to_index}]"
+        )
+    if len(claim.ranges) > MAX_RANGES_PER_CLAIM:
+        raise LimitExceeded(f"a claim lists at most {MAX_RANGES_PER_CLAIM} receipt ranges")
+
+
+def _segments(
+    claim: ClaimView, credits: Sequence[CreditView]
+) -> tuple[list[tuple[int, int]], tuple[CreditView, ...]]:
+    """The claim's covered segments (receipt ranges + netted credits), in order."""
+    netted = tuple(c for c in credits if claim.from_index < c.window_top <= claim.to_index)
+    segments: list[tuple[int, int]] = []
+    for r in claim.ranges:
+        if r.from_index >= r.to_index:
+            raise InvalidArgument(f"an empty or reversed range ({r.from_index}, {r.to_index}]")
+        segments.append((r.from_index, r.to_index))
+    for c in netted:
+        if c.consumed_index + c.refund_units != c.window_top:
+            raise InvalidArgument("a window credit's refund is not window_top - consumed_index")
+        if c.refund_units:
+            segments.append((c.consumed_index, c.window_top))
+    segments.sort()
+    if not segments:
+        raise InvalidArgument("a claim covers at least one receipt range or window credit")
+    for (_, prev_to), (nxt_from, _) in itertools.pairwise(segments):
+        if nxt_from < prev_to:
+            raise InvalidArgument("the claim's ranges and window credits overlap")
+    if segments[0][0] != claim.from_index:
+        raise InvalidArgument(
+            f"the claim starts at {claim.from_index} but its first range at {segments[0][0]}"
+        )
+    if segments[-1][1] != claim.to_index:
+        raise InvalidArgument(
+            f"the claim ends at {claim.to_index} but its last range at {segments[-1][1]}"
+        )
+    return segments, netted
+
+
+def check_claim(
+    claim: ClaimView,
+    *,
+    n: int,
+    epoch: EpochView | None,
+    current_epoch: int,
+    credits: Sequence[CreditView],
+    paid: Sequence[PaidSpan],
+    known: Sequence[IndexedWord],
+    hash_budget: int,
+    verify: WordVerifier = verify_word,
+) -> ClaimOutcome:
+    """Is ``claim`` payable? Checks in the order of protocol.md, all before hashing.
+
+    - the caller held the epoch, and ``base <= from < to <= end`` (``<= n``
+      for the current, open epoch);
+    - the ranges and netted credits cover the span in order without overlap,
+      starting at ``from`` and ending at ``to``;
+    - the span overlaps nothing already paid (:class:`AlreadySpent`);
+    - ``w[to]`` hashes down to the nearest word the broker holds at or
+      below ``from``, in at most ``hash_budget`` steps (else
+      :class:`LimitExceeded`: try again in a smaller batch).
+    """
+    _check_shape(claim, n)
+    if epoch is None or epoch.holder != claim.vendor_id:
+        raise PreconditionFailed(f"{claim.vendor_id} did not hold epoch {claim.epoch}")
+    if claim.from_index < epoch.base.index:
+        raise PreconditionFailed(
+            f"the claim starts at {claim.from_index}, below the epoch's base {epoch.base.index}"
+        )
+    if epoch.end is not None and claim.to_index > epoch.end.index:
+        raise PreconditionFailed(
+            f"the claim ends at {claim.to_index}, above the epoch's end {epoch.end.index}"
+        )
+    if epoch.end is None and epoch.epoch != current_epoch:
+        raise PreconditionFailed(f"epoch {epoch.epoch} was never closed nor is it current")
+    segments, netted = _segments(claim, credits)
+    for span in paid:
+        if span.from_index < claim.to_index and claim.from_index < span.to_index:
+            raise AlreadySpent(
+                f"({claim.from_index}, {claim.to_index}] overlaps ({span.from_index}, "
+                f"{span.to_index}] already claimed in epoch {span.epoch}"
+            )
+    anchor = nearest_known_at_or_below(known, claim.from_index)
+    if anchor is None:
+        raise PreconditionFailed("the broker holds no word at or below the claim's start")
+    steps = claim.to_index - anchor.index
+    if steps > hash_budget:
+        raise LimitExceeded(
+            f"checking this claim takes {steps} hash steps; {hash_budget} are left in "
+            "this batch: send it again in another batch"
+        )
+    ecoin = bytes.fromhex(claim.ecoin_id)
+    if not verify(ecoin, anchor.index, anchor.word, claim.to_index, claim.word, steps):
+        raise BadPayword("the claim's word does not hash down to the word the broker holds")
+    paid_units = sum(r.units for r in claim.ranges)
+    refund_units = sum(c.refund_units for c in netted)
+    covered = sum(to - frm for frm, to in segments)
+    return ClaimOutcome(
+        paid_units=paid_units,
+        refund_units=refund_units,
+        void_units=(claim.to_index - claim.from_index) - covered,
+        credits=netted,
+        hash_steps=steps,
+    )

@@ -1,0 +1,185 @@
+"""Daily redemption end to end: real vendors claim what readers paid (clicks and
+windows), the broker pays each span once, nets window credits to the reader,
+keeps the per-click history and the books balance to the cent."""
+
+from __future__ import annotations
+
+import pytest
+import requests
+
+from broker.domain import AccountRef
+from netpay.envelope import seal
+from netpay.errors import AlreadyExists
+from netpay.transport.auth import bearer_metadata
+from netpay.v1 import broker_pb2 as bpb
+from netpay.v1 import statements_pb2 as pb
+from vendor.broker_client import GrpcBrokerClient
+from vendor.storage import RedemptionBatchRow
+
+from .conftest import balance, books, click, handle_of, open_window, pay_header
+
+PRICE = {"1": 1, "2": 2, "3": 3, "4": 5, "5": 7, "7": 10}
+
+
+def pay(vendor, chain, prev: int, article: str, *, accept: str = "application/json"):
+    index = prev + PRICE[article]
+    resp = requests.get(
+        f"{vendor.web_url}/articles/{article}",
+        headers={"Accept": accept, "Authorization": pay_header(chain, prev, index)},
+        timeout=30,
+    )
+    assert resp.status_code == 200, resp.text
+    return resp
+
+
+def history(broker_stub, token: str, ecoin_id: str = "") -> list[bpb.HistoryEntry]:
+    reply = broker_stub.History(
+        bpb.HistoryRequest(ecoin_id=ecoin_id), metadata=bearer_metadata(token), timeout=10
+    )
+    return list(reply.entries)
+
+
+def test_clicks_at_two_vendors_are_redeemed_once_and_the_books_balance(
+    start, broker, broker_stub, reader, clock
+) -> None:
+    v1 = start("daily-hash")
+    v2 = start("chain-gazette")
+    chain = reader.buy(200)
+    pay(v1, chain, 0, "4")  # (0, 5]
+    pay(v1, chain, 5, "7")  # (5, 15]
+    pay(v2, chain, 15, "5")  # hand-off, then (15, 22]
+    pay(v2, chain, 25, "1")  # (25, 26]: (22, 25] is void (a header never used)
+
+    first = v1.redeemer.redeem()
+    assert (first.as_json()["accepted"], first.as_json()["rejected"]) == (1, 0)
+    assert first.paid_minor == {"EUR": 15}
+    second = v2.redeemer.redeem()
+    assert second.paid_minor == {"EUR": 8}  # 7 + 1; the 3 void words are nobody's
+
+    assert balance(broker, AccountRef.vendor_bank("daily-hash", "EUR")) == 15
+    assert balance(broker, AccountRef.vendor_bank("chain-gazette", "EUR")) == 8
+    assert balance(broker, AccountRef.broker_float("EUR")) == 200 - 23
+    # Nothing new to claim: a second run sends nothing and pays nothing.
+    assert v1.redeemer.redeem().batches == []
+
+    clicks = [h for h in history(broker_stub, reader.token) if h.kind == "click"]
+    assert sorted(
+        (h.vendor_id, h.item_id, h.from_index, h.to_index, h.amount_minor) for h in clicks
+    ) == [
+        ("chain-gazette", "1", 25, 26, -1),
+        ("chain-gazette", "5", 15, 22, -7),
+        ("daily-hash", "4", 0, 5, -5),
+        ("daily-hash", "7", 5, 15, -10),
+    ]
+    report = books(broker, clock)
+    assert report.conservation_cents == {"EUR": 0}
+    assert report.balanced and report.disputes == []
+    assert report.redeemed_cents == {"EUR": 23}
+
+
+def test_a_retried_batch_pays_once_and_the_same_id_with_other_claims_is_refused(
+    start, broker, reader, clock, tmp_path
+) -> None:
+    v1 = start("daily-hash")
+    chain = reader.buy(100)
+    pay(v1, chain, 0, "7")
+    pay(v1, chain, 10, "4")
+    # The vendor stores the batch, then "crashes" before it hears the reply.
+    built = v1.redeemer._build_batch()
+    assert built is not None
+    batch_id, request = built
+    client = GrpcBrokerClient(broker.grpc_address, token=_token(tmp_path / "daily-hash"))
+    try:
+        replies = {client.redeem(request).SerializeToString() for _ in range(100)}
+        assert len(replies) == 1
+        other = bpb.RedeemRequest(batch_id=batch_id, claims=request.claims[:0])
+        with pytest.raises(AlreadyExists):
+            client.redeem(other)
+    finally:
+        client.close()
+    # After the restart, the pending batch is sent again: the stored reply, paid once.
+    report = v1.redeemer.redeem()
+    assert [b.retried for b in report.batches] == [True]
+    assert report.paid_minor == {"EUR": 15}
+    assert balance(broker, AccountRef.vendor_bank("daily-hash", "EUR")) == 15
+    with v1.services._uow(read_only=True) as session:
+        row = session.get(RedemptionBatchRow, batch_id)
+        assert row is not None and row.state == "done"
+    assert books(broker, clock).conservation_cents == {"EUR": 0}
+
+
+def test_a_claim_over_paid_words_is_refused_and_kept_as_a_dispute(
+    start, broker, reader, clock, tmp_path
+) -> None:
+    v1 = start("daily-hash")
+    chain = reader.buy(100)
+    pay(v1, chain, 0, "7")
+    assert v1.redeemer.redeem().paid_minor == {"EUR": 10}
+    # A vendor that lost its claim records claims the same words again.
+    client = GrpcBrokerClient(broker.grpc_address, token=_token(tmp_path / "daily-hash"))
+    again = seal(
+        pb.Claim(
+            vendor_id="daily-hash",
+            ecoin_id=chain.ecoin_id.hex(),
+            epoch=1,
+            from_index=0,
+            to_index=10,
+            payword=chain.word(10),
+            ranges=[pb.ClaimedRange(from_index=0, to_index=10, item_id="7")],
+        ),
+        v1.services._id.key,
+    )
+    try:
+        reply = client.redeem(bpb.RedeemRequest(batch_id="replayed-claim", claims=[again]))
+    finally:
+        client.close()
+    [result] = reply.results
+    assert (result.status, result.reason) == (bpb.CLAIM_STATUS_REJECTED, "already_spent")
+    assert balance(broker, AccountRef.vendor_bank("daily-hash", "EUR")) == 10
+    report = books(broker, clock)
+    assert report.conservation_cents == {"EUR": 0}
+    assert [(d["vendor_id"], d["from_index"], d["to_index"]) for d in report.disputes] == [
+        ("daily-hash", 0, 10)
+    ]
+
+
+def test_window_credit_is_shown_at_the_next_paper_and_netted_to_the_reader(
+    start, broker, broker_stub, reader, clock
+) -> None:
+    v1 = start("daily-hash")
+    v2 = start("chain-gazette")
+    chain = reader.buy(300)
+    opened = open_window(v1.web_url, chain, 0, 40)
+    assert opened.status_code == 200, opened.text
+    handle = handle_of(opened)
+    for article in ("4", "7"):  # 15 of the 40 words
+        assert click(v1.web_url, article, handle).status_code == 200
+    # The reader moves on: the hand-off closes the window, 25 words go back.
+    page = pay(v2, chain, 40, "1", accept="text/html")
+    assert 'id="credit-returning"' in page.text
+    assert 'data-amount-minor="25"' in page.text
+    assert "€0.25" in page.text
+    api = pay(v2, chain, 41, "2")  # an API client: no extra read, no such line
+    assert "credit-returning" not in api.text
+
+    assert v1.redeemer.redeem().paid_minor == {"EUR": 15}
+    assert v2.redeemer.redeem().paid_minor == {"EUR": 3}
+    assert balance(broker, AccountRef.reader_refund(_reader_id(broker), "EUR")) == 25
+    kinds = [(h.kind, h.amount_minor) for h in history(broker_stub, reader.token)]
+    assert ("window_credit", 25) in kinds and ("purchase", -300) in kinds
+    report = books(broker, clock)
+    assert report.conservation_cents == {"EUR": 0}
+    assert report.refunded_cents == {"EUR": 25} and report.balanced
+
+
+def _token(data_dir) -> str:
+    from netpay.files import read_json
+
+    return str(read_json(data_dir / "vendor.json")["vendor_token"])
+
+
+def _reader_id(broker) -> str:
+    with broker.services.store.begin(read_only=True) as repos:
+        row = repos.readers.by_username("alice")
+        assert row is not None
+        return row.reader_id
