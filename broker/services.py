@@ -69,6 +69,7 @@ from broker.storage import (
     Repos,
     ServerWalletRow,
     StoredCoin,
+    StoredRange,
     VendorRow,
     WalletCodeRow,
     WalletGrantRow,
@@ -136,6 +137,7 @@ FAILED_LOGIN_WINDOW_S = 300
 MAX_LISTED_COINS = 2_000
 PORTAL_SESSION_TTL_S = 12 * 3600
 MAX_PORTAL_COINS = 200
+MAX_PORTAL_CLICKS_PER_COIN = 200
 MAX_DIRECTORY_VENDORS = 500
 MAX_SESSION_TOKEN_CHARS = 64
 MAX_REQUEST_ID_CHARS = 64
@@ -347,6 +349,14 @@ class PortalCoinView:
     issued_at_ms: int
     expires_at_ms: int
     epochs: tuple[EpochView, ...]
+    # Redeemed clicks, newest first (vendors redeem daily: the newest are not here yet).
+    clicks: tuple[StoredRange, ...] = ()
+    # Window-credit units on their way back to the reader (or already refunded).
+    refund_units: int = 0
+
+    @property
+    def refund_minor(self) -> int:
+        return self.refund_units * self.unit_value_minor
 
     @property
     def words_left(self) -> int:
@@ -847,9 +857,21 @@ class BrokerServices:
     def portal_coins(self, reader_id: str) -> list[PortalCoinView]:
         """The reader's coins, newest first (at most MAX_PORTAL_COINS), with custody epochs."""
         now_ms = self.clock.now_ms()
-        with self.store.begin() as repos:
+        with self.store.begin(read_only=True) as repos:
             coins = repos.coins.list_for_owner(reader_id, MAX_PORTAL_COINS)
             epochs = repos.coins.epochs_of([c.view.ecoin_id for c in coins])
+            clicks = {
+                c.view.ecoin_id: tuple(
+                    repos.redemption.ranges(
+                        ecoin_ids=[c.view.ecoin_id], limit=MAX_PORTAL_CLICKS_PER_COIN
+                    )
+                )
+                for c in coins
+            }
+            refunds = {
+                c.view.ecoin_id: repos.redemption.pending_refund_units(c.view.ecoin_id)
+                for c in coins
+            }
         views = []
         for stored in coins:
             coin = stored.view
@@ -870,6 +892,8 @@ class BrokerServices:
                     issued_at_ms=touchstone.issued_at_ms,
                     expires_at_ms=coin.expires_at_ms,
                     epochs=tuple(epochs[coin.ecoin_id]),
+                    clicks=clicks[coin.ecoin_id],
+                    refund_units=refunds[coin.ecoin_id],
                 )
             )
         return views

@@ -505,6 +505,23 @@ def _add_routes(app: Flask) -> None:
             profile=services.reader_profile(reader_id),
         )
 
+    @app.post("/coins/<ecoin_id>/freeze")
+    @_login_required
+    def coins_freeze(ecoin_id: str) -> ViewResult:
+        _services().freeze_coin(ecoin_id[:64], frozen=True, reader_id=_reader_id())
+        flash(
+            "Coin reported lost: every newspaper refuses it within a minute. "
+            "What is left on it stays yours; unfreeze it if you find it again."
+        )
+        return redirect(url_for("coins"))
+
+    @app.post("/coins/<ecoin_id>/unfreeze")
+    @_login_required
+    def coins_unfreeze(ecoin_id: str) -> ViewResult:
+        _services().freeze_coin(ecoin_id[:64], frozen=False, reader_id=_reader_id())
+        flash("Coin unfrozen: it pays again.")
+        return redirect(url_for("coins"))
+
     @app.get("/newspapers")
     def newspapers() -> ViewResult:
         return render_template("newspapers.html", vendors=_services().vendor_directory())

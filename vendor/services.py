@@ -266,7 +266,7 @@ class CheckpointSummary:
     leased: int = 0
     closed: int = 0
     rejected: int = 0
-    revoked: int = 0  # rejected because the coin is frozen (the broker says "revoked: ...")
+    revoked: int = 0  # rejected because the coin is frozen (CheckpointResult.revoked)
 
 
 class CertificateBook:
@@ -1557,7 +1557,7 @@ class VendorServices:
                     self._repo.drop_lease(session, ecoin_id=coin.ecoin_id, epoch=coin.epoch)
                     log.warning("checkpoint of %s rejected: %s", coin.ecoin_id, result.detail[:200])
                     rejected += 1
-                    revoked += int(result.detail.startswith("revoked"))
+                    revoked += int(result.revoked)
             session.commit()
         return CheckpointSummary(leased, closed, rejected, revoked)
 

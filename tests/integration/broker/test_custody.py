@@ -452,8 +452,26 @@ def test_checkpoint_of_a_frozen_coin_is_rejected(w: World) -> None:
     w.h.clock.advance(10)
     reply = w.checkpoint(w.v1, w.v1.coin_index(w.coin.chain, 1, 2))
     assert reply.results[0].status == bpb.CHECKPOINT_STATUS_REJECTED
-    assert "revoked" in reply.results[0].detail
+    assert "revoked" in reply.results[0].detail and reply.results[0].revoked
     assert w.coin_row().lease_expires_ms == lease
+
+
+def test_the_owner_freezes_and_unfreezes_a_coin_over_grpc(w: World) -> None:
+    request = bpb.FreezeCoinRequest(ecoin_id=w.coin.ecoin_id)
+    frozen = w.h.stub.FreezeCoin(request, metadata=w.reader.md)
+    assert frozen.frozen and w.h.stub.FreezeCoin(request, metadata=w.reader.md).frozen
+    code, err = w.h.error(w.h.acquire, w.v1, w.coin, 1)
+    assert (code, err.code) == (grpc.StatusCode.FAILED_PRECONDITION, "revoked")
+    # Nobody else may freeze or unfreeze it: another reader, a vendor.
+    other = w.h.reader()
+    unfreeze = bpb.UnfreezeCoinRequest(ecoin_id=w.coin.ecoin_id)
+    code, _ = w.h.error(w.h.stub.UnfreezeCoin, unfreeze, metadata=other.md)
+    assert code == grpc.StatusCode.NOT_FOUND
+    code, _ = w.h.error(w.h.stub.UnfreezeCoin, unfreeze, metadata=w.v1.md)
+    assert code == grpc.StatusCode.UNAUTHENTICATED
+    assert w.status().frozen
+    assert not w.h.stub.UnfreezeCoin(unfreeze, metadata=w.reader.md).frozen
+    assert w.h.acquire(w.v1, w.coin, 1).WhichOneof("result") == "custody"
 
 
 def test_checkpoint_limits_its_batch(w: World) -> None:

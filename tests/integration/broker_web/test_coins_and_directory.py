@@ -54,7 +54,7 @@ def _epoch_rows(section: str) -> list[list[str]]:
     body = section.split("<tbody>", 1)[1]
     rows = re.findall(r"<tr>(.*?)</tr>", body, re.S)
     return [
-        [re.sub(r"\s+", " ", c).strip() for c in re.findall(r"<td>(.*?)</td>", r, re.S)]
+        [re.sub(r"\s+", " ", c).strip() for c in re.findall(r"<td[^>]*>(.*?)</td>", r, re.S)]
         for r in rows
     ]
 
@@ -90,7 +90,41 @@ def test_the_coins_page_shows_custody_after_two_newspapers(
     # What the broker knows: the hand-off reported word 5; the Gazette's 10 cents
     # are not reported yet.
     assert "295 of 300" in section
-    assert "per click arrives with redemption" in page
+    assert "<caption>Redeemed clicks" not in section  # nothing redeemed yet
+
+    # The newspapers redeem (daily, or now): the clicks appear, newest first.
+    assert daily.redeemer.redeem().paid_minor == {"EUR": 5}
+    assert gazette.redeemer.redeem().paid_minor == {"EUR": 10}
+    section = _coin_section(browser.get("/coins").text, coin.ecoin_id)
+    clicks = section.split("<caption>Redeemed clicks (newest first)</caption>", 1)[1]
+    rows = _epoch_rows(clicks)
+    assert [row[1:] for row in rows] == [
+        ["chain-gazette", "7", "5&ndash;15", "0.10 EUR"],
+        ["daily-hash", "4", "0&ndash;5", "0.05 EUR"],
+    ]
+
+
+def test_a_reader_reports_a_coin_lost_and_unfreezes_it(
+    portal: Portal, browser: Browser, tmp_path: Path
+) -> None:
+    with Wallet(tmp_path / "wallet", clock=portal.clock) as wallet:
+        wallet.register(portal.broker.grpc_address, "reader", PASSWORD)
+        coin = wallet.buy(100)
+    assert browser.login("reader").status_code == 200
+    freeze = browser.post(f"/coins/{coin.ecoin_id}/freeze", form_page="/coins")
+    assert freeze.status_code == 200 and "Coin reported lost" in freeze.text
+    assert "(frozen)" in _coin_section(freeze.text, coin.ecoin_id)
+    assert portal.broker.services.get_coin(coin.ecoin_id, vendor_id="any").frozen
+    # Without the CSRF token nothing changes.
+    forged = browser.post(f"/coins/{coin.ecoin_id}/unfreeze", csrf="forged", form_page="/coins")
+    assert forged.status_code == 400
+    assert portal.broker.services.get_coin(coin.ecoin_id, vendor_id="any").frozen
+    thawed = browser.post(f"/coins/{coin.ecoin_id}/unfreeze", form_page="/coins")
+    assert "Coin unfrozen" in thawed.text
+    assert not portal.broker.services.get_coin(coin.ecoin_id, vendor_id="any").frozen
+    # Another reader's coin (or a garbled id) is not found, and nothing changes.
+    other = browser.post("/coins/" + "ab" * 16 + "/freeze", form_page="/coins")
+    assert other.status_code == 404
 
 
 def test_the_directory_lists_every_certified_newspaper(

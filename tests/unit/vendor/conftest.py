@@ -252,6 +252,7 @@ class FakeBroker:
                 elif coin.frozen:
                     result.status = bpb.CHECKPOINT_STATUS_REJECTED
                     result.detail = "revoked: the coin is frozen"
+                    result.revoked = True
                 elif not self._hashes_down(coin, ci):
                     result.status = bpb.CHECKPOINT_STATUS_REJECTED
                     result.acknowledged_index = coin.latest_index
