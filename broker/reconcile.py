@@ -10,7 +10,8 @@ Each term comes from a different record, so a bug in any one of them shows:
 - outstanding coin value: the broker float account in the ledger;
 - redeemed: the accepted claims, less the vendor refunds netted;
 - refunded: the window credits netted plus the vendor refunds (the reader's
-  refund balance);
+  refund balance) plus the unclaimed value of expired coins refunded after the
+  grace period;
 - broker losses: the broker-loss account in the ledger (dispute payouts).
 
 ``conservation_cents`` is ``debits - (outstanding + redeemed + refunded -
@@ -39,6 +40,7 @@ from broker.storage import (
     CoinRow,
     DisputeRow,
     EntryRow,
+    ExpiryRefundRow,
     PurchaseRow,
     TransactionRow,
     VendorRefundRow,
@@ -180,6 +182,13 @@ def reconcile(
                 .group_by(CoinRow.currency)
             ).all()
         )
+        expiry_refunds = _sums(
+            s.execute(
+                select(ExpiryRefundRow.currency, func.sum(ExpiryRefundRow.amount_minor))
+                .where(ExpiryRefundRow.created_at_ms < end_ms)
+                .group_by(ExpiryRefundRow.currency)
+            ).all()
+        )
         outstanding = _balances(s, AccountKind.BROKER_FLOAT, end_ms)
         losses = {c: -v for c, v in _balances(s, AccountKind.BROKER_LOSS, end_ms).items()}
         vendor_paid = _balances(s, AccountKind.VENDOR_BANK, end_ms)
@@ -216,7 +225,10 @@ def reconcile(
             _write_csv(s, csv_out, start_ms, end_ms)
     currencies = sorted(set(debits) | set(outstanding) | set(claimed) | set(losses))
     redeemed = {c: claimed.get(c, 0) - vendor_refunds.get(c, 0) for c in currencies}
-    refunded = {c: netted_credits.get(c, 0) + vendor_refunds.get(c, 0) for c in currencies}
+    refunded = {
+        c: netted_credits.get(c, 0) + vendor_refunds.get(c, 0) + expiry_refunds.get(c, 0)
+        for c in currencies
+    }
     conservation = {
         c: debits.get(c, 0) - (outstanding.get(c, 0) + redeemed[c] + refunded[c] - losses.get(c, 0))
         for c in currencies

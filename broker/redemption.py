@@ -34,6 +34,7 @@ from broker.domain import (
     AccountRef,
     ClaimIndex,
     EpochView,
+    Expire,
     IndexedWord,
     LedgerEntry,
     Transaction,
@@ -45,6 +46,7 @@ from broker.storage import (
     ClaimRangeRow,
     ClaimRow,
     DisputeRow,
+    ExpiryRefundRow,
     Repos,
     StoredCoin,
     StoredCredit,
@@ -58,6 +60,7 @@ from netpay.envelope import open_envelope
 from netpay.errors import (
     AlreadyExists,
     AlreadySpent,
+    Expired,
     InvalidArgument,
     NetPayError,
     NotFound,
@@ -365,6 +368,14 @@ class RedemptionService:
         if stored is None:
             raise NotFound(f"no coin {claim.ecoin_id}")
         coin = stored.view
+        grace_ms = self.limits.redemption_grace_s * 1000
+        if now_ms >= coin.expires_at_ms + grace_ms or repos.redemption.expiry_refund(
+            claim.ecoin_id
+        ):
+            raise Expired(
+                "the coin expired more than the redemption grace period ago: its unclaimed "
+                "value went back to the reader"
+            )
         epoch = repos.coins.epoch(claim.ecoin_id, claim.epoch)
         kept = {
             c.window_top: c
@@ -588,6 +599,56 @@ class RedemptionService:
                 key = f"payout:{vendor_id}:{batch_id}:{currency}"
                 self.bank.pay_vendor(repos, vendor_id, owed, currency, key, now_ms)
 
+    # -- expiry refunds -------------------------------------------------------------------
+
+    def refund_expired(self, *, limit: int = 1000) -> list[ExpiryRefundRow]:
+        """Refund every coin past ``expires_at + redemption_grace_s``: what no vendor
+        claimed (unspent, void and un-netted window words) and the reader's refund
+        balance go to the reader's account, once per coin. Returns the refunds made."""
+        now_ms = self.clock.now_ms()
+        cutoff = now_ms - self.limits.redemption_grace_s * 1000
+        made: list[ExpiryRefundRow] = []
+        with self.store.begin() as repos:
+            for ecoin_id in repos.redemption.coins_due_for_refund(cutoff, limit):
+                made.append(self._refund_one(repos, ecoin_id, now_ms))
+            repos.commit()
+        return made
+
+    @staticmethod
+    def _refund_one(repos: Repos, ecoin_id: str, now_ms: int) -> ExpiryRefundRow:
+        stored = repos.coins.get(ecoin_id, for_update=True)
+        assert stored is not None
+        coin = stored.view
+        claimed_minor, netted_units = repos.redemption.claimed_value(ecoin_id)
+        value_minor = coin.n * coin.unit_value_minor
+        unclaimed = value_minor - claimed_minor - netted_units * coin.unit_value_minor
+        assert unclaimed >= 0, (ecoin_id, value_minor, claimed_minor, netted_units)
+        reader = AccountRef.reader(stored.owner, stored.currency)
+        refund_account = AccountRef.reader_refund(stored.owner, stored.currency)
+        balance = repos.ledger.balance_minor(refund_account, for_update=True)
+        entries = []
+        if unclaimed:
+            entries.append(LedgerEntry(AccountRef.broker_float(stored.currency), -unclaimed))
+        if balance > 0:
+            entries.append(LedgerEntry(refund_account, -balance))
+        if unclaimed or balance > 0:
+            entries.append(LedgerEntry(reader, unclaimed + max(balance, 0)))
+            repos.ledger.post(
+                Transaction("expiry_refund", f"expiry_refund:{ecoin_id}", now_ms, tuple(entries))
+            )
+        if Expire in allowed_events(coin.state):
+            repos.coins.apply(coin, transition(coin, Expire(now_ms)))
+        row = ExpiryRefundRow(
+            ecoin_id=ecoin_id,
+            reader_id=stored.owner,
+            amount_minor=unclaimed,
+            refund_balance_minor=max(balance, 0),
+            currency=stored.currency,
+            created_at_ms=now_ms,
+        )
+        repos.redemption.add_expiry_refund(row)
+        return row
+
     # -- hand-offs ----------------------------------------------------------------------
 
     def pending_refund_units(self, repos: Repos, ecoin_id: str) -> int:
@@ -658,6 +719,18 @@ class RedemptionService:
                     currency=r.currency,
                 )
             )
+        for ecoin in ids:
+            refund = repos.redemption.expiry_refund(ecoin)
+            if refund is not None and (before is None or refund.created_at_ms < before):
+                items.append(
+                    HistoryItem(
+                        time_ms=refund.created_at_ms,
+                        kind="expiry_refund",
+                        ecoin_id=ecoin,
+                        amount_minor=refund.amount_minor + refund.refund_balance_minor,
+                        currency=refund.currency,
+                    )
+                )
         units = {c.view.ecoin_id: (c.view.unit_value_minor, c.currency) for c in coins}
         for ecoin in ids:
             for epoch in {e.epoch for e in repos.coins.epochs(ecoin)}:

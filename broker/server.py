@@ -58,6 +58,9 @@ class BrokerConfig:
     demo_deposit_minor: int = 10_000  # demo bank: opening deposit per currency for each new reader
     # The web portal's listen address (port 0 allowed); None: no portal.
     web_addr: str | None = None
+    # How often the broker refunds coins past expiry + grace (0: never; tests call
+    # services.redemption.refund_expired() themselves).
+    refund_interval_s: float = 3600.0
 
 
 @dataclass
@@ -74,12 +77,17 @@ class BrokerHandle:
     _web: InProcessWebServer | None = field(default=None, repr=False)
     _stopped: bool = field(default=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _loop_stop: threading.Event = field(default_factory=threading.Event, repr=False)
+    _loop: threading.Thread | None = field(default=None, repr=False)
 
     def stop(self) -> None:
         with self._lock:
             if self._stopped:
                 return
             self._stopped = True
+        self._loop_stop.set()
+        if self._loop is not None:
+            self._loop.join(15.0)
         if self._web is not None:
             self._web.stop()
         self._server.stop()
@@ -176,7 +184,7 @@ def start_broker(config: BrokerConfig, *, clock: Clock | None = None) -> BrokerH
         services.portal_url = web_url
         log.info("broker %s serving the web portal on %s", broker_id, web_url)
     log.info("broker %s serving gRPC on %s", broker_id, server.address)
-    return BrokerHandle(
+    handle = BrokerHandle(
         grpc_address=server.address,
         broker_id=broker_id,
         public_key=key.public_key,
@@ -186,6 +194,28 @@ def start_broker(config: BrokerConfig, *, clock: Clock | None = None) -> BrokerH
         web_url=web_url,
         _web=web,
     )
+    if config.refund_interval_s > 0:
+        handle._loop = threading.Thread(
+            target=_refund_loop,
+            args=(services, handle._loop_stop, config.refund_interval_s),
+            name="broker-refunds",
+            daemon=True,
+        )
+        handle._loop.start()
+    return handle
+
+
+def _refund_loop(services: BrokerServices, stop: threading.Event, interval_s: float) -> None:
+    """Refund coins past expiry + grace, at start and then every ``interval_s``."""
+    while True:
+        try:
+            refunds = services.redemption.refund_expired()
+            if refunds:
+                log.info("refunded %d expired coins to their readers", len(refunds))
+        except Exception:
+            log.exception("refunding expired coins failed")
+        if stop.wait(interval_s):
+            return
 
 
 def add_vendor(

@@ -58,6 +58,7 @@ __all__ = [
     "CustodyEpochRow",
     "DisputeRow",
     "EntryRow",
+    "ExpiryRefundRow",
     "LoginFailureRow",
     "PaymentInstrumentRow",
     "PortalRepo",
@@ -451,6 +452,21 @@ class VendorRefundRow(Base):
     refund: Mapped[bytes] = mapped_column(LargeBinary)
     batch_row_id: Mapped[int] = mapped_column(ForeignKey("redemption_batches.id"))
     created_at_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class ExpiryRefundRow(Base):
+    """A coin past expiry + grace whose unclaimed value went back to its reader (once)."""
+
+    __tablename__ = "expiry_refunds"
+
+    ecoin_id: Mapped[str] = mapped_column(ForeignKey("coins.ecoin_id"), primary_key=True)
+    reader_id: Mapped[str] = mapped_column(String(32), index=True)
+    # The coin's value no claim took (unspent, void and un-netted window words).
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    # The reader's refund balance (window credits, vendor refunds) paid out with it.
+    refund_balance_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    created_at_ms: Mapped[int] = mapped_column(BigInteger, index=True)
 
 
 class DisputeRow(Base):
@@ -1254,6 +1270,41 @@ class RedemptionRepo:
                 )
             )
         )
+
+    def coins_due_for_refund(self, before_expiry_ms: int, limit: int) -> list[str]:
+        """Coins that expired before ``before_expiry_ms`` and were not refunded yet."""
+        return list(
+            self._s.scalars(
+                select(CoinRow.ecoin_id)
+                .outerjoin(ExpiryRefundRow, ExpiryRefundRow.ecoin_id == CoinRow.ecoin_id)
+                .where(
+                    CoinRow.expires_at_ms <= before_expiry_ms, ExpiryRefundRow.ecoin_id.is_(None)
+                )
+                .order_by(CoinRow.expires_at_ms, CoinRow.ecoin_id)
+                .limit(limit)
+            )
+        )
+
+    def expiry_refund(self, ecoin_id: str) -> ExpiryRefundRow | None:
+        return self._s.get(ExpiryRefundRow, ecoin_id)
+
+    def add_expiry_refund(self, row: ExpiryRefundRow) -> None:
+        self._s.add(row)
+        self._s.flush()
+
+    def claimed_value(self, ecoin_id: str) -> tuple[int, int]:
+        """``(claimed amount, netted window-credit units)`` of a coin."""
+        claimed = self._s.scalar(
+            select(func.coalesce(func.sum(ClaimRow.amount_minor), 0)).where(
+                ClaimRow.ecoin_id == ecoin_id
+            )
+        )
+        netted = self._s.scalar(
+            select(func.coalesce(func.sum(WindowCreditRow.refund_units), 0)).where(
+                WindowCreditRow.ecoin_id == ecoin_id, WindowCreditRow.claim_id.is_not(None)
+            )
+        )
+        return int(claimed or 0), int(netted or 0)
 
     def add_dispute(self, row: DisputeRow) -> None:
         self._s.add(row)

@@ -348,10 +348,10 @@ class BrokerServicer:
         raise NotImplementedError('Method not implemented!')
 
     def History(self, request, context):
-        """Money history, newest first. A reader gets their purchases, the clicks
-        vendors redeemed (per Receipt range: vendor, item, units, amount), window
-        credits and the purchase of each coin; a vendor gets its accepted claims
-        (one entry per claim, with its batch id). Reader or vendor
+        """Money history, newest first. A reader gets the purchase of each coin,
+        the clicks vendors redeemed (per Receipt range: vendor, item, units,
+        amount), window credits and expiry refunds; a vendor gets its accepted
+        claims (one entry per claim, with its batch id). Reader or vendor
         authentication.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
