@@ -9,9 +9,9 @@ an origin the reader did not approve gets nothing (Chromium hides the refused
 answer, the wallet's index does not move), while an approved page asking
 for another site's article gets a readable ``permission_denied``.
 
-The vendor's pages do not include the script yet, so the test serves the
-page itself: a small server on 127.0.0.1 serves the page and the script and
-forwards ``/articles/*`` to the real vendor (headers kept both ways). The
+The test serves the page itself: the ``page_server`` fixture (conftest.py),
+a small server on 127.0.0.1, serves the page and the script and forwards
+``/articles/*`` to the real vendor (headers kept both ways). The
 vendor is enrolled with that server's origin as its certified web origin, so
 the page, the article URL and the certificate share one origin, as on a real
 newspaper.
@@ -19,21 +19,19 @@ newspaper.
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 import requests
-from flask import Flask, Response, request
-from werkzeug.serving import make_server
 
 from broker.server import BrokerConfig, add_vendor, start_broker
 from ewallet_client import Wallet
-from ewallet_client.bridge import BRIDGE_SCRIPT, BridgeHandle, start_bridge
+from ewallet_client.bridge import BridgeHandle, start_bridge
+from tests.browser.conftest import PageServer
 from vendor.server import VendorConfig, start_vendor
 
 pytestmark = pytest.mark.browser
@@ -45,67 +43,6 @@ PAGE = """<!doctype html>
 <p>Credit left: <span id="credit">?</span> words</p>
 <div id="article">not paid yet</div></body></html>
 """
-_FORWARD = ("WWW-Authenticate", "NetPay-Receipt", "NetPay-Balance", "Cache-Control", "Vary")
-
-
-@dataclass
-class PageServer:
-    """Serves the page and the script, and forwards /articles/* to ``target``."""
-
-    target: str = ""
-    server: Any = None
-    thread: threading.Thread | None = None
-    forwarded: list[str] = field(default_factory=list)
-
-    def app(self) -> Flask:
-        app = Flask("bridge_test_page")
-
-        @app.get("/page.html")
-        def page() -> Response:
-            return Response(PAGE, mimetype="text/html")
-
-        @app.get("/netpay-bridge.js")
-        def script() -> Response:
-            return Response(BRIDGE_SCRIPT.read_text(), mimetype="text/javascript")
-
-        @app.get("/articles/<path:rest>")
-        def article(rest: str) -> Response:
-            assert self.target, "no vendor behind the page server yet"
-            headers = {k: v for k, v in request.headers.items() if k in ("Accept", "Authorization")}
-            self.forwarded.append(request.headers.get("Authorization", ""))
-            with requests.Session() as s:
-                upstream = s.get(
-                    f"{self.target}/articles/{rest}",
-                    headers=headers,
-                    timeout=10,
-                    allow_redirects=False,
-                )
-            out = Response(upstream.content, status=upstream.status_code)
-            out.headers["Content-Type"] = upstream.headers.get("Content-Type", "text/plain")
-            for name in _FORWARD:
-                if name in upstream.headers:
-                    out.headers[name] = upstream.headers[name]
-            return out
-
-        return app
-
-    def start(self) -> str:
-        self.server = make_server("127.0.0.1", 0, self.app(), threaded=True)
-        self.thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self.thread.start()
-        return self.origin
-
-    @property
-    def origin(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_port}"
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        assert self.thread is not None
-        self.thread.join(10)
 
 
 @dataclass
@@ -119,10 +56,8 @@ class Site:
 
 
 @pytest.fixture
-def site(tmp_path: Path) -> Iterator[Site]:
-    newspaper, stranger = PageServer(), PageServer()
-    newspaper.start()
-    stranger.start()
+def site(tmp_path: Path, page_server: Callable[..., PageServer]) -> Iterator[Site]:
+    newspaper, stranger = page_server(PAGE), page_server(PAGE)
     broker_dir = tmp_path / "broker"
     broker = start_broker(BrokerConfig(data_dir=broker_dir))
     started: list[Any] = [broker]
@@ -156,8 +91,6 @@ def site(tmp_path: Path) -> Iterator[Site]:
     finally:
         for thing in reversed(started):
             thing.stop()
-        newspaper.stop()
-        stranger.stop()
 
 
 _PAY = """async ([path, bridge]) => {

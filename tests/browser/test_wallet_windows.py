@@ -7,29 +7,30 @@ to the site's /netpay/window itself, and Chromium keeps the HttpOnly
 articles are paid from the window with no bridge call, and the page's script
 can never read the cookie.
 
-As in test_wallet_bridge.py, a small server on 127.0.0.1 serves the page
-and the script and forwards ``/articles/*`` and ``/netpay/*`` to the real
-vendor (cookies and NetPay headers both ways); the vendor is certified for
-that server's origin.
+As in test_wallet_bridge.py, a small server on 127.0.0.1 (the ``page_server``
+fixture of conftest.py) serves the page and the script and forwards
+``/articles/*`` and ``/netpay/*`` to the real vendor (cookies and NetPay
+headers both ways); the vendor is certified for that server's origin.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 import requests
-from flask import Flask, Response, request
+from flask import Flask, Response
 from werkzeug.serving import make_server
 
 from broker.server import BrokerConfig, add_vendor, start_broker
 from ewallet_client import Wallet
-from ewallet_client.bridge import BRIDGE_SCRIPT, BridgeHandle, start_bridge
+from ewallet_client.bridge import BridgeHandle, start_bridge
+from tests.browser.conftest import PageServer
 from vendor.server import VendorConfig, start_vendor
 
 pytestmark = pytest.mark.browser
@@ -46,71 +47,6 @@ _DOWN = ("WWW-Authenticate", "NetPay-Receipt", "NetPay-Balance", "NetPay-Window"
 
 
 @dataclass
-class PageServer:
-    target: str = ""
-    server: Any = None
-    thread: threading.Thread | None = None
-    seen: list[dict[str, str]] = field(default_factory=list)
-
-    def forward(self, path: str) -> Response:
-        headers = {k: v for k, v in request.headers.items() if k in _UP}
-        self.seen.append(headers)
-        with requests.Session() as s:
-            upstream = s.request(
-                request.method,
-                f"{self.target}/{path}",
-                headers=headers,
-                timeout=10,
-                allow_redirects=False,
-            )
-        out = Response(upstream.content, status=upstream.status_code)
-        out.headers["Content-Type"] = upstream.headers.get("Content-Type", "text/plain")
-        for name in _DOWN:
-            for value in upstream.raw.headers.getlist(name):
-                out.headers.add(name, value)
-        return out
-
-    def app(self) -> Flask:
-        app = Flask("window_test_page")
-
-        @app.get("/page.html")
-        def page() -> Response:
-            return Response(PAGE, mimetype="text/html")
-
-        @app.get("/netpay-bridge.js")
-        def script() -> Response:
-            return Response(BRIDGE_SCRIPT.read_text(), mimetype="text/javascript")
-
-        @app.get("/articles/<path:rest>")
-        def article(rest: str) -> Response:
-            return self.forward(f"articles/{rest}")
-
-        @app.post("/netpay/<path:rest>")
-        def netpay(rest: str) -> Response:
-            return self.forward(f"netpay/{rest}")
-
-        return app
-
-    def start(self) -> str:
-        self.server = make_server("127.0.0.1", 0, self.app(), threaded=True)
-        self.thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self.thread.start()
-        return self.origin
-
-    @property
-    def origin(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_port}"
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        assert self.thread is not None
-        self.thread.join(10)
-
-
-@dataclass
 class Site:
     newspaper: PageServer
     bridge: BridgeHandle
@@ -119,9 +55,8 @@ class Site:
 
 
 @pytest.fixture
-def site(tmp_path: Path) -> Iterator[Site]:
-    newspaper = PageServer()
-    newspaper.start()
+def site(tmp_path: Path, page_server: Callable[..., PageServer]) -> Iterator[Site]:
+    newspaper = page_server(PAGE, up=_UP, down=_DOWN, forward_netpay=True)
     broker_dir = tmp_path / "broker"
     broker = start_broker(BrokerConfig(data_dir=broker_dir))
     started: list[Any] = [broker]
@@ -155,7 +90,6 @@ def site(tmp_path: Path) -> Iterator[Site]:
     finally:
         for thing in reversed(started):
             thing.stop()
-        newspaper.stop()
 
 
 _OPEN = """async ([bridge]) => {

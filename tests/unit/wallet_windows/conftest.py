@@ -1,7 +1,9 @@
 """Fakes for the wallet-window unit tests: a broker and a newspaper with windows.
 
 The fake broker is in process (the wallet's ``broker_factory``) and signs
-touchstones and vendor certificates. The fake vendor is a Flask app served by
+touchstones and vendor certificates; it is the one of tests/unit/wallet,
+shared through ``tests/unit/wallet/fakes.py`` (with the werkzeug ``Server``).
+The fake vendor is a Flask app served by
 werkzeug on 127.0.0.1:0 that implements the window contract
 (/tmp/window-contract.md) closely enough for the wallet, with the real
 codecs (``netpay.header``) and hash chain (``netpay.chain``):
@@ -22,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,141 +31,21 @@ from typing import Any
 
 import pytest
 from flask import Flask, Response, request
-from werkzeug.serving import make_server
 
 from ewallet_client.wallet import Wallet
 from netpay.chain import verify_word
 from netpay.clock import FakeClock
 from netpay.encoding import b64url_encode
 from netpay.envelope import SigningKey, seal
-from netpay.errors import AlreadyExists, Insufficient, Malformed, NotFound, Unauthenticated
+from netpay.errors import Malformed
 from netpay.header import Challenge, format_challenge, parse_authorization
 from netpay.limits import DEFAULT_LIMITS
-from netpay.v1 import broker_pb2
 from netpay.v1 import statements_pb2 as pb
+from tests.unit.wallet.fakes import FakeBroker, Server, json_response
 
-DAY_MS = 86_400_000
+__all__ = ["FakeBroker", "FakeVendor", "FakeWindow"]  # the tests import them from here
+
 WINDOW_TTL_MS = DEFAULT_LIMITS.window_ttl_s * 1000
-
-
-class FakeBroker:
-    """The wallet-facing RPCs of a broker, in process (a BrokerApi)."""
-
-    def __init__(self, clock: FakeClock, broker_id: str = "broker") -> None:
-        self.clock = clock
-        self.broker_id = broker_id
-        self.key = SigningKey.generate()
-        self.readers: dict[str, tuple[str, str]] = {}
-        self.tokens: dict[str, str] = {}
-        self.coins: dict[str, pb.Touchstone] = {}
-        self.sales: dict[str, broker_pb2.BuyCoinResponse] = {}
-        self.certificates: dict[str, pb.Envelope] = {}
-
-    def factory(self, address: str) -> FakeBroker:
-        return self
-
-    def close(self) -> None:
-        pass
-
-    def _reader(self, token: str) -> str:
-        if token not in self.tokens:
-            raise Unauthenticated("unknown token")
-        return self.tokens[token]
-
-    def get_info(self) -> broker_pb2.BrokerInfo:
-        return broker_pb2.BrokerInfo(
-            broker_id=self.broker_id,
-            public_key=self.key.public_key,
-            currencies=["EUR"],
-            limits=broker_pb2.Limits(
-                max_chain_units=DEFAULT_LIMITS.max_chain_units,
-                max_gap_units=1000,
-                max_skew_s=5,
-                max_click_amount_minor=10_000,
-            ),
-        )
-
-    def register_reader(self, username: str, password: str) -> str:
-        if username in self.readers:
-            raise AlreadyExists("username taken")
-        reader_id = f"r-{len(self.readers) + 1}"
-        self.readers[username] = (password, reader_id)
-        return reader_id
-
-    def login(self, username: str, password: str) -> broker_pb2.LoginResponse:
-        known = self.readers.get(username)
-        if known is None or known[0] != password:
-            raise Unauthenticated("wrong username or password")
-        token = secrets.token_urlsafe(32)
-        self.tokens[token] = known[1]
-        return broker_pb2.LoginResponse(
-            token=token, expires_at_ms=self.clock.now_ms() + DAY_MS, reader_id=known[1]
-        )
-
-    def buy_coin(self, token: str, req: broker_pb2.BuyCoinRequest) -> broker_pb2.BuyCoinResponse:
-        reader = self._reader(token)
-        if req.request_id in self.sales:
-            return self.sales[req.request_id]
-        now = self.clock.now_ms()
-        ts = pb.Touchstone(
-            ecoin_id=req.ecoin_id,
-            root=req.root,
-            n=req.n,
-            unit_value_minor=req.unit_value_minor or 1,
-            currency=req.currency or "EUR",
-            wallet_kind=req.wallet_kind,
-            owner=reader,
-            issued_at_ms=now,
-            expires_at_ms=now + 90 * DAY_MS,
-            broker_id=self.broker_id,
-        )
-        self.coins[req.ecoin_id] = ts
-        reply = broker_pb2.BuyCoinResponse(
-            touchstone=seal(ts, self.key),
-            amount_minor=req.n * ts.unit_value_minor,
-            currency=ts.currency,
-        )
-        self.sales[req.request_id] = reply
-        return reply
-
-    def get_coin(self, token: str, ecoin_id: str) -> broker_pb2.CoinStatus:
-        self._reader(token)
-        ts = self.coins.get(ecoin_id)
-        if ts is None:
-            raise NotFound(f"no coin {ecoin_id}")
-        return broker_pb2.CoinStatus(
-            touchstone=seal(ts, self.key),
-            state=broker_pb2.COIN_STATE_HELD,
-            latest_index=0,
-            latest_word=ts.root,
-        )
-
-    def get_account(self, token: str) -> broker_pb2.GetAccountResponse:
-        raise Insufficient("no bank in the fake")
-
-    def get_vendor_certificate(self, vendor_id: str) -> pb.Envelope:
-        if vendor_id not in self.certificates:
-            raise NotFound(f"no vendor {vendor_id}")
-        return self.certificates[vendor_id]
-
-    def certify(self, vendor_id: str, public_key: bytes, web_origin: str) -> None:
-        cert = pb.VendorCertificate(
-            vendor_id=vendor_id,
-            public_key=public_key,
-            grpc_address="127.0.0.1:1",
-            web_origin=web_origin,
-            valid_until_ms=self.clock.now_ms() + DAY_MS,
-            broker_id=self.broker_id,
-            display_name=vendor_id,
-            issued_at_ms=self.clock.now_ms(),
-        )
-        self.certificates[vendor_id] = seal(cert, self.key)
-
-
-def _json(status: int, obj: dict[str, object], headers: dict[str, str] | None = None) -> Response:
-    return Response(
-        json.dumps(obj), status=status, headers=headers or {}, mimetype="application/json"
-    )
 
 
 @dataclass
@@ -216,7 +97,7 @@ class FakeVendor:
         return {"WWW-Authenticate": format_challenge(ch)}
 
     def payment_required(self, amount: int | None = None) -> Response:
-        return _json(
+        return json_response(
             402,
             {
                 "error": "payment_required",
@@ -233,7 +114,7 @@ class FakeVendor:
             index, word = self.coins[ecoin_id]
             body["index"] = index
             body["payword"] = b64url_encode(word)
-        return _json(status, body, self.challenge())
+        return json_response(status, body, self.challenge())
 
     def _receipt(self, ecoin_id: str, frm: int, to: int, amount: int, item: str) -> str:
         fields: dict[str, Any] = {
@@ -256,7 +137,7 @@ class FakeVendor:
         try:
             cred = parse_authorization(auth)
         except Malformed as exc:
-            return None, _json(400, {"error": "malformed", "detail": exc.detail})
+            return None, json_response(400, {"error": "malformed", "detail": exc.detail})
         ts = self.broker.coins.get(cred.ecoin_id)
         if ts is None:
             return None, self.error(402, "bad_payword")
@@ -266,7 +147,9 @@ class FakeVendor:
             if cred.window is None or cred.window != step or not 1 <= step <= 500:
                 return None, self.error(402, "wrong_amount", cred.ecoin_id)
         elif cred.window is not None:
-            return None, _json(400, {"error": "malformed", "detail": "window on an article"})
+            return None, json_response(
+                400, {"error": "malformed", "detail": "window on an article"}
+            )
         elif step != words:
             return None, self.error(402, "wrong_amount", cred.ecoin_id)
         if cred.prev < index:
@@ -359,7 +242,7 @@ class FakeVendor:
         return self.window_answer(body, handle)
 
     def window_answer(self, body: dict[str, Any], handle: str) -> Response:
-        resp = _json(200, body)
+        resp = json_response(200, body)
         if not self.no_cookie:
             resp.headers["Set-Cookie"] = (
                 f"netpay_window={handle}; HttpOnly; SameSite=Strict; Path=/; "
@@ -386,7 +269,7 @@ class FakeVendor:
         }
         fields.update(self.tamper_credit)
         env = seal(pb.WindowCredit(**fields), self.sign_with or self.key)
-        resp = _json(
+        resp = json_response(
             200,
             {
                 "window_credit": b64url_encode(env.SerializeToString()),
@@ -420,24 +303,6 @@ class FakeVendor:
             return Response("front page", mimetype="text/plain")
 
         return app
-
-
-class Server:
-    def __init__(self, app: Flask) -> None:
-        self.server = make_server("127.0.0.1", 0, app, threaded=True)
-        self.thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
-        self.thread.start()
-
-    @property
-    def origin(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_port}"
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(5)
 
 
 @pytest.fixture
