@@ -616,7 +616,9 @@ def handoff_is_repeat(
         and current.epoch == coin.epoch
         and current.opened_by is EpochOpening.HANDOFF
         and current.opened_from == index.vendor_id
-        and current.base == index.at
+        # The base is the CoinIndex, or the broker's higher word for a server-side
+        # coin whose drawn window never reached the holder (services._effective_at).
+        and (current.base == index.at or current.base.index > index.at.index)
     )
 
 
@@ -630,7 +632,7 @@ def reclaim_is_repeat(
         and current.epoch == coin.epoch
         and current.opened_by is EpochOpening.RECLAIM
         and current.opened_from == caller
-        and current.base == index.at
+        and (current.base == index.at or current.base.index > index.at.index)
     )
 
 

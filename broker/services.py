@@ -75,7 +75,7 @@ from broker.storage import (
     WalletGrantRow,
     WalletSessionRow,
 )
-from netpay.chain import WORD_BYTES, Chain, new_ecoin_id, new_seed
+from netpay.chain import WORD_BYTES, Chain, new_ecoin_id, new_seed, verify_word
 from netpay.clock import Clock
 from netpay.encoding import b64url_encode, check_currency, check_ecoin_id, check_party_id
 from netpay.envelope import PUBLIC_KEY_BYTES, SigningKey, open_envelope, seal
@@ -1290,6 +1290,22 @@ class BrokerServices:
     def _bound_units(self, coin: CoinRecordView) -> int:
         return proof_bound_units(self.limits, coin.unit_value_minor)
 
+    def _effective_at(self, stored: StoredCoin, at: IndexedWord) -> IndexedWord:
+        """The holder's index, or for a server-side coin whose latest word is above it
+        (a window drawn for the holder whose reply never arrived, or whose worker died
+        before recording it) the broker's own latest word, once ``w[latest]`` is shown to
+        hash down to the holder's word. Those drawn words are then void (refunded to the
+        reader after expiry) instead of stranding the coin."""
+        coin = stored.view
+        if stored.wallet_kind != WalletKind.SERVER_SIDE.value or at.index >= coin.latest.index:
+            return at
+        steps = coin.latest.index - at.index
+        if steps > self._bound_units(coin) or not verify_word(
+            coin.ecoin_bytes, at.index, at.word, coin.latest.index, coin.latest.word, steps
+        ):
+            return at  # the normal check refuses it
+        return coin.latest
+
     def _current_epoch(self, repos: Repos, coin: CoinRecordView) -> EpochView | None:
         if coin.epoch == 0:
             return None
@@ -1466,20 +1482,21 @@ class BrokerServices:
                     f"epoch {index.epoch} of {index.vendor_id} is not the coin's current "
                     f"epoch ({coin.epoch})"
                 )
-            check_index_advance(coin, index.at, self._bound_units(coin))
+            at = self._effective_at(stored, index.at)
+            check_index_advance(coin, at, self._bound_units(coin))
             after = transition(
                 coin,
                 HandOff(
                     from_vendor=index.vendor_id,
                     to_vendor=caller,
                     epoch=index.epoch,
-                    at=index.at,
+                    at=at,
                     now_ms=now_ms,
                     lease_expires_ms=self._lease_expires_ms(now_ms),
                 ),
             )
             opened = self._switch_epoch(
-                repos, coin, after, index.at, EpochOpening.HANDOFF, index.vendor_id, now_ms
+                repos, coin, after, at, EpochOpening.HANDOFF, index.vendor_id, now_ms
             )
             if window_credit is not None:
                 self._keep_handoff_credit(repos, index, window_credit, now_ms)
@@ -1514,19 +1531,20 @@ class BrokerServices:
                 raise PreconditionFailed(
                     f"epoch {epoch} is no longer current (the coin is at epoch {coin.epoch})"
                 )
-            check_index_advance(coin, index.at, self._bound_units(coin))
+            at = self._effective_at(stored, index.at)
+            check_index_advance(coin, at, self._bound_units(coin))
             after = transition(
                 coin,
                 Reclaim(
                     vendor_id=caller,
                     epoch=epoch,
-                    at=index.at,
+                    at=at,
                     now_ms=now_ms,
                     lease_expires_ms=self._lease_expires_ms(now_ms),
                 ),
             )
             opened = self._switch_epoch(
-                repos, coin, after, index.at, EpochOpening.RECLAIM, caller, now_ms
+                repos, coin, after, at, EpochOpening.RECLAIM, caller, now_ms
             )
             granted = self._grant(repos, stored, opened)
             repos.commit()
@@ -1615,10 +1633,11 @@ class BrokerServices:
                 revoked=True,
             )
         try:
-            check_index_advance(coin, index.at, self._bound_units(coin))
+            at = self._effective_at(stored, index.at)
+            check_index_advance(coin, at, self._bound_units(coin))
             after = transition(
                 coin,
-                CheckpointIndex(caller, index.epoch, index.at, self._lease_expires_ms(now_ms)),
+                CheckpointIndex(caller, index.epoch, at, self._lease_expires_ms(now_ms)),
             )
         except NetPayError as err:
             return CheckpointItem(

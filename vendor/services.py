@@ -1218,13 +1218,36 @@ class VendorServices:
             expires_at_ms=window_expiry_ms(coin, self.limits, now_ms),
         )
         window_id = self._commit_window(coin, record, now_ms, acknowledged=True)
+        for _ in range(_HANDOFF_ATTEMPTS):
+            if window_id is not None:
+                break
+            # Lost to a twin request that drew too (another worker, another tab).
+            # The broker released our words, so they must not be dropped: unless the
+            # twin's window already reaches our top, open ours from the coin's index
+            # now (w[to] hashes down to it: the draws are contiguous at the broker).
+            with self._uow(read_only=True) as session:
+                again = self._repo.get(session, coin.ecoin_id)
+            if (
+                again is None
+                or again.view.state is not VendorCoinState.HELD
+                or again.view.epoch != coin.epoch
+                or again.view.index >= reply.to_index
+            ):
+                return False
+            coin = again.view
+            try:
+                verify_payword(bytes.fromhex(coin.ecoin_id), coin, reply.to_index, reply.payword)
+            except BadPayword:
+                return False
+            record = replace(record, window_from=coin.index)
+            window_id = self._commit_window(coin, record, now_ms, acknowledged=True)
         if window_id is None:
             return False
         log.info(
             "coin %s epoch %d: drawn window (%d, %d] opened",
             coin.ecoin_id,
             coin.epoch,
-            coin.index,
+            record.window_from,
             reply.to_index,
         )
         return True
@@ -1535,15 +1558,24 @@ class VendorServices:
                 if coin is None:
                     continue
                 if result.status == broker_pb2.CHECKPOINT_STATUS_LEASED:
-                    if result.epoch != coin.epoch or result.acknowledged_index > coin.index:
+                    if result.epoch != coin.epoch:
                         log.warning("checkpoint reply for %s does not match", coin.ecoin_id)
                         continue
+                    if result.acknowledged_index > coin.index:
+                        # A server-side window drawn for us whose reply never arrived:
+                        # the broker knows a higher word; those words are void here.
+                        log.warning(
+                            "coin %s: the broker's index %d is above ours %d (a lost draw)",
+                            coin.ecoin_id,
+                            result.acknowledged_index,
+                            coin.index,
+                        )
                     self._repo.renew_lease(
                         session,
                         ecoin_id=coin.ecoin_id,
                         epoch=coin.epoch,
                         lease_deadline_ms=deadline,
-                        acknowledged_index=result.acknowledged_index,
+                        acknowledged_index=min(result.acknowledged_index, coin.index),
                     )
                     leased += 1
                 elif result.status == broker_pb2.CHECKPOINT_STATUS_CLOSED:

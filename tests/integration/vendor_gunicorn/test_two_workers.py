@@ -24,11 +24,11 @@ vendor's database (opened read-only) agrees: one window-click row per paid
 click, each window's consumption the sum of its clicks; the operator's
 dashboard shows the open windows as the database has them.
 
-A third test pins a product bug the concurrent draws expose (two workers
-drawing a window for one coin at once, one draw losing its commit): the
-broker's latest index stays above the vendor's, and the coin can no longer
-move to another newspaper. It is reproduced deterministically and marked
-xfail at the known symptom only (``LOST_DRAW_BUG``); once fixed it passes.
+A third test pins the fix of a bug the concurrent draws exposed: a window
+the broker drew whose reply the vendor never recorded (a lost reply, a worker
+killed in between) left the broker's latest index above the vendor's, and
+the coin could no longer move to another newspaper. Now the broker closes the
+epoch at its own, higher word (docs/protocol.md, "Server-side wallets").
 """
 
 from __future__ import annotations
@@ -62,13 +62,6 @@ pytestmark = [
 
 BUSY_RETRIES = 10  # a 409 coin_busy is retried at once with the same request
 SERVER_SIDE_WORDS = 1000
-LOST_DRAW_BUG = (
-    "product bug: vendor/services.py VendorServices._draw drops a window the broker drew "
-    "when its commit loses to a twin request (_commit_window returns None), so the "
-    "broker's latest index stays above the vendor's: its Checkpoint is rejected and the "
-    "hand-off CoinIndex (at the vendor's window top) is refused by RecordHandoff; the "
-    "next newspaper answers 409"
-)
 
 
 @dataclass(frozen=True)
@@ -261,13 +254,11 @@ def test_server_side_wallets_read_concurrently_on_both_workers(world: World) -> 
             # The credit: the window's words left plus the words not yet drawn.
             assert c.receipt is not None and c.balance == SERVER_SIDE_WORDS - c.receipt.to_index
         # The vendor's windows tile the coin from 0 to the last top, which the broker
-        # recorded. When two workers drew at once and one draw lost its commit, the
-        # broker's latest index is above that top (see the xfail test below): the
-        # next draw here would cover those words, but until then the coin cannot
-        # leave this newspaper. With that fixed this is an equality.
+        # recorded: a draw that lost its commit to a twin request's is opened from the
+        # coin's index then, never dropped.
         top = max(w["window_top"] for w in windows)
         assert sum(w["window_top"] - w["window_from"] for w in windows) == top
-        assert world.coin(ecoin_id).latest_index >= top
+        assert world.coin(ecoin_id).latest_index == top
 
     # A browser reading again, within retry_ttl_s, an article paid from the coin's
     # open window gets the same Receipt and pays nothing.
@@ -391,8 +382,8 @@ def test_a_window_drawn_for_a_twin_request_does_not_strand_the_coin(world: World
             headers={"Accept": "text/html", "Cookie": f"netpay_wallet={cookie2}"},
             timeout=30,
         )
-        if moved.status_code == 409 and "Your coin is moving" in moved.text:
-            pytest.xfail(LOST_DRAW_BUG)
         assert moved.status_code == 200, moved.text[:300]
+        # The lost draw's words (50, 100] are void: the custody log moved on from 100.
+        assert world.coin(ecoin_id).holder == "twin-gazette"
     finally:
         assert gazette.stop() == 0

@@ -50,6 +50,9 @@ class FakeWalletClient(FakeBrokerClient):
         self.lose_next_draw = False
         self.wrong_word = False
         self.busy = False
+        # Runs once at the start of the next draw, before it is recorded: a twin
+        # request (another worker) that draws and commits first.
+        self.twin: Callable[[], object] | None = None
 
     def exchange_wallet_code(self, code: str) -> bpb.ExchangeWalletCodeResponse:
         found = self.codes.get(code)
@@ -108,6 +111,9 @@ class FakeWalletClient(FakeBrokerClient):
         with b.lock:
             b._check_up("DrawWindow")
             grant = self._grant(wallet_grant, open_ecoin(wallet_grant, b))
+            if self.twin is not None:
+                twin, self.twin = self.twin, None
+                twin()
             coin = b._coin(grant.ecoin_id)
             if self.busy:
                 raise CoinBusy("a hand-off grant was issued", retry_after_s=30)

@@ -131,3 +131,31 @@ def test_a_second_vendor_takes_the_coin_over_by_hand_off(
     # Back at v1 with its own session: the coin comes back.
     r1 = v1.pay_with_wallet(s1.handle, item(3), clock.now_ms())
     assert r1.words_left == 97
+
+
+def test_a_draw_that_loses_its_commit_to_a_twin_is_opened_not_dropped(
+    broker: FakeBroker, make_wallet_vendor, new_code, clock
+) -> None:
+    chain = broker.issue(n=300)
+    ecoin = chain.ecoin_id.hex()
+    v1, client = make_wallet_vendor("v1")
+    signed = v1.wallet_signin(new_code(ecoin, "v1"), clock.now_ms())
+    twin_results = []
+    # While our draw is on its way, a twin request (another worker) draws (0, 50]
+    # and commits first; ours gets (50, 100] and its commit loses the race.
+    client.twin = lambda: twin_results.append(
+        v1.pay_with_wallet(signed.handle, item(3, "twin"), clock.now_ms())
+    )
+    ours = v1.pay_with_wallet(signed.handle, item(60, "ours"), clock.now_ms())
+    assert client.draws == [(0, 50), (50, 110)]
+    [twin] = twin_results
+    assert twin.to_index == 3
+    # Ours is opened from the coin's index then (50), not dropped: the broker's
+    # latest word and the vendor's agree, so checkpoints and hand-offs still work.
+    assert ours.to_index == 110
+    stored = v1.coin(ecoin)
+    assert stored is not None and stored.view.index == 110 == broker.coins[ecoin].latest_index
+    first, second = v1.windows(ecoin)
+    assert (first.window_from, first.window_top, first.state) == (0, 50, WindowState.CLOSED)
+    assert first.words_left == 47  # credited back to the reader
+    assert (second.window_from, second.window_top, second.consumed_index) == (50, 110, 110)
