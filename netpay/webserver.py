@@ -12,7 +12,7 @@ import socket
 import threading
 
 from flask import Flask
-from werkzeug.serving import make_server
+from werkzeug.serving import WSGIRequestHandler, make_server
 
 from netpay.errors import InvalidArgument
 from netpay.transport.server import split_host_port
@@ -41,6 +41,15 @@ def socket_origin(sock: socket.socket) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
+class _NoQueryLogHandler(WSGIRequestHandler):
+    """Access log lines without the query string: it may carry a one-time code
+    (``netpay_code``) or other secrets, which never go to a log."""
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        path = self.path.split("?", 1)[0]
+        self.log("info", '"%s %s %s" %s %s', self.command, path, self.request_version, code, size)
+
+
 class InProcessWebServer:
     """``app`` on a threaded werkzeug server in this process, on a bound socket.
 
@@ -49,7 +58,9 @@ class InProcessWebServer:
 
     def __init__(self, sock: socket.socket, app: Flask, *, name: str) -> None:
         host, port = sock.getsockname()[:2]
-        self._server = make_server(host, port, app, threaded=True, fd=sock.fileno())
+        self._server = make_server(
+            host, port, app, threaded=True, fd=sock.fileno(), request_handler=_NoQueryLogHandler
+        )
         self._thread = threading.Thread(
             target=self._server.serve_forever, args=(0.1,), name=name, daemon=True
         )

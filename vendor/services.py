@@ -196,6 +196,9 @@ class PaymentResult:
     # Paid from a window: the words left in it (a server-side wallet's
     # words_left also counts the coin's words not yet drawn).
     window_words_left: int | None = None
+    # Paid from a cookie-cache window: words_left is the window's, and the rest of
+    # the coin is in the reader's own wallet (this newspaper cannot know it).
+    window_only: bool = False
 
     @property
     def credit_left(self) -> Money:
@@ -935,6 +938,7 @@ class VendorServices:
             unit_value_minor=window.unit_value_minor,
             currency=window.currency,
             window_words_left=window.words_left,
+            window_only=coin_n is None,
         )
 
     def close_window(self, handle: str, now_ms: int) -> WindowClosed:

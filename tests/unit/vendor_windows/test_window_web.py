@@ -96,6 +96,8 @@ def test_window_clicks_carry_receipt_balance_and_window_headers(client, vendor, 
     resp = get_with_window(client, "7", handle)  # 10 cents
     assert resp.status_code == 200, resp.get_data(as_text=True)
     assert (resp.headers["NetPay-Balance"], resp.headers["NetPay-Window"]) == ("20", "20")
+    # The page says what the number is: the window's, not the whole coin's.
+    assert "Left in your reading window" in resp.get_data(as_text=True)
     env = pb.Envelope.FromString(b64url_decode(resp.headers["NetPay-Receipt"]))
     receipt = open_envelope(env, pb.Receipt, vendor._id.key.public_key)
     assert (receipt.from_index, receipt.to_index, receipt.item_id) == (0, 10, "7")
