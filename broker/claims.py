@@ -15,7 +15,7 @@ no later claim may overlap it, in this epoch or any other.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from broker.domain import EpochView, IndexedWord, WordVerifier
@@ -99,6 +99,10 @@ class ClaimOutcome:
     void_units: int
     credits: tuple[CreditView, ...]  # the credits this claim nets
     hash_steps: int
+    # Units also paid to the other vendor of a force-closed epoch: paid from the
+    # broker-loss account (the reader re-spent them), with the claims they overlap.
+    loss_units: int = 0
+    overlapped: tuple[PaidSpan, ...] = ()
 
 
 def nearest_known_at_or_below(known: Sequence[IndexedWord], index: int) -> IndexedWord | None:
@@ -162,6 +166,7 @@ def check_claim(
     paid: Sequence[PaidSpan],
     known: Sequence[IndexedWord],
     hash_budget: int,
+    epochs: Mapping[int, EpochView] | None = None,
     verify: WordVerifier = verify_word,
 ) -> ClaimOutcome:
     """Is ``claim`` payable? Checks in the order of protocol.md, all before hashing.
@@ -170,31 +175,42 @@ def check_claim(
       for the current, open epoch);
     - the ranges and netted credits cover the span in order without overlap,
       starting at ``from`` and ending at ``to``;
-    - the span overlaps nothing already paid (:class:`AlreadySpent`);
+    - the span overlaps nothing already paid (:class:`AlreadySpent`), except
+      inside ``(base, forced end]`` of a force-closed epoch and the next one:
+      those units are paid from the broker-loss account (``loss_units``);
     - ``w[to]`` hashes down to the nearest word the broker holds at or
       below ``from``, in at most ``hash_budget`` steps (else
       :class:`LimitExceeded`: try again in a smaller batch).
     """
     _check_shape(claim, n)
+    epochs = epochs or {}
     if epoch is None or epoch.holder != claim.vendor_id:
         raise PreconditionFailed(f"{claim.vendor_id} did not hold epoch {claim.epoch}")
     if claim.from_index < epoch.base.index:
         raise PreconditionFailed(
             f"the claim starts at {claim.from_index}, below the epoch's base {epoch.base.index}"
         )
-    if epoch.end is not None and claim.to_index > epoch.end.index:
+    end_index = epoch.end_index
+    if end_index is not None and claim.to_index > end_index:
         raise PreconditionFailed(
-            f"the claim ends at {claim.to_index}, above the epoch's end {epoch.end.index}"
+            f"the claim ends at {claim.to_index}, above the epoch's end {end_index}"
         )
-    if epoch.end is None and epoch.epoch != current_epoch:
+    if end_index is None and epoch.epoch != current_epoch:
         raise PreconditionFailed(f"epoch {epoch.epoch} was never closed nor is it current")
     segments, netted = _segments(claim, credits)
+    loss_units = 0
+    overlapped: list[PaidSpan] = []
     for span in paid:
         if span.from_index < claim.to_index and claim.from_index < span.to_index:
-            raise AlreadySpent(
-                f"({claim.from_index}, {claim.to_index}] overlaps ({span.from_index}, "
-                f"{span.to_index}] already claimed in epoch {span.epoch}"
-            )
+            low = max(span.from_index, claim.from_index)
+            high = min(span.to_index, claim.to_index)
+            if not _overlap_allowed(span.epoch, claim.epoch, low, high, epochs):
+                raise AlreadySpent(
+                    f"({claim.from_index}, {claim.to_index}] overlaps ({span.from_index}, "
+                    f"{span.to_index}] already claimed in epoch {span.epoch}"
+                )
+            loss_units += high - low
+            overlapped.append(span)
     anchor = nearest_known_at_or_below(known, claim.from_index)
     if anchor is None:
         raise PreconditionFailed("the broker holds no word at or below the claim's start")
@@ -216,4 +232,20 @@ def check_claim(
         void_units=(claim.to_index - claim.from_index) - covered,
         credits=netted,
         hash_steps=steps,
+        loss_units=min(loss_units, paid_units),
+        overlapped=tuple(overlapped),
     )
+
+
+def _overlap_allowed(
+    epoch_a: int, epoch_b: int, low: int, high: int, epochs: Mapping[int, EpochView]
+) -> bool:
+    """Only inside ``(base, forced end]`` of a force-closed epoch and the next one may
+    two claims overlap (protocol.md, "Redemption")."""
+    first, second = sorted((epoch_a, epoch_b))
+    if second != first + 1:
+        return False
+    closed, after = epochs.get(first), epochs.get(second)
+    if closed is None or after is None or closed.forced_end is None:
+        return False
+    return after.base.index <= low and high <= closed.forced_end

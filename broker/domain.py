@@ -42,6 +42,7 @@ __all__ = [
     "AccountRef",
     "Acquire",
     "AcquireDecision",
+    "BeginRecall",
     "CheckpointIndex",
     "ClaimIndex",
     "CoinIndexView",
@@ -52,6 +53,7 @@ __all__ = [
     "EpochOpening",
     "EpochView",
     "Expire",
+    "FinishRecall",
     "Freeze",
     "HandOff",
     "IndexedWord",
@@ -101,6 +103,8 @@ class EpochOpening(enum.StrEnum):
     ACQUIRE = "acquire"
     HANDOFF = "handoff"
     RECLAIM = "reclaim"
+    RECALL = "recall"  # the holder sent its final CoinIndex to a recall
+    FORCED = "forced"  # the recall's deadline passed: the epoch was force-closed
 
 
 @dataclass(frozen=True)
@@ -154,6 +158,12 @@ class EpochView:
     opened_by: EpochOpening
     opened_from: str | None  # the previous holder, for a hand-off
     end: IndexedWord | None = None
+    # A force-closed epoch ends at an index whose word the broker never saw.
+    forced_end: int | None = None
+
+    @property
+    def end_index(self) -> int | None:
+        return self.end.index if self.end is not None else self.forced_end
 
 
 @dataclass(frozen=True)
@@ -258,6 +268,32 @@ class ClaimIndex:
 
 
 @dataclass(frozen=True)
+class BeginRecall:
+    """A forced acquisition: ``to_vendor``, which was given a HandOffGrant for
+    ``epoch`` and could not complete the hand-off, recalls the coin. The holder's
+    lease is no longer renewed; the recall completes by ``deadline_ms``."""
+
+    to_vendor: str
+    epoch: int
+    now_ms: int
+    deadline_ms: int
+
+
+@dataclass(frozen=True)
+class FinishRecall:
+    """The recall completes: ``epoch`` ends at ``at`` (the holder's final CoinIndex)
+    or, ``forced``, at an index past the latest word whose word nobody showed;
+    ``to_vendor`` opens ``epoch + 1`` with ``at`` as its base."""
+
+    to_vendor: str
+    epoch: int
+    at: IndexedWord
+    now_ms: int
+    lease_expires_ms: int
+    forced: bool
+
+
+@dataclass(frozen=True)
 class Freeze:
     """Loss reported: no new custody, holders refuse the coin."""
 
@@ -280,6 +316,8 @@ CustodyEvent = (
     | IssueHandOffGrant
     | CheckpointIndex
     | ClaimIndex
+    | BeginRecall
+    | FinishRecall
     | HandOff
     | Reclaim
     | DrawWindow
@@ -297,6 +335,7 @@ _ALLOWED: dict[CoinState, frozenset[type[CustodyEvent]]] = {
             IssueHandOffGrant,
             CheckpointIndex,
             ClaimIndex,
+            BeginRecall,
             HandOff,
             Reclaim,
             DrawWindow,
@@ -305,9 +344,10 @@ _ALLOWED: dict[CoinState, frozenset[type[CustodyEvent]]] = {
             Expire,
         }
     ),
-    # Forced acquisition (a later issue) moves HELD -> RECALLING; until then
-    # a recalling coin only expires or changes its frozen flag.
-    CoinState.RECALLING: frozenset({Freeze, Unfreeze, Expire}),
+    # A forced acquisition moved the coin here: it only finishes the recall,
+    # learns a higher word (a claim, the holder's last checkpoint), expires or
+    # changes its frozen flag.
+    CoinState.RECALLING: frozenset({FinishRecall, ClaimIndex, Freeze, Unfreeze, Expire}),
     CoinState.EXPIRED: frozenset(),
 }
 
@@ -378,6 +418,36 @@ def transition(coin: CoinRecordView, event: CustodyEvent) -> CoinRecordView:
         case ClaimIndex(vendor_id=vendor_id, epoch=epoch, at=at):
             _require_holder(coin, vendor_id, epoch)
             new = replace(coin, latest=latest_known_word(coin.latest, at))
+        case BeginRecall(to_vendor=to_vendor, epoch=epoch, now_ms=now_ms, deadline_ms=deadline):
+            if coin.epoch != epoch:
+                raise PreconditionFailed(f"epoch {epoch} is not the current epoch {coin.epoch}")
+            if to_vendor == coin.holder:
+                raise PreconditionFailed("the holder cannot recall its own coin")
+            if coin.grant_epoch != epoch or coin.grant_to_vendor != to_vendor:
+                raise PreconditionFailed(
+                    "a forced acquisition follows a failed hand-off: acquire without force first"
+                )
+            _refuse_new_custody(coin, now_ms)
+            new = replace(coin, state=CoinState.RECALLING, grant_expires_ms=deadline)
+        case FinishRecall(
+            to_vendor=to_vendor,
+            epoch=epoch,
+            at=at,
+            now_ms=now_ms,
+            lease_expires_ms=lease,
+            forced=forced,
+        ):
+            if coin.epoch != epoch or coin.grant_to_vendor != to_vendor:
+                raise PreconditionFailed(f"{to_vendor} is not recalling epoch {epoch}")
+            _refuse_new_custody(coin, now_ms)
+            if forced:
+                if at != coin.latest:
+                    raise PreconditionFailed("a forced recall starts at the latest known word")
+                if coin.grant_expires_ms is None or now_ms < coin.grant_expires_ms:
+                    raise PreconditionFailed("the holder's lease may still be live")
+            else:
+                _require_at_or_above(coin, at)
+            new = _open_epoch(coin, to_vendor, at, lease)
         case HandOff(
             from_vendor=from_vendor,
             to_vendor=to_vendor,
@@ -567,6 +637,7 @@ class AcquireDecision(enum.Enum):
     RENEW = "renew"  # the caller holds the current epoch: the original grant again
     GRANT = "grant"  # the coin is FREE: epoch + 1 for the caller
     HANDOFF = "handoff"  # another vendor holds it: a HandOffGrant
+    RECALL = "recall"  # force: begin, or go on with, the caller's recall of the coin
 
 
 def decide_acquire(
@@ -594,16 +665,16 @@ def decide_acquire(
         raise Revoked("the coin is frozen")
     if coin.holds(caller):
         return AcquireDecision.RENEW
-    if force:
-        raise PreconditionFailed("forced acquisition is not available yet")
     if coin.state is CoinState.RECALLING:
+        if coin.grant_to_vendor == caller:
+            return AcquireDecision.RECALL
         raise CoinBusy("the coin is being recalled", retry_after_s=busy_retry_after_s)
     if not grant_proof:
         check_acquire_proof(coin, proof_index, proof_word, bound_units, verify=verify)
     if coin.state is CoinState.FREE:
         return AcquireDecision.GRANT
     assert coin.state is CoinState.HELD and coin.holder is not None
-    return AcquireDecision.HANDOFF
+    return AcquireDecision.RECALL if force else AcquireDecision.HANDOFF
 
 
 def handoff_is_repeat(

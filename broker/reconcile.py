@@ -6,7 +6,8 @@ Money is conserved (protocol.md, "Redemption"):
 
 Each term comes from a different record, so a bug in any one of them shows:
 
-- reader debits: the purchases table (what each coin cost its reader);
+- reader debits: the purchases table (what each coin cost its reader), plus
+  what flagged readers paid back to the broker-loss account;
 - outstanding coin value: the broker float account in the ledger;
 - redeemed: the accepted claims, less the vendor refunds netted;
 - refunded: the window credits netted plus the vendor refunds (the reader's
@@ -189,6 +190,19 @@ def reconcile(
                 .group_by(ExpiryRefundRow.currency)
             ).all()
         )
+        recovered = _sums(
+            s.execute(
+                select(AccountRow.currency, func.sum(EntryRow.amount_minor))
+                .join(EntryRow, EntryRow.account_id == AccountRow.account_id)
+                .join(TransactionRow, TransactionRow.transaction_id == EntryRow.transaction_id)
+                .where(
+                    TransactionRow.kind == "loss_recovery",
+                    AccountRow.kind == AccountKind.BROKER_LOSS.value,
+                    TransactionRow.at_ms < end_ms,
+                )
+                .group_by(AccountRow.currency)
+            ).all()
+        )
         outstanding = _balances(s, AccountKind.BROKER_FLOAT, end_ms)
         losses = {c: -v for c, v in _balances(s, AccountKind.BROKER_LOSS, end_ms).items()}
         vendor_paid = _balances(s, AccountKind.VENDOR_BANK, end_ms)
@@ -223,6 +237,9 @@ def reconcile(
         ]
         if csv_out is not None:
             _write_csv(s, csv_out, start_ms, end_ms)
+    # What flagged readers paid back is a reader debit too (it covers broker losses).
+    for currency, amount in recovered.items():
+        debits[currency] = debits.get(currency, 0) + amount
     currencies = sorted(set(debits) | set(outstanding) | set(claimed) | set(losses))
     redeemed = {c: claimed.get(c, 0) - vendor_refunds.get(c, 0) for c in currencies}
     refunded = {
@@ -233,11 +250,8 @@ def reconcile(
         c: debits.get(c, 0) - (outstanding.get(c, 0) + redeemed[c] + refunded[c] - losses.get(c, 0))
         for c in currencies
     }
-    # Dispute payouts (from broker losses) reach vendors on top of redeemed claims.
-    mismatch = {
-        c: vendor_paid.get(c, 0) + vendor_owed.get(c, 0) - redeemed[c] - losses.get(c, 0)
-        for c in currencies
-    }
+    # Every redeemed claim (dispute payouts from broker losses included) is paid or owed.
+    mismatch = {c: vendor_paid.get(c, 0) + vendor_owed.get(c, 0) - redeemed[c] for c in currencies}
     return Reconciliation(
         day=day,
         conservation_cents=conservation,

@@ -396,6 +396,7 @@ class RedemptionService:
                 continue  # netted by an earlier claim: the overlap check answers
             credits.append(credit)
             new_credits.append((credit, env))
+        epochs = {e.epoch: e for e in repos.coins.epochs(claim.ecoin_id)}
         outcome: ClaimOutcome = check_claim(
             claim,
             n=coin.n,
@@ -405,6 +406,7 @@ class RedemptionService:
             paid=[PaidSpan(e, f, t) for e, f, t in repos.redemption.paid_spans(claim.ecoin_id)],
             known=_known_words(repos, stored),
             hash_budget=budget,
+            epochs=epochs,
         )
         assert epoch is not None
         for credit, env in new_credits:
@@ -444,9 +446,28 @@ class RedemptionService:
         for credit in outcome.credits:
             repos.redemption.net_credit(claim.ecoin_id, claim.epoch, credit.window_top, claim_id)
         refund_minor = outcome.refund_units * u
+        loss_minor = outcome.loss_units * u
         entries = [
-            LedgerEntry(AccountRef.broker_float(stored.currency), -(amount_minor + refund_minor))
+            LedgerEntry(
+                AccountRef.broker_float(stored.currency),
+                -(amount_minor - loss_minor + refund_minor),
+            )
         ]
+        if loss_minor:
+            # The reader re-spent these words at the next vendor after a forced
+            # acquisition: both honest vendors are paid, this one from broker losses.
+            entries.append(LedgerEntry(AccountRef.broker_loss(stored.currency), -loss_minor))
+            repos.redemption.flag(stored.owner, stored.currency, loss_minor, now_ms)
+            self._record_dispute(
+                repos,
+                claim,
+                envelope,
+                AlreadySpent(
+                    f"{outcome.loss_units} units re-spent after a forced acquisition: "
+                    "paid from broker losses; the reader is flagged"
+                ),
+                now_ms,
+            )
         if amount_minor:
             entries.append(
                 LedgerEntry(
@@ -598,6 +619,35 @@ class RedemptionService:
             if owed > 0:
                 key = f"payout:{vendor_id}:{batch_id}:{currency}"
                 self.bank.pay_vendor(repos, vendor_id, owed, currency, key, now_ms)
+
+    # -- flagged readers ------------------------------------------------------------------
+
+    @staticmethod
+    def settle_flags(repos: Repos, reader_id: str, now_ms: int) -> None:
+        """Before a purchase: a flagged reader's debt to the broker-loss account is
+        debited from their account; PermissionDenied when it cannot be (nothing moves)."""
+        for row in repos.redemption.flags(reader_id, for_update=True):
+            owed = row.owed_minor - row.recovered_minor
+            if owed <= 0:
+                continue
+            account = AccountRef.reader(reader_id, row.currency)
+            if repos.ledger.balance_minor(account, for_update=True) < owed:
+                raise PermissionDenied(
+                    f"words of your coin were spent twice; {owed} {row.currency} minor units "
+                    "must be paid back before you buy a new coin"
+                )
+            repos.ledger.post(
+                Transaction.transfer(
+                    "loss_recovery",
+                    f"loss_recovery:{reader_id}:{row.currency}:{row.owed_minor}",
+                    now_ms,
+                    source=account,
+                    destination=AccountRef.broker_loss(row.currency),
+                    amount_minor=owed,
+                )
+            )
+            row.recovered_minor = row.owed_minor
+            row.updated_at_ms = now_ms
 
     # -- expiry refunds -------------------------------------------------------------------
 

@@ -38,6 +38,7 @@ _CHECKPOINT = {
     CheckpointStatus.LEASED: bpb.CHECKPOINT_STATUS_LEASED,
     CheckpointStatus.CLOSED: bpb.CHECKPOINT_STATUS_CLOSED,
     CheckpointStatus.REJECTED: bpb.CHECKPOINT_STATUS_REJECTED,
+    CheckpointStatus.RECALLED: bpb.CHECKPOINT_STATUS_RECALLED,
 }
 _WALLET_KIND = {
     pb.WALLET_KIND_CLIENT_SIDE: WalletKind.CLIENT_SIDE,
@@ -285,6 +286,7 @@ class BrokerServicer(broker_pb2_grpc.BrokerServicer):
                     detail=item.detail[:500],
                     acknowledged_index=item.acknowledged_index,
                     revoked=item.revoked,
+                    recall_to=item.recall_to,
                 )
                 for item in outcome.results
             ],

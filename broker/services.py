@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import logging
 import math
 import re
 import secrets
@@ -26,13 +27,16 @@ from broker.domain import (
     AccountRef,
     Acquire,
     AcquireDecision,
+    BeginRecall,
     CheckpointIndex,
+    ClaimIndex,
     CoinIndexView,
     CoinRecordView,
     CoinState,
     DrawWindow,
     EpochOpening,
     EpochView,
+    FinishRecall,
     Freeze,
     HandOff,
     IndexedWord,
@@ -81,6 +85,7 @@ from netpay.encoding import b64url_encode, check_currency, check_ecoin_id, check
 from netpay.envelope import PUBLIC_KEY_BYTES, SigningKey, open_envelope, seal
 from netpay.errors import (
     AlreadyExists,
+    CoinBusy,
     Expired,
     Insufficient,
     InvalidArgument,
@@ -130,6 +135,8 @@ __all__ = [
     "new_token",
 ]
 
+log = logging.getLogger(__name__)
+
 READER_TOKEN_TTL_S = 30 * 86_400
 CERTIFICATE_TTL_S = 7 * 86_400
 MAX_FAILED_LOGINS = 5
@@ -169,6 +176,7 @@ class CheckpointStatus(enum.Enum):
     LEASED = "leased"
     CLOSED = "closed"
     REJECTED = "rejected"
+    RECALLED = "recalled"
 
 
 @dataclass(frozen=True)
@@ -283,6 +291,7 @@ class CheckpointItem:
     detail: str
     acknowledged_index: int
     revoked: bool = False  # the coin is frozen: the holder refuses it at once
+    recall_to: str = ""  # RECALLED: the vendor the final CoinIndex is for
 
 
 @dataclass(frozen=True)
@@ -1130,6 +1139,7 @@ class BrokerServices:
                 return self._replay_purchase(repos, earlier, fingerprint)
             if repos.coins.exists(req.ecoin_id):
                 raise AlreadyExists("ecoin id already sold under another request")
+            self.redemption.settle_flags(repos, reader_id, now_ms)
             amount_minor = req.n * req.unit_value_minor
             account = AccountRef.reader(reader_id, req.currency)
             balance_minor = repos.ledger.balance_minor(account, for_update=True)
@@ -1377,6 +1387,13 @@ class BrokerServices:
                 granted = self._grant(repos, stored, opened)
                 repos.commit()
                 return granted
+            if decision is AcquireDecision.RECALL:
+                outcome = self._recall(repos, stored, caller, now_ms)
+                if isinstance(outcome, CoinBusy):
+                    repos.commit()  # the recall began (or goes on): keep it
+                    raise outcome
+                repos.commit()
+                return outcome
             assert decision is AcquireDecision.HANDOFF and coin.holder is not None
             holder_row = repos.vendors.get(coin.holder)
             if holder_row is None or holder_row.certificate is None:
@@ -1402,6 +1419,66 @@ class BrokerServices:
             holder_certificate=holder_certificate,
             touchstone=_envelope(stored.touchstone),
         )
+
+    def _recall(
+        self, repos: Repos, stored: StoredCoin, caller: str, now_ms: int
+    ) -> CustodyGrantView | CoinBusy:
+        """Begin or go on with ``caller``'s recall (protocol.md, custody step 5).
+
+        Begun, the holder's lease is no longer renewed and its next Checkpoint
+        asks for its final CoinIndex; the recall completes with that index, or
+        once ``lease_ttl_s + max_skew_s`` passed since the holder's last renewal:
+        then the epoch is force-closed at the last checkpoint +
+        ``max_unreported_units`` and the caller's epoch starts at the last
+        checkpoint. Until then the caller gets ``coin_busy`` (returned, so the
+        caller can commit first)."""
+        coin = stored.view
+        if coin.state is CoinState.HELD:
+            deadline = max(coin.lease_expires_ms or now_ms, now_ms) + self.limits.max_skew_s * 1000
+            after = transition(coin, BeginRecall(caller, coin.epoch, now_ms, deadline))
+            repos.coins.apply(coin, after)
+            log.info(
+                "coin %s: %s recalls epoch %d from %s",
+                coin.ecoin_id,
+                caller,
+                coin.epoch,
+                coin.holder,
+            )
+            coin = after
+        assert coin.state is CoinState.RECALLING and coin.grant_expires_ms is not None
+        if now_ms < coin.grant_expires_ms:
+            wait_s = max(1, math.ceil((coin.grant_expires_ms - now_ms) / 1000))
+            return CoinBusy(
+                f"the coin is being recalled from {coin.holder}; retry", retry_after_s=wait_s
+            )
+        previous = coin.holder
+        assert previous is not None
+        forced_end = min(coin.latest.index + self.limits.max_unreported_units, coin.n)
+        after = transition(
+            coin,
+            FinishRecall(
+                to_vendor=caller,
+                epoch=coin.epoch,
+                at=coin.latest,
+                now_ms=now_ms,
+                lease_expires_ms=self._lease_expires_ms(now_ms),
+                forced=True,
+            ),
+        )
+        opened = self._switch_epoch(
+            repos, coin, after, coin.latest, EpochOpening.FORCED, previous, now_ms, forced_end
+        )
+        log.warning(
+            "coin %s: epoch %d of %s force-closed at %d; %s holds epoch %d from %d",
+            coin.ecoin_id,
+            coin.epoch,
+            previous,
+            forced_end,
+            caller,
+            opened.epoch,
+            coin.latest.index,
+        )
+        return self._grant(repos, stored, opened)
 
     def _vendor_key_lookup(self, repos: Repos) -> Callable[[pb.CoinIndex], bytes]:
         def key_for(index: pb.CoinIndex) -> bytes:
@@ -1559,11 +1636,14 @@ class BrokerServices:
         how: EpochOpening,
         previous_holder: str,
         now_ms: int,
+        forced_end: int | None = None,
     ) -> EpochView:
-        """Write a hand-off or reclaim: the coin, the closed epoch and the opened one."""
+        """Write a hand-off, reclaim or recall: the coin, the closed epoch and the
+        opened one (a forced recall closes the epoch at ``forced_end``)."""
         assert after.epoch == before.epoch + 1 and after.holder is not None
         repos.coins.apply(before, after)
-        repos.coins.close_epoch(before.ecoin_id, before.epoch, at, now_ms, how)
+        end: IndexedWord | int = at if forced_end is None else forced_end
+        repos.coins.close_epoch(before.ecoin_id, before.epoch, end, now_ms, how)
         opened = EpochView(
             epoch=after.epoch,
             holder=after.holder,
@@ -1615,6 +1695,12 @@ class BrokerServices:
                 index.ecoin_id, index.epoch, CheckpointStatus.REJECTED, "unknown coin", 0
             )
         coin = stored.view
+        if (
+            coin.state is CoinState.RECALLING
+            and coin.holder == caller
+            and coin.epoch == index.epoch
+        ):
+            return self._checkpoint_recalled(repos, stored, caller, index, now_ms)
         if coin.epoch != index.epoch or not coin.holds(caller):
             return CheckpointItem(
                 index.ecoin_id,
@@ -1650,6 +1736,56 @@ class BrokerServices:
         repos.coins.apply(coin, after)
         return CheckpointItem(
             index.ecoin_id, index.epoch, CheckpointStatus.LEASED, "", after.latest.index
+        )
+
+    def _checkpoint_recalled(
+        self, repos: Repos, stored: StoredCoin, caller: str, index: CoinIndexView, now_ms: int
+    ) -> CheckpointItem:
+        """The holder of a coin being recalled: its final CoinIndex (to the recalling
+        vendor) closes the epoch; any other index is recorded and answered RECALLED."""
+        coin = stored.view
+        target = coin.grant_to_vendor
+        assert target is not None
+        try:
+            at = self._effective_at(stored, index.at)
+            check_index_advance(coin, at, self._bound_units(coin))
+            if index.to_vendor == target:
+                after = transition(
+                    coin,
+                    FinishRecall(
+                        to_vendor=target,
+                        epoch=coin.epoch,
+                        at=at,
+                        now_ms=now_ms,
+                        lease_expires_ms=self._lease_expires_ms(now_ms),
+                        forced=False,
+                    ),
+                )
+                self._switch_epoch(repos, coin, after, at, EpochOpening.RECALL, caller, now_ms)
+                return CheckpointItem(
+                    index.ecoin_id,
+                    index.epoch,
+                    CheckpointStatus.CLOSED,
+                    f"recalled by {target}: your epoch ends at {at.index}",
+                    at.index,
+                )
+            if at.index > coin.latest.index:
+                repos.coins.apply(coin, transition(coin, ClaimIndex(caller, coin.epoch, at)))
+        except NetPayError as err:
+            return CheckpointItem(
+                index.ecoin_id,
+                index.epoch,
+                CheckpointStatus.REJECTED,
+                f"{err.code}: {err.detail}",
+                coin.latest.index,
+            )
+        return CheckpointItem(
+            index.ecoin_id,
+            index.epoch,
+            CheckpointStatus.RECALLED,
+            f"{target} is recalling the coin: stop and send your final CoinIndex",
+            max(at.index, coin.latest.index),
+            recall_to=target,
         )
 
     # -- server-side wallets ---------------------------------------------------------

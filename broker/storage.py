@@ -59,6 +59,7 @@ __all__ = [
     "DisputeRow",
     "EntryRow",
     "ExpiryRefundRow",
+    "FlaggedReaderRow",
     "LoginFailureRow",
     "PaymentInstrumentRow",
     "PortalRepo",
@@ -469,6 +470,21 @@ class ExpiryRefundRow(Base):
     created_at_ms: Mapped[int] = mapped_column(BigInteger, index=True)
 
 
+class FlaggedReaderRow(Base):
+    """A reader an overlap was proved against: what they owe the broker-loss account.
+    They buy no new coin until it is debited (``recovered_minor`` so far)."""
+
+    __tablename__ = "flagged_readers"
+    __table_args__ = (UniqueConstraint("reader_id", "currency"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    reader_id: Mapped[str] = mapped_column(String(32), index=True)
+    currency: Mapped[str] = mapped_column(String(3))
+    owed_minor: Mapped[int] = mapped_column(BigInteger)
+    recovered_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_at_ms: Mapped[int] = mapped_column(BigInteger)
+
+
 class DisputeRow(Base):
     """A claim overlapping words already paid: both sides' evidence, for the operator."""
 
@@ -729,8 +745,11 @@ def _stored(row: CoinRow) -> StoredCoin:
 
 def _epoch_view(row: CustodyEpochRow) -> EpochView:
     end = None
+    forced_end = None
     if row.end_index is not None and row.end_word is not None:
         end = IndexedWord(row.end_index, row.end_word)
+    elif row.end_index is not None:
+        forced_end = row.end_index  # force-closed: the broker never saw that word
     return EpochView(
         epoch=row.epoch,
         holder=row.holder,
@@ -738,6 +757,7 @@ def _epoch_view(row: CustodyEpochRow) -> EpochView:
         opened_by=EpochOpening(row.opened_by),
         opened_from=row.opened_from,
         end=end,
+        forced_end=forced_end,
     )
 
 
@@ -883,9 +903,16 @@ class CoinRepo:
         self._s.flush()
 
     def close_epoch(
-        self, ecoin_id: str, epoch: int, end: IndexedWord, now_ms: int, reason: EpochOpening
+        self,
+        ecoin_id: str,
+        epoch: int,
+        end: IndexedWord | int,
+        now_ms: int,
+        reason: EpochOpening,
     ) -> None:
-        """Close an open epoch at ``end`` (compare-and-set on its still being open)."""
+        """Close an open epoch at ``end`` (compare-and-set on its still being open);
+        a bare index for a force-closed epoch, whose end word nobody showed."""
+        index, word = (end, None) if isinstance(end, int) else (end.index, end.word)
         result = self._s.execute(
             update(CustodyEpochRow)
             .where(
@@ -894,8 +921,8 @@ class CoinRepo:
                 CustodyEpochRow.end_index.is_(None),
             )
             .values(
-                end_index=end.index,
-                end_word=end.word,
+                end_index=index,
+                end_word=word,
                 closed_at_ms=now_ms,
                 close_reason=reason.value,
             )
@@ -1305,6 +1332,34 @@ class RedemptionRepo:
             )
         )
         return int(claimed or 0), int(netted or 0)
+
+    def flags(self, reader_id: str, *, for_update: bool = False) -> list[FlaggedReaderRow]:
+        stmt = select(FlaggedReaderRow).where(FlaggedReaderRow.reader_id == reader_id)
+        if for_update:
+            stmt = stmt.with_for_update()
+        return list(self._s.scalars(stmt))
+
+    def flag(self, reader_id: str, currency: str, owed_minor: int, now_ms: int) -> None:
+        """Add ``owed_minor`` to what the reader owes the broker-loss account."""
+        row = self._s.scalars(
+            select(FlaggedReaderRow)
+            .where(FlaggedReaderRow.reader_id == reader_id, FlaggedReaderRow.currency == currency)
+            .with_for_update()
+        ).first()
+        if row is None:
+            self._s.add(
+                FlaggedReaderRow(
+                    reader_id=reader_id,
+                    currency=currency,
+                    owed_minor=owed_minor,
+                    recovered_minor=0,
+                    updated_at_ms=now_ms,
+                )
+            )
+        else:
+            row.owed_minor += owed_minor
+            row.updated_at_ms = now_ms
+        self._s.flush()
 
     def add_dispute(self, row: DisputeRow) -> None:
         self._s.add(row)

@@ -114,12 +114,12 @@ class GrpcBrokerClient:
     # -- custody ---------------------------------------------------------------
 
     def acquire_coin(
-        self, ecoin_id: str, proof_index: int, proof_word: bytes
+        self, ecoin_id: str, proof_index: int, proof_word: bytes, *, force: bool = False
     ) -> broker_pb2.AcquireCoinResponse:
         return self._call(
             "AcquireCoin",
             broker_pb2.AcquireCoinRequest(
-                ecoin_id=ecoin_id, proof_index=proof_index, proof_word=proof_word
+                ecoin_id=ecoin_id, proof_index=proof_index, proof_word=proof_word, force=force
             ),
             broker_pb2.AcquireCoinResponse,
         )
@@ -168,11 +168,13 @@ class GrpcBrokerClient:
         )
 
     def acquire_coin_with_grant(
-        self, ecoin_id: str, wallet_grant: pb.Envelope
+        self, ecoin_id: str, wallet_grant: pb.Envelope, *, force: bool = False
     ) -> broker_pb2.AcquireCoinResponse:
         return self._call(
             "AcquireCoin",
-            broker_pb2.AcquireCoinRequest(ecoin_id=ecoin_id, wallet_grant=wallet_grant),
+            broker_pb2.AcquireCoinRequest(
+                ecoin_id=ecoin_id, wallet_grant=wallet_grant, force=force
+            ),
             broker_pb2.AcquireCoinResponse,
         )
 

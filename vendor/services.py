@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from netpay.chain import WORD_BYTES
 from netpay.clock import Clock
-from netpay.encoding import b64url_decode, b64url_encode
+from netpay.encoding import b64url_decode, b64url_encode, check_party_id
 from netpay.envelope import SigningKey, open_envelope, seal
 from netpay.errors import (
     AlreadySpent,
@@ -126,6 +126,11 @@ _WALLET_ATTEMPTS = 8
 _R = TypeVar("_R")
 
 
+class _HolderUnreachable(CoinBusy):
+    """The holder did not answer ``Vendor.HandOff``: the reader gets ``coin_busy``
+    unless a forced acquisition takes the coin."""
+
+
 class BrokerClient(Protocol):
     """The broker RPCs the vendor's use cases need (vendor-authenticated).
 
@@ -136,7 +141,7 @@ class BrokerClient(Protocol):
     def get_vendor_certificate(self, vendor_id: str) -> pb.Envelope: ...
 
     def acquire_coin(
-        self, ecoin_id: str, proof_index: int, proof_word: bytes
+        self, ecoin_id: str, proof_index: int, proof_word: bytes, *, force: bool = False
     ) -> broker_pb2.AcquireCoinResponse: ...
 
     def record_handoff(
@@ -157,7 +162,7 @@ class WalletBrokerClient(Protocol):
     def exchange_wallet_code(self, code: str) -> broker_pb2.ExchangeWalletCodeResponse: ...
 
     def acquire_coin_with_grant(
-        self, ecoin_id: str, wallet_grant: pb.Envelope
+        self, ecoin_id: str, wallet_grant: pb.Envelope, *, force: bool = False
     ) -> broker_pb2.AcquireCoinResponse: ...
 
     def draw_window(
@@ -1099,7 +1104,9 @@ class VendorServices:
         if stored is None or stored.view.state is VendorCoinState.CLOSED:
             wallets = self._wallet_broker()
             stored = self._acquire_by(
-                ecoin_id, lambda: wallets.acquire_coin_with_grant(ecoin_id, grant), now_ms
+                ecoin_id,
+                lambda force: wallets.acquire_coin_with_grant(ecoin_id, grant, force=force),
+                now_ms,
             )
         return stored
 
@@ -1262,31 +1269,55 @@ class VendorServices:
         """Take custody of a coin this vendor does not hold (AcquireCoin)."""
         return self._acquire_by(
             creds.ecoin_id,
-            lambda: self._broker.acquire_coin(creds.ecoin_id, creds.index, creds.payword),
+            lambda force: self._broker.acquire_coin(
+                creds.ecoin_id, creds.index, creds.payword, force=force
+            ),
             now_ms,
         )
 
     def _acquire_by(
         self,
         ecoin_id: str,
-        call: Callable[[], broker_pb2.AcquireCoinResponse],
+        call: Callable[[bool], broker_pb2.AcquireCoinResponse],
         now_ms: int,
     ) -> StoredCoin:
-        """AcquireCoin (by ``call``: a payword or a WalletGrant proof), then the
-        hand-off from the holder when the broker says so."""
+        """AcquireCoin (by ``call(force)``: a payword or a WalletGrant proof), then the
+        hand-off from the holder when the broker says so; when the holder cannot be
+        reached, a forced acquisition (the broker recalls the coin: ``coin_busy``
+        until the holder's final index arrives or its lease has run out)."""
         sent_ms = self._clock.now_ms()
         try:
-            reply = call()
+            reply = call(False)
         except NetPayError as err:
             raise _payment_error_from_broker(err) from err
         kind = reply.WhichOneof("result")
         if kind == "custody":
             grant = reply.custody
         elif kind == "handoff":
-            grant, sent_ms = self._take_over(reply.handoff, ecoin_id, now_ms)
+            try:
+                grant, sent_ms = self._take_over(reply.handoff, ecoin_id, now_ms)
+            except _HolderUnreachable as unreachable:
+                grant, sent_ms = self._force(ecoin_id, call, unreachable)
         else:
             raise BrokerUnavailable("the broker sent an empty AcquireCoin reply")
         return self._store_grant(grant, ecoin_id, sent_ms)
+
+    def _force(
+        self,
+        ecoin_id: str,
+        call: Callable[[bool], broker_pb2.AcquireCoinResponse],
+        unreachable: _HolderUnreachable,
+    ) -> tuple[broker_pb2.CustodyGrant, int]:
+        """The forced acquisition after a hand-off the holder never answered."""
+        sent_ms = self._clock.now_ms()
+        try:
+            reply = call(True)
+        except NetPayError as err:
+            raise _payment_error_from_broker(err) from err
+        if reply.WhichOneof("result") != "custody":
+            raise unreachable
+        log.warning("coin %s: taken by a forced acquisition (%s)", ecoin_id, unreachable.detail)
+        return reply.custody, sent_ms
 
     def _take_over(
         self, handoff: broker_pb2.HandOffRequired, ecoin_id: str, now_ms: int
@@ -1313,7 +1344,7 @@ class VendorServices:
         except CoinBusy:
             raise
         except Unavailable as err:
-            raise CoinBusy(
+            raise _HolderUnreachable(
                 f"the holder {holder.vendor_id} is unreachable: {err.detail}",
                 retry_after_s=self.limits.handoff_ttl_s,
             ) from err
@@ -1417,15 +1448,21 @@ class VendorServices:
             raise PreconditionFailed("the grant names another holder")
         if grant.to_vendor != caller:
             raise PermissionDenied("the grant names another vendor than the caller")
+        return self._stop_for(grant.ecoin_id, grant.epoch, caller, now_ms)
+
+    def _stop_for(self, ecoin_id: str, epoch: int, caller: str, now_ms: int) -> HandOffResult:
+        """Stop accepting ``epoch`` of the coin and sign the CoinIndex for ``caller``
+        (a hand-off, or the final index a recall asks for); repeated, the same."""
+        me = self._id.vendor_id
         for _ in range(_HANDOFF_ATTEMPTS):
             with self._uow(read_only=True) as session:
-                stored = self._repo.get(session, grant.ecoin_id)
-                window = self._repo.open_window_of(session, grant.ecoin_id)
-                earlier_credit = self._repo.handoff_credit(session, grant.ecoin_id, grant.epoch)
+                stored = self._repo.get(session, ecoin_id)
+                window = self._repo.open_window_of(session, ecoin_id)
+                earlier_credit = self._repo.handoff_credit(session, ecoin_id, epoch)
             if stored is None:
                 raise PreconditionFailed("this vendor does not hold the coin")
             coin = stored.view
-            if coin.state is VendorCoinState.HANDING_OFF and coin.epoch == grant.epoch:
+            if coin.state is VendorCoinState.HANDING_OFF and coin.epoch == epoch:
                 if stored.handoff_to == caller and stored.handoff_coin_index is not None:
                     return HandOffResult(
                         pb.Envelope.FromString(stored.handoff_coin_index),
@@ -1435,10 +1472,8 @@ class VendorServices:
                     "the coin is being handed to another vendor",
                     retry_after_s=self._busy_s(stored),
                 )
-            if coin.state is not VendorCoinState.HELD or coin.epoch != grant.epoch:
-                raise PreconditionFailed(
-                    f"this vendor does not hold epoch {grant.epoch} of the coin"
-                )
+            if coin.state is not VendorCoinState.HELD or coin.epoch != epoch:
+                raise PreconditionFailed(f"this vendor does not hold epoch {epoch} of the coin")
             envelope = seal(
                 pb.CoinIndex(
                     ecoin_id=coin.ecoin_id,
@@ -1556,6 +1591,7 @@ class VendorServices:
         )
         by_id = {c.ecoin_id: c for c in coins}
         leased = closed = rejected = revoked = 0
+        recalled: list[tuple[CoinView, str]] = []
         with self._uow() as session:
             for result in reply.results:
                 coin = by_id.get(result.ecoin_id)
@@ -1589,13 +1625,40 @@ class VendorServices:
                     self._close_epoch_windows(session, coin.ecoin_id, now_ms)
                     log.info("coin %s epoch %d closed by the broker", coin.ecoin_id, coin.epoch)
                     closed += 1
+                elif result.status == broker_pb2.CHECKPOINT_STATUS_RECALLED:
+                    self._repo.drop_lease(session, ecoin_id=coin.ecoin_id, epoch=coin.epoch)
+                    recalled.append((coin, result.recall_to))
                 else:
                     self._repo.drop_lease(session, ecoin_id=coin.ecoin_id, epoch=coin.epoch)
                     log.warning("checkpoint of %s rejected: %s", coin.ecoin_id, result.detail[:200])
                     rejected += 1
                     revoked += int(result.revoked)
             session.commit()
+        for coin, target in recalled:
+            closed += int(self._answer_recall(coin, target, now_ms))
         return CheckpointSummary(leased, closed, rejected, revoked)
+
+    def _answer_recall(self, coin: CoinView, target: str, now_ms: int) -> bool:
+        """Another vendor recalls the coin (its hand-off failed): stop accepting it now
+        and send the final CoinIndex; True when the broker closed our epoch with it."""
+        try:
+            check_party_id(target)
+            stopped = self._stop_for(coin.ecoin_id, coin.epoch, target, now_ms)
+            reply = self._broker.checkpoint([stopped.coin_index])
+        except NetPayError as err:
+            log.warning("could not answer the recall of %s: %s", coin.ecoin_id, err.detail)
+            return False
+        if not any(
+            r.ecoin_id == coin.ecoin_id and r.status == broker_pb2.CHECKPOINT_STATUS_CLOSED
+            for r in reply.results
+        ):
+            return False
+        with self._uow() as session:
+            self._repo.close_epoch(session, ecoin_id=coin.ecoin_id, epoch=coin.epoch, now_ms=now_ms)
+            self._close_epoch_windows(session, coin.ecoin_id, now_ms)
+            session.commit()
+        log.info("coin %s epoch %d recalled by %s", coin.ecoin_id, coin.epoch, target)
+        return True
 
     # -- abandoned hand-offs -----------------------------------------------------
 

@@ -22,6 +22,7 @@ class CheckpointStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     CHECKPOINT_STATUS_LEASED: _ClassVar[CheckpointStatus]
     CHECKPOINT_STATUS_CLOSED: _ClassVar[CheckpointStatus]
     CHECKPOINT_STATUS_REJECTED: _ClassVar[CheckpointStatus]
+    CHECKPOINT_STATUS_RECALLED: _ClassVar[CheckpointStatus]
 
 class ClaimStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -37,6 +38,7 @@ CHECKPOINT_STATUS_UNSPECIFIED: CheckpointStatus
 CHECKPOINT_STATUS_LEASED: CheckpointStatus
 CHECKPOINT_STATUS_CLOSED: CheckpointStatus
 CHECKPOINT_STATUS_REJECTED: CheckpointStatus
+CHECKPOINT_STATUS_RECALLED: CheckpointStatus
 CLAIM_STATUS_UNSPECIFIED: ClaimStatus
 CLAIM_STATUS_ACCEPTED: ClaimStatus
 CLAIM_STATUS_REJECTED: ClaimStatus
@@ -324,20 +326,22 @@ class CheckpointRequest(_message.Message):
     def __init__(self, indexes: _Optional[_Iterable[_Union[_statements_pb2.Envelope, _Mapping]]] = ...) -> None: ...
 
 class CheckpointResult(_message.Message):
-    __slots__ = ("ecoin_id", "epoch", "status", "detail", "acknowledged_index", "revoked")
+    __slots__ = ("ecoin_id", "epoch", "status", "detail", "acknowledged_index", "revoked", "recall_to")
     ECOIN_ID_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     DETAIL_FIELD_NUMBER: _ClassVar[int]
     ACKNOWLEDGED_INDEX_FIELD_NUMBER: _ClassVar[int]
     REVOKED_FIELD_NUMBER: _ClassVar[int]
+    RECALL_TO_FIELD_NUMBER: _ClassVar[int]
     ecoin_id: str
     epoch: int
     status: CheckpointStatus
     detail: str
     acknowledged_index: int
     revoked: bool
-    def __init__(self, ecoin_id: _Optional[str] = ..., epoch: _Optional[int] = ..., status: _Optional[_Union[CheckpointStatus, str]] = ..., detail: _Optional[str] = ..., acknowledged_index: _Optional[int] = ..., revoked: _Optional[bool] = ...) -> None: ...
+    recall_to: str
+    def __init__(self, ecoin_id: _Optional[str] = ..., epoch: _Optional[int] = ..., status: _Optional[_Union[CheckpointStatus, str]] = ..., detail: _Optional[str] = ..., acknowledged_index: _Optional[int] = ..., revoked: _Optional[bool] = ..., recall_to: _Optional[str] = ...) -> None: ...
 
 class CheckpointResponse(_message.Message):
     __slots__ = ("results", "lease_ttl_s", "max_skew_s")

@@ -11,12 +11,14 @@ import grpc
 import pytest
 from sqlalchemy import select
 
+from broker.domain import EpochOpening, IndexedWord
 from broker.storage import CoinRow, CustodyEpochRow
 from netpay.chain import new_ecoin_id
 from netpay.envelope import SigningKey, open_envelope, seal
 from netpay.errors import (
     AlreadySpent,
     BadPayword,
+    CoinBusy,
     Expired,
     Insufficient,
     LimitExceeded,
@@ -156,8 +158,9 @@ def test_acquire_proof_errors(w: World) -> None:
     )
     assert isinstance(err, Insufficient)
 
-    code, err = h.error(h.acquire, w.v2, w.coin, 12, force=True)
-    assert type(err) is PreconditionFailed and "forced" in err.detail
+    # Forcing without a hand-off grant first (v3 never asked) is refused.
+    code, err = h.error(h.acquire, w.v3, w.coin, 12, force=True)
+    assert type(err) is PreconditionFailed and "acquire without force first" in err.detail
 
     unknown = bpb.AcquireCoinRequest(
         ecoin_id=new_ecoin_id().hex(), proof_index=1, proof_word=b"\0" * 32
@@ -482,3 +485,58 @@ def test_checkpoint_limits_its_batch(w: World) -> None:
     assert code == grpc.StatusCode.INVALID_ARGUMENT
     code, _ = w.h.error(w.checkpoint, w.reader, index)
     assert code == grpc.StatusCode.UNAUTHENTICATED
+
+
+# -- forced acquisition (RECALLING) ------------------------------------------------------
+
+
+def _recall_started(w: World) -> None:
+    w.h.acquire(w.v1, w.coin, 1)
+    w.checkpoint(w.v1, w.v1.coin_index(w.coin.chain, 1, 4))
+    assert w.h.acquire(w.v2, w.coin, 6).WhichOneof("result") == "handoff"
+    # V1 cannot be reached for the hand-off: V2 forces.
+    code, err = w.h.error(w.h.acquire, w.v2, w.coin, 6, force=True)
+    assert code == grpc.StatusCode.FAILED_PRECONDITION
+    assert isinstance(err, CoinBusy) and 1 <= err.retry_after_s <= 65
+    assert w.status().state == bpb.COIN_STATE_RECALLING
+    # Others wait; so does the reader's click at V1 once its lease lapses.
+    _, err = w.h.error(w.h.acquire, w.v3, w.coin, 6)
+    assert isinstance(err, CoinBusy)
+
+
+def test_a_recall_completes_with_the_holders_final_index(w: World) -> None:
+    _recall_started(w)
+    lease = w.coin_row().lease_expires_ms
+    w.h.clock.advance(5)
+    # V1's next checkpoint is answered RECALLED, names V2, and renews nothing.
+    reply = w.checkpoint(w.v1, w.v1.coin_index(w.coin.chain, 1, 7))
+    [result] = reply.results
+    assert (result.status, result.recall_to) == (bpb.CHECKPOINT_STATUS_RECALLED, "v2")
+    assert w.coin_row().lease_expires_ms == lease and w.status().latest_index == 7
+    # Its final CoinIndex (to V2) closes its epoch there.
+    final = w.checkpoint(w.v1, w.v1.coin_index(w.coin.chain, 1, 8, to="v2"))
+    assert final.results[0].status == bpb.CHECKPOINT_STATUS_CLOSED
+    grant = w.h.acquire(w.v2, w.coin, 9).custody
+    assert (grant.epoch, grant.holder, grant.base_index) == (2, "v2", 8)
+    with w.h.broker.services.store.begin(read_only=True) as repos:
+        first, second = repos.coins.epochs(w.coin.ecoin_id)
+    assert (first.end, first.forced_end) == (IndexedWord(8, w.coin.chain.word(8)), None)
+    assert (second.opened_by, second.opened_from) == (EpochOpening.RECALL, "v1")
+
+
+def test_a_silent_holder_is_force_closed_after_its_lease(w: World) -> None:
+    _recall_started(w)
+    w.h.clock.advance(30)
+    _, err = w.h.error(w.h.acquire, w.v2, w.coin, 6)  # the lease may still be live
+    assert isinstance(err, CoinBusy)
+    w.h.clock.advance(36)  # past the holder's lease + max_skew_s
+    grant = w.h.acquire(w.v2, w.coin, 6).custody
+    # V2 starts at V1's last checkpoint; V1's epoch ends max_unreported_units above it.
+    assert (grant.epoch, grant.holder, grant.base_index) == (2, "v2", 4)
+    with w.h.broker.services.store.begin(read_only=True) as repos:
+        first, _ = repos.coins.epochs(w.coin.ecoin_id)
+    unreported = w.h.broker.services.limits.max_unreported_units
+    assert (first.end, first.forced_end) == (None, 4 + unreported)
+    # V1 learns it at its next checkpoint and stops.
+    late = w.checkpoint(w.v1, w.v1.coin_index(w.coin.chain, 1, 9))
+    assert late.results[0].status == bpb.CHECKPOINT_STATUS_CLOSED

@@ -10,6 +10,7 @@ from broker.domain import (
     AccountRef,
     Acquire,
     AcquireDecision,
+    BeginRecall,
     CheckpointIndex,
     CoinIndexView,
     CoinRecordView,
@@ -18,6 +19,7 @@ from broker.domain import (
     EpochOpening,
     EpochView,
     Expire,
+    FinishRecall,
     Freeze,
     HandOff,
     IndexedWord,
@@ -323,6 +325,10 @@ def decide(c: CoinRecordView, caller: str = "v2", j: int = 3, **kw: object) -> A
 def test_acquire_decisions() -> None:
     assert decide(coin(CoinState.FREE)) is AcquireDecision.GRANT
     assert decide(coin(CoinState.HELD)) is AcquireDecision.HANDOFF
+    assert decide(coin(CoinState.HELD), force=True) is AcquireDecision.RECALL
+    # The recalling vendor goes on with its recall, force or not.
+    recalling = coin(CoinState.RECALLING, grant_to_vendor="v2", grant_epoch=1)
+    assert decide(recalling) is AcquireDecision.RECALL
     # The holder repeating its call gets its grant back, whatever the proof.
     assert decide(coin(CoinState.HELD, latest=word(9)), caller="v1") is AcquireDecision.RENEW
 
@@ -334,11 +340,13 @@ def test_acquire_refusals() -> None:
         decide(coin(CoinState.EXPIRED))
     with pytest.raises(Revoked):
         decide(coin(CoinState.HELD, frozen=True), caller="v1")
-    with pytest.raises(PreconditionFailed, match="forced"):
-        decide(coin(CoinState.HELD), force=True)
     with pytest.raises(CoinBusy) as busy:
-        decide(coin(CoinState.RECALLING), busy_retry_after_s=7)
+        decide(coin(CoinState.RECALLING, grant_to_vendor="v3"), busy_retry_after_s=7)
     assert busy.value.retry_after_s == 7
+    with pytest.raises(BadPayword):  # a forced acquisition needs a proof too
+        decide_acquire(
+            coin(CoinState.HELD), "v2", NOW_MS, 3, CHAIN.word(4), bound_units=100, force=True
+        )
     with pytest.raises(BadPayword):
         decide_acquire(coin(CoinState.FREE), "v2", NOW_MS, 3, CHAIN.word(4), bound_units=100)
     with pytest.raises(AlreadySpent):
@@ -420,3 +428,52 @@ def test_balance_is_checked_per_currency() -> None:
 def test_degenerate_transactions_are_refused(entries: tuple[LedgerEntry, ...]) -> None:
     with pytest.raises(AssertionError):
         Transaction("x", "k", 1, entries)
+
+
+# -- recall (forced acquisition) ------------------------------------------------------
+
+
+def test_a_recall_needs_a_hand_off_grant_and_stops_the_holder() -> None:
+    held = coin(CoinState.HELD, latest=word(5))
+    with pytest.raises(PreconditionFailed, match="acquire without force first"):
+        transition(held, BeginRecall("v2", 1, NOW_MS, LEASE_MS + 5_000))
+    granted = replace(held, grant_epoch=1, grant_to_vendor="v2", grant_expires_ms=NOW_MS)
+    with pytest.raises(PreconditionFailed):
+        transition(granted, BeginRecall("v1", 1, NOW_MS, LEASE_MS))  # the holder itself
+    recalling = transition(granted, BeginRecall("v2", 1, NOW_MS, LEASE_MS + 5_000))
+    assert (recalling.state, recalling.holder, recalling.grant_expires_ms) == (
+        CoinState.RECALLING,
+        "v1",
+        LEASE_MS + 5_000,
+    )
+    # A recalling coin renews nobody's lease and takes no hand-off.
+    with pytest.raises(PreconditionFailed):
+        transition(recalling, RenewLease("v1", 1, LEASE_MS + 60_000))
+    with pytest.raises(PreconditionFailed):
+        transition(recalling, HandOff("v1", "v3", 1, word(6), NOW_MS, LEASE_MS))
+
+
+def test_a_recall_finishes_at_the_final_index_or_forced_after_the_deadline() -> None:
+    recalling = coin(
+        CoinState.RECALLING,
+        latest=word(5),
+        grant_epoch=1,
+        grant_to_vendor="v2",
+        grant_expires_ms=LEASE_MS + 5_000,
+    )
+    final = transition(recalling, FinishRecall("v2", 1, word(8), NOW_MS, LEASE_MS, forced=False))
+    assert (final.state, final.holder, final.epoch, final.latest) == (
+        CoinState.HELD,
+        "v2",
+        2,
+        word(8),
+    )
+    with pytest.raises(PreconditionFailed):  # below the latest known word
+        transition(recalling, FinishRecall("v2", 1, word(4), NOW_MS, LEASE_MS, forced=False))
+    with pytest.raises(PreconditionFailed):  # someone else
+        transition(recalling, FinishRecall("v3", 1, word(8), NOW_MS, LEASE_MS, forced=False))
+    with pytest.raises(PreconditionFailed, match="lease may still be live"):
+        transition(recalling, FinishRecall("v2", 1, word(5), NOW_MS, LEASE_MS, forced=True))
+    late = LEASE_MS + 5_000
+    forced = transition(recalling, FinishRecall("v2", 1, word(5), late, late + 60_000, forced=True))
+    assert (forced.holder, forced.epoch, forced.latest) == ("v2", 2, word(5))

@@ -269,6 +269,7 @@ class FakeBrokerClient:
     def __init__(self, broker: FakeBroker, vendor_id: str) -> None:
         self.broker = broker
         self.vendor_id = vendor_id
+        self.forced = 0  # forced acquisitions asked for (this fake never recalls)
 
     def get_vendor_certificate(self, vendor_id: str) -> pb.Envelope:
         self.broker._check_up("GetVendorCertificate")
@@ -277,8 +278,9 @@ class FakeBrokerClient:
         return self.broker.certificate(vendor_id)
 
     def acquire_coin(
-        self, ecoin_id: str, proof_index: int, proof_word: bytes
+        self, ecoin_id: str, proof_index: int, proof_word: bytes, *, force: bool = False
     ) -> bpb.AcquireCoinResponse:
+        self.forced += int(force)
         return self.broker.acquire(self.vendor_id, ecoin_id, proof_index, proof_word)
 
     def record_handoff(

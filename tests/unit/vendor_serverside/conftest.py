@@ -84,7 +84,7 @@ class FakeWalletClient(FakeBrokerClient):
         return grant
 
     def acquire_coin_with_grant(
-        self, ecoin_id: str, wallet_grant: pb.Envelope
+        self, ecoin_id: str, wallet_grant: pb.Envelope, *, force: bool = False
     ) -> bpb.AcquireCoinResponse:
         b = self.broker
         with b.lock:
