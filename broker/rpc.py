@@ -17,7 +17,9 @@ from broker.services import (
     CustodyGrantView,
     WalletKind,
 )
+from netpay.encoding import check_currency
 from netpay.limits import limits_to_proto
+from netpay.spending import SpendingLimits
 from netpay.transport.auth import bearer_token
 from netpay.transport.status import maps_errors
 from netpay.v1 import broker_pb2 as bpb
@@ -217,14 +219,42 @@ class BrokerServicer(broker_pb2_grpc.BrokerServicer):
         self, request: bpb.GetAccountRequest, context: grpc.ServicerContext
     ) -> bpb.GetAccountResponse:
         reader_id = self._reader(context)
+        return self._account(reader_id)
+
+    def _account(self, reader_id: str) -> bpb.GetAccountResponse:
         balances = self._services.account_balances(reader_id)
+        limits = []
+        for lim, spent in self._services.spending_limits(reader_id):
+            msg = bpb.SpendingLimit(currency=lim.currency, spent_today_minor=spent)
+            if lim.max_click_minor is not None:
+                msg.max_click_minor = lim.max_click_minor
+            if lim.max_day_minor is not None:
+                msg.max_day_minor = lim.max_day_minor
+            limits.append(msg)
         return bpb.GetAccountResponse(
             reader_id=reader_id,
             balances=[
                 bpb.AccountBalance(currency=currency, balance_minor=amount)
                 for currency, amount in balances.items()
             ],
+            limits=limits,
         )
+
+    @maps_errors
+    def SetSpendingLimits(  # noqa: N802
+        self, request: bpb.SetSpendingLimitsRequest, context: grpc.ServicerContext
+    ) -> bpb.GetAccountResponse:
+        reader_id = self._reader(context)
+        lim = request.limit
+        self._services.set_spending_limits(
+            reader_id,
+            SpendingLimits(
+                check_currency(lim.currency),
+                lim.max_click_minor if lim.HasField("max_click_minor") else None,
+                lim.max_day_minor if lim.HasField("max_day_minor") else None,
+            ),
+        )
+        return self._account(reader_id)
 
     # -- custody ------------------------------------------------------------------
 

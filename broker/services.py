@@ -89,6 +89,7 @@ from netpay.errors import (
     Expired,
     Insufficient,
     InvalidArgument,
+    LimitExceeded,
     NetPayError,
     NotFound,
     PermissionDenied,
@@ -100,6 +101,7 @@ from netpay.errors import (
 )
 from netpay.limits import Limits
 from netpay.money import DEFAULT_CURRENCY
+from netpay.spending import SpendingLimits, check_spend, utc_day
 from netpay.v1 import statements_pb2 as pb
 
 __all__ = [
@@ -659,6 +661,27 @@ class BrokerServices:
         for currency in self.currencies:
             balances.setdefault(currency, 0)
         return dict(sorted(balances.items()))
+
+    def spending_limits(self, reader_id: str) -> list[tuple[SpendingLimits, int]]:
+        """The reader's limits per offered currency, with what was spent today."""
+        day = utc_day(self.clock.now_ms())
+        with self.store.begin(read_only=True) as repos:
+            stored = {lim.currency: lim for lim in repos.spending.limits(reader_id)}
+            return [
+                (
+                    stored.get(currency, SpendingLimits(currency)),
+                    repos.spending.spent(reader_id, day, currency),
+                )
+                for currency in self.currencies
+            ]
+
+    def set_spending_limits(self, reader_id: str, limits: SpendingLimits) -> None:
+        """Set (or, with no limits, clear) the reader's limits in one offered currency."""
+        if limits.currency not in self.currencies:
+            raise InvalidArgument(f"this broker does not sell {limits.currency[:3]!r} coins")
+        with self.store.begin() as repos:
+            repos.spending.set_limits(reader_id, limits, self.clock.now_ms())
+            repos.commit()
 
     # -- web portal ----------------------------------------------------------------
 
@@ -1961,6 +1984,9 @@ class BrokerServices:
                 broker_id=self.broker_id,
                 issued_at_ms=now_ms,
             )
+            limits = repos.spending.limits_in(stored.owner, stored.currency)
+            if limits is not None and limits.max_click_minor is not None:
+                grant_msg.max_click_minor = limits.max_click_minor
             repos.wallets.add_grant(
                 WalletGrantRow(
                     grant_id=grant_msg.grant_id,
@@ -2034,6 +2060,19 @@ class BrokerServices:
                 chain = self._vault.open(coin.ecoin_id, coin.n, wallet.sealed_chain)
             except ValueError as exc:
                 raise Unavailable(f"the coin's chain cannot be opened: {exc}") from None
+            # The reader's daily limit: the window's value counts against the day.
+            amount_minor = allowed * coin.unit_value_minor
+            day = utc_day(now_ms)
+            limits = repos.spending.limits_in(stored.owner, stored.currency)
+            cap = None if limits is None else limits.max_day_minor
+            if not repos.spending.charge(stored.owner, day, stored.currency, amount_minor, cap):
+                check_spend(
+                    limits,
+                    amount_minor,
+                    repos.spending.spent(stored.owner, day, stored.currency),
+                    per_click=False,
+                )
+                raise LimitExceeded("the reader's daily spending limit is reached")
             top = IndexedWord(coin.latest.index + allowed, chain.word(coin.latest.index + allowed))
             after = transition(coin, DrawWindow(caller, epoch, top, now_ms, busy_s))
             repos.coins.apply(coin, after)

@@ -46,6 +46,7 @@ from broker.domain import (
     assert_balanced,
 )
 from netpay.errors import AlreadyExists, Conflict
+from netpay.spending import SpendingLimits
 from netpay.sqlstore import UnitOfWork
 
 __all__ = [
@@ -67,11 +68,14 @@ __all__ = [
     "PurchaseRow",
     "ReaderProfileRow",
     "ReaderRow",
+    "ReaderSpendingRow",
     "ReaderTokenRow",
     "RedemptionBatchRow",
     "RedemptionRepo",
     "Repos",
     "ServerWalletRow",
+    "SpendingLimitRow",
+    "SpendingRepo",
     "StoredClaim",
     "StoredCoin",
     "StoredCredit",
@@ -358,6 +362,36 @@ class WalletSessionRow(Base):
     ecoin_id: Mapped[str] = mapped_column(ForeignKey("coins.ecoin_id"), index=True)
     created_at_ms: Mapped[int] = mapped_column(BigInteger)
     expires_at_ms: Mapped[int] = mapped_column(BigInteger, index=True)
+
+
+# -- spending limits -------------------------------------------------------------------
+
+
+class SpendingLimitRow(Base):
+    """A reader's spending limits in one currency (netpay.spending)."""
+
+    __tablename__ = "spending_limits"
+    __table_args__ = (UniqueConstraint("reader_id", "currency"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    reader_id: Mapped[str] = mapped_column(ForeignKey("readers.reader_id"), index=True)
+    currency: Mapped[str] = mapped_column(String(3))
+    max_click_minor: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    max_day_minor: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    updated_at_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class ReaderSpendingRow(Base):
+    """What a reader's server-side coins released in windows on one UTC day."""
+
+    __tablename__ = "reader_spending"
+    __table_args__ = (UniqueConstraint("reader_id", "day", "currency"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    reader_id: Mapped[str] = mapped_column(String(32))
+    day: Mapped[int] = mapped_column(Integer)
+    currency: Mapped[str] = mapped_column(String(3))
+    spent_minor: Mapped[int] = mapped_column(BigInteger)
 
 
 # -- redemption ------------------------------------------------------------------------
@@ -1582,6 +1616,93 @@ def _credit(row: WindowCreditRow) -> StoredCredit:
     )
 
 
+class SpendingRepo:
+    """Reader spending limits and the day's counter (a compare-and-set)."""
+
+    def __init__(self, session: Session) -> None:
+        self._s = session
+
+    def limits(self, reader_id: str) -> list[SpendingLimits]:
+        rows = self._s.scalars(
+            select(SpendingLimitRow)
+            .where(SpendingLimitRow.reader_id == reader_id)
+            .order_by(SpendingLimitRow.currency)
+        )
+        return [SpendingLimits(r.currency, r.max_click_minor, r.max_day_minor) for r in rows]
+
+    def limits_in(self, reader_id: str, currency: str) -> SpendingLimits | None:
+        for found in self.limits(reader_id):
+            if found.currency == currency:
+                return found
+        return None
+
+    def set_limits(self, reader_id: str, limits: SpendingLimits, now_ms: int) -> None:
+        row = self._s.scalars(
+            select(SpendingLimitRow).where(
+                SpendingLimitRow.reader_id == reader_id,
+                SpendingLimitRow.currency == limits.currency,
+            )
+        ).first()
+        if row is None:
+            self._s.add(
+                SpendingLimitRow(
+                    reader_id=reader_id,
+                    currency=limits.currency,
+                    max_click_minor=limits.max_click_minor,
+                    max_day_minor=limits.max_day_minor,
+                    updated_at_ms=now_ms,
+                )
+            )
+        else:
+            row.max_click_minor = limits.max_click_minor
+            row.max_day_minor = limits.max_day_minor
+            row.updated_at_ms = now_ms
+        self._s.flush()
+
+    def spent(self, reader_id: str, day: int, currency: str) -> int:
+        found = self._s.scalar(
+            select(ReaderSpendingRow.spent_minor).where(
+                ReaderSpendingRow.reader_id == reader_id,
+                ReaderSpendingRow.day == day,
+                ReaderSpendingRow.currency == currency,
+            )
+        )
+        return int(found or 0)
+
+    def charge(
+        self, reader_id: str, day: int, currency: str, amount_minor: int, day_cap: int | None
+    ) -> bool:
+        """Add ``amount_minor`` to the day unless that passes ``day_cap`` (one
+        ``UPDATE ... WHERE spent + amount <= cap``: concurrent draws never both pass)."""
+        if (
+            self._s.scalars(
+                select(ReaderSpendingRow.id).where(
+                    ReaderSpendingRow.reader_id == reader_id,
+                    ReaderSpendingRow.day == day,
+                    ReaderSpendingRow.currency == currency,
+                )
+            ).first()
+            is None
+        ):
+            self._s.add(
+                ReaderSpendingRow(reader_id=reader_id, day=day, currency=currency, spent_minor=0)
+            )
+            self._s.flush()
+        stmt = update(ReaderSpendingRow).where(
+            ReaderSpendingRow.reader_id == reader_id,
+            ReaderSpendingRow.day == day,
+            ReaderSpendingRow.currency == currency,
+        )
+        if day_cap is not None:
+            stmt = stmt.where(ReaderSpendingRow.spent_minor + amount_minor <= day_cap)
+        result = self._s.execute(
+            stmt.values(spent_minor=ReaderSpendingRow.spent_minor + amount_minor).execution_options(
+                synchronize_session=False
+            )
+        )
+        return _rowcount(result) == 1
+
+
 class Repos:
     """The repositories of one unit of work; ``commit()`` makes it durable."""
 
@@ -1595,6 +1716,7 @@ class Repos:
         self.portal = PortalRepo(session)
         self.wallets = WalletRepo(session)
         self.redemption = RedemptionRepo(session)
+        self.spending = SpendingRepo(session)
 
     def commit(self) -> None:
         self.session.commit()

@@ -71,6 +71,7 @@ from broker.services import (
     WalletKind,
     WalletSignin,
 )
+from netpay.encoding import check_currency
 from netpay.errors import (
     Insufficient,
     InvalidArgument,
@@ -79,6 +80,7 @@ from netpay.errors import (
     Unauthenticated,
 )
 from netpay.money import Money
+from netpay.spending import SpendingLimits
 from netpay.v1 import statements_pb2 as pb
 from netpay.webforms import CSRF_FIELD, check_csrf, csrf_token
 
@@ -157,6 +159,16 @@ def _field(name: str, max_chars: int = MAX_FIELD_CHARS) -> str:
     if len(value) > max_chars:
         raise InvalidArgument(f"{name.replace('_', ' ')}: at most {max_chars} characters")
     return value
+
+
+def _optional_amount(name: str, label: str) -> int | None:
+    """An amount in minor units from the form, or None when left empty (no limit)."""
+    raw = _field(name, _MAX_NUMBER_CHARS).strip()
+    if not raw:
+        return None
+    if not raw.isascii() or not raw.isdigit():
+        raise InvalidArgument(f"{label}: a whole number of cents, or empty for no limit")
+    return int(raw)
 
 
 def _positive_int(name: str, label: str, default: int | None = None) -> int:
@@ -370,6 +382,7 @@ def _add_routes(app: Flask) -> None:
             "max_name": MAX_PROFILE_NAME_CHARS,
             "max_email": MAX_EMAIL_CHARS,
             "min_password": MIN_PASSWORD_CHARS,
+            "limits": _services().spending_limits(_reader_id()),
         }
         if error is not None:
             return _error_page(error, "profile.html", **context)
@@ -379,6 +392,21 @@ def _add_routes(app: Flask) -> None:
     @_login_required
     def profile() -> ViewResult:
         return _profile_page()
+
+    @app.post("/profile/limits")
+    @_login_required
+    def profile_limits() -> ViewResult:
+        try:
+            limits = SpendingLimits(
+                check_currency(_field("currency", 3)),
+                _optional_amount("max_click_minor", "Limit per click"),
+                _optional_amount("max_day_minor", "Limit per day"),
+            )
+            _services().set_spending_limits(_reader_id(), limits)
+        except NetPayError as err:
+            return _profile_page(err)
+        flash(f"Your spending limits in {limits.currency} are saved.")
+        return redirect(url_for("profile"))
 
     @app.post("/profile")
     @_login_required

@@ -126,6 +126,17 @@ _WALLET_ATTEMPTS = 8
 _R = TypeVar("_R")
 
 
+def _check_click_limit(grant: pb.Envelope, amount_minor: int) -> None:
+    """The reader's per-click limit, which the broker put in the WalletGrant (the grant
+    was verified at sign-in; its payload is read again here, not re-verified)."""
+    body = pb.WalletGrant.FromString(grant.payload)
+    if body.HasField("max_click_minor") and amount_minor > body.max_click_minor:
+        raise LimitExceeded(
+            f"this article costs {amount_minor} minor units; your limit per click is "
+            f"{body.max_click_minor}"
+        )
+
+
 class _HolderUnreachable(CoinBusy):
     """The holder did not answer ``Vendor.HandOff``: the reader gets ``coin_busy``
     unless a forced acquisition takes the coin."""
@@ -1163,6 +1174,7 @@ class VendorServices:
             if now_ms >= coin.expires_at_ms - self.limits.max_skew_s * 1000:
                 raise Expired("the coin has expired")
             words = words_for(item.price, coin.unit_value_minor, coin.currency)
+            _check_click_limit(grant, item.price.amount_minor)
             if not lease_is_live(coin, now_ms):
                 if renewed:
                     raise BrokerUnavailable("the broker did not renew the lease")
@@ -1194,7 +1206,14 @@ class VendorServices:
             raise LimitExceeded(f"a window is at most {self.limits.max_window_units} words")
         units = min(max(words, _WALLET_DRAW_UNITS), self.limits.max_window_units, left)
         try:
-            reply = self._wallet_broker().draw_window(grant, coin.epoch, units)
+            try:
+                reply = self._wallet_broker().draw_window(grant, coin.epoch, units)
+            except LimitExceeded:
+                if units == words:
+                    raise
+                # The reader's daily limit leaves less than a whole window: draw the price.
+                units = words
+                reply = self._wallet_broker().draw_window(grant, coin.epoch, units)
         except CoinBusy:
             raise
         except PreconditionFailed:

@@ -62,6 +62,7 @@ from netpay.errors import (
     CoinBusy,
     Expired,
     InvalidArgument,
+    LimitExceeded,
     NetPayError,
     NotFound,
     PermissionDenied,
@@ -596,7 +597,8 @@ def _pay_with_wallet(deps: WebDeps, article: Article, handle: str) -> Response:
     the normal 402 challenge (nothing spent)."""
     try:
         result = deps.services.pay_with_wallet(handle, article.item(), deps.clock.now_ms())
-    except (CoinBusy, BrokerUnavailable) as err:
+    except (CoinBusy, BrokerUnavailable, LimitExceeded) as err:
+        # A spending limit says why in its own words (402 limit_exceeded).
         return _error(deps, err, article)
     except NetPayError as err:
         resp = _payment_required(deps, article, f"Your wallet did not pay: {err.detail}")

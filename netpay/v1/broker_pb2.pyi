@@ -239,13 +239,33 @@ class AccountBalance(_message.Message):
     balance_minor: int
     def __init__(self, currency: _Optional[str] = ..., balance_minor: _Optional[int] = ...) -> None: ...
 
+class SpendingLimit(_message.Message):
+    __slots__ = ("currency", "max_click_minor", "max_day_minor", "spent_today_minor")
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    MAX_CLICK_MINOR_FIELD_NUMBER: _ClassVar[int]
+    MAX_DAY_MINOR_FIELD_NUMBER: _ClassVar[int]
+    SPENT_TODAY_MINOR_FIELD_NUMBER: _ClassVar[int]
+    currency: str
+    max_click_minor: int
+    max_day_minor: int
+    spent_today_minor: int
+    def __init__(self, currency: _Optional[str] = ..., max_click_minor: _Optional[int] = ..., max_day_minor: _Optional[int] = ..., spent_today_minor: _Optional[int] = ...) -> None: ...
+
 class GetAccountResponse(_message.Message):
-    __slots__ = ("reader_id", "balances")
+    __slots__ = ("reader_id", "balances", "limits")
     READER_ID_FIELD_NUMBER: _ClassVar[int]
     BALANCES_FIELD_NUMBER: _ClassVar[int]
+    LIMITS_FIELD_NUMBER: _ClassVar[int]
     reader_id: str
     balances: _containers.RepeatedCompositeFieldContainer[AccountBalance]
-    def __init__(self, reader_id: _Optional[str] = ..., balances: _Optional[_Iterable[_Union[AccountBalance, _Mapping]]] = ...) -> None: ...
+    limits: _containers.RepeatedCompositeFieldContainer[SpendingLimit]
+    def __init__(self, reader_id: _Optional[str] = ..., balances: _Optional[_Iterable[_Union[AccountBalance, _Mapping]]] = ..., limits: _Optional[_Iterable[_Union[SpendingLimit, _Mapping]]] = ...) -> None: ...
+
+class SetSpendingLimitsRequest(_message.Message):
+    __slots__ = ("limit",)
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    limit: SpendingLimit
+    def __init__(self, limit: _Optional[_Union[SpendingLimit, _Mapping]] = ...) -> None: ...
 
 class AcquireCoinRequest(_message.Message):
     __slots__ = ("ecoin_id", "proof_index", "proof_word", "force", "wallet_grant")

@@ -91,6 +91,11 @@ class BrokerStub:
                 request_serializer=netpay_dot_v1_dot_broker__pb2.GetAccountRequest.SerializeToString,
                 response_deserializer=netpay_dot_v1_dot_broker__pb2.GetAccountResponse.FromString,
                 _registered_method=True)
+        self.SetSpendingLimits = channel.unary_unary(
+                '/netpay.v1.Broker/SetSpendingLimits',
+                request_serializer=netpay_dot_v1_dot_broker__pb2.SetSpendingLimitsRequest.SerializeToString,
+                response_deserializer=netpay_dot_v1_dot_broker__pb2.GetAccountResponse.FromString,
+                _registered_method=True)
         self.AcquireCoin = channel.unary_unary(
                 '/netpay.v1.Broker/AcquireCoin',
                 request_serializer=netpay_dot_v1_dot_broker__pb2.AcquireCoinRequest.SerializeToString,
@@ -233,7 +238,20 @@ class BrokerServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetAccount(self, request, context):
-        """The authenticated reader's bank balance per currency.
+        """The authenticated reader's bank balance per currency, and their spending
+        limits.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetSpendingLimits(self, request, context):
+        """Sets (or clears) the authenticated reader's spending limits in one
+        currency (netpay.spending: per click, per UTC day, 0..10,000,000 minor
+        units each, unset = no limit). The broker applies them to server-side
+        coins (the day at DrawWindow, the click through the WalletGrant); the
+        client wallet applies the same rules to its own coins. Reader
+        authentication.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -414,6 +432,11 @@ def add_BrokerServicer_to_server(servicer, server):
             'GetAccount': grpc.unary_unary_rpc_method_handler(
                     servicer.GetAccount,
                     request_deserializer=netpay_dot_v1_dot_broker__pb2.GetAccountRequest.FromString,
+                    response_serializer=netpay_dot_v1_dot_broker__pb2.GetAccountResponse.SerializeToString,
+            ),
+            'SetSpendingLimits': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetSpendingLimits,
+                    request_deserializer=netpay_dot_v1_dot_broker__pb2.SetSpendingLimitsRequest.FromString,
                     response_serializer=netpay_dot_v1_dot_broker__pb2.GetAccountResponse.SerializeToString,
             ),
             'AcquireCoin': grpc.unary_unary_rpc_method_handler(
@@ -755,6 +778,33 @@ class Broker:
             target,
             '/netpay.v1.Broker/GetAccount',
             netpay_dot_v1_dot_broker__pb2.GetAccountRequest.SerializeToString,
+            netpay_dot_v1_dot_broker__pb2.GetAccountResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetSpendingLimits(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/netpay.v1.Broker/SetSpendingLimits',
+            netpay_dot_v1_dot_broker__pb2.SetSpendingLimitsRequest.SerializeToString,
             netpay_dot_v1_dot_broker__pb2.GetAccountResponse.FromString,
             options,
             channel_credentials,

@@ -149,7 +149,7 @@ class WindowCredit(_message.Message):
     def __init__(self, vendor_id: _Optional[str] = ..., ecoin_id: _Optional[str] = ..., epoch: _Optional[int] = ..., window_top: _Optional[int] = ..., consumed_index: _Optional[int] = ..., refund_units: _Optional[int] = ..., time_ms: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class WalletGrant(_message.Message):
-    __slots__ = ("grant_id", "ecoin_id", "vendor_id", "max_units", "expires_at_ms", "broker_id", "issued_at_ms")
+    __slots__ = ("grant_id", "ecoin_id", "vendor_id", "max_units", "expires_at_ms", "broker_id", "issued_at_ms", "max_click_minor")
     GRANT_ID_FIELD_NUMBER: _ClassVar[int]
     ECOIN_ID_FIELD_NUMBER: _ClassVar[int]
     VENDOR_ID_FIELD_NUMBER: _ClassVar[int]
@@ -157,6 +157,7 @@ class WalletGrant(_message.Message):
     EXPIRES_AT_MS_FIELD_NUMBER: _ClassVar[int]
     BROKER_ID_FIELD_NUMBER: _ClassVar[int]
     ISSUED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    MAX_CLICK_MINOR_FIELD_NUMBER: _ClassVar[int]
     grant_id: str
     ecoin_id: str
     vendor_id: str
@@ -164,7 +165,8 @@ class WalletGrant(_message.Message):
     expires_at_ms: int
     broker_id: str
     issued_at_ms: int
-    def __init__(self, grant_id: _Optional[str] = ..., ecoin_id: _Optional[str] = ..., vendor_id: _Optional[str] = ..., max_units: _Optional[int] = ..., expires_at_ms: _Optional[int] = ..., broker_id: _Optional[str] = ..., issued_at_ms: _Optional[int] = ...) -> None: ...
+    max_click_minor: int
+    def __init__(self, grant_id: _Optional[str] = ..., ecoin_id: _Optional[str] = ..., vendor_id: _Optional[str] = ..., max_units: _Optional[int] = ..., expires_at_ms: _Optional[int] = ..., broker_id: _Optional[str] = ..., issued_at_ms: _Optional[int] = ..., max_click_minor: _Optional[int] = ...) -> None: ...
 
 class ClaimedRange(_message.Message):
     __slots__ = ("from_index", "to_index", "item_id", "time_ms")
