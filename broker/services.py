@@ -1546,8 +1546,10 @@ class BrokerServices:
             index.epoch,
         ):
             raise InvalidArgument("the window credit is for another coin, epoch or vendor")
-        if view.window_top != index.at.index:
-            raise InvalidArgument("the window credit's top is not the CoinIndex's index")
+        if view.window_top > index.at.index:
+            # At the index, or below it when clicks were paid one by one above the
+            # window after it was opened.
+            raise InvalidArgument("the window credit's top is above the CoinIndex's index")
         epoch = repos.coins.epoch(index.ecoin_id, index.epoch)
         if epoch is None:
             raise PreconditionFailed(f"no epoch {index.epoch}")

@@ -91,9 +91,17 @@ def create_grpc_server(
     return GrpcServer(server, host, port, health_servicer)
 
 
+_RECONNECT_INITIAL_MS = 1_000
+_RECONNECT_MAX_MS = 5_000
+
+
 def channel_options() -> list[tuple[str, int]]:
     limit = DEFAULT_LIMITS.max_grpc_message_bytes
     return [
         ("grpc.max_receive_message_length", limit),
         ("grpc.max_send_message_length", limit),
+        # A restarted peer is reached again within seconds: gRPC's default
+        # reconnect backoff grows to 120 s, failing every call fast meanwhile.
+        ("grpc.initial_reconnect_backoff_ms", _RECONNECT_INITIAL_MS),
+        ("grpc.max_reconnect_backoff_ms", _RECONNECT_MAX_MS),
     ]
