@@ -48,6 +48,7 @@ from netpay.transport.server import channel_options
 from netpay.v1 import broker_pb2 as bpb
 from netpay.v1 import broker_pb2_grpc
 from netpay.v1 import statements_pb2 as pb
+from tests.dbs import BACKENDS, fresh_db_url
 from tests.fault.model_ledger import ModelLedger, ModelWindow
 from vendor.broker_client import GrpcBrokerClient
 from vendor.redemption import RedeemReport
@@ -140,6 +141,18 @@ class World:
     model: ModelLedger
     vendors: list[VendorHandle] = field(default_factory=list)
     _keys: dict[str, bytes] = field(default_factory=dict)
+    # "sqlite" (each party's file in its data dir) or "postgresql" (tests/dbs.py).
+    backend: str = "sqlite"
+    broker_db_url: str | None = None
+    _vendor_db_urls: dict[str, str] = field(default_factory=dict)
+
+    def vendor_db_url(self, vendor_id: str) -> str | None:
+        """The vendor's own database: a fresh one on PostgreSQL, kept across restarts."""
+        if self.backend == "sqlite":
+            return None
+        if vendor_id not in self._vendor_db_urls:
+            self._vendor_db_urls[vendor_id] = fresh_db_url(self.backend, self.tmp, vendor_id)
+        return self._vendor_db_urls[vendor_id]
 
     @property
     def stub(self) -> broker_pb2_grpc.BrokerStub:
@@ -153,7 +166,7 @@ class World:
     # -- parties --------------------------------------------------------------------
 
     def enroll(self, vendor_id: str) -> str:
-        return add_vendor(self.broker_dir, vendor_id)
+        return add_vendor(self.broker_dir, vendor_id, db_url=self.broker_db_url)
 
     def start_vendor(self, vendor_id: str, *, enroll: bool = True, **config: Any) -> VendorHandle:
         """An in-process vendor (web in process, no background loop) on the world's clock."""
@@ -164,6 +177,7 @@ class World:
             "workers": 0,
             "background": False,
             "redeem_at": None,
+            "db_url": self.vendor_db_url(vendor_id),
         }
         settings.update(config)
         handle = start_vendor(VendorConfig(**settings), clock=self.clock)
@@ -181,6 +195,7 @@ class World:
                 data_dir=self.broker_dir,
                 grpc_addr=self.broker.grpc_address,
                 demo_deposit_minor=DEPOSIT_MINOR,
+                db_url=self.broker_db_url,
             ),
             clock=self.clock,
         )
@@ -341,10 +356,12 @@ def await_broker(vendor: VendorHandle) -> None:
     grpc.channel_ready_future(client._channel).result(timeout=READY_TIMEOUT_S)
 
 
-def _make_world(tmp: Path, clock: Clock) -> Iterator[World]:
+def _make_world(tmp: Path, clock: Clock, backend: str = "sqlite") -> Iterator[World]:
     broker_dir = tmp / "broker"
+    broker_db_url = None if backend == "sqlite" else fresh_db_url(backend, tmp, "broker")
     broker = start_broker(
-        BrokerConfig(data_dir=broker_dir, demo_deposit_minor=DEPOSIT_MINOR), clock=clock
+        BrokerConfig(data_dir=broker_dir, demo_deposit_minor=DEPOSIT_MINOR, db_url=broker_db_url),
+        clock=clock,
     )
     channel = grpc.insecure_channel(broker.grpc_address, options=channel_options())
     world: World | None = None
@@ -359,7 +376,17 @@ def _make_world(tmp: Path, clock: Clock) -> Iterator[World]:
         )
         model = ModelLedger(deposit_minor=DEPOSIT_MINOR)
         reader = Reader(stub, login.token, login.reader_id, model)
-        world = World(tmp, clock, broker_dir, broker, channel, reader, model)
+        world = World(
+            tmp,
+            clock,
+            broker_dir,
+            broker,
+            channel,
+            reader,
+            model,
+            backend=backend,
+            broker_db_url=broker_db_url,
+        )
         yield world
     finally:
         if world is not None:
@@ -379,6 +406,12 @@ def clock() -> FakeClock:
 @pytest.fixture
 def world(tmp_path: Path, clock: FakeClock) -> Iterator[World]:
     yield from _make_world(tmp_path, clock)
+
+
+@pytest.fixture(params=BACKENDS)
+def any_world(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock) -> Iterator[World]:
+    """The world on SQLite and on PostgreSQL (the race and ledger tests run on both)."""
+    yield from _make_world(tmp_path, clock, request.param)
 
 
 @pytest.fixture

@@ -77,7 +77,8 @@ def _answer(race: int, status: int, body: bytes, receipt: str | None) -> Answer:
 # -- two vendors -------------------------------------------------------------------------
 
 
-def test_the_same_word_raced_at_two_vendors_is_accepted_once(world: World) -> None:
+def test_the_same_word_raced_at_two_vendors_is_accepted_once(any_world: World) -> None:
+    world = any_world
     v1 = world.start_vendor("daily-hash")
     v2 = world.start_vendor("chain-gazette")
     chains = [world.reader.buy(RACES_PER_COIN + 10) for _ in range(RACE_COINS)]

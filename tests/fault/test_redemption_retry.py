@@ -15,11 +15,10 @@ equals the model's.
 
 from __future__ import annotations
 
-import sqlite3
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from broker.domain import AccountRef
 from netpay.errors import AlreadyExists
@@ -27,20 +26,18 @@ from netpay.v1 import broker_pb2 as bpb
 from tests.fault.conftest import World, await_broker
 from vendor.broker_client import GrpcBrokerClient
 from vendor.server import VendorHandle
+from vendor.storage import RedemptionBatchRow
 
 SENDS = 100
 CONCURRENT = 60  # of the SENDS, sent from 8 threads at once
 
 
-def pending_batch(data_dir: Path) -> bpb.RedeemRequest:
-    """The one batch the vendor stored and could not send (its database, read-only)."""
-    db = sqlite3.connect(f"file:{data_dir / 'vendor.sqlite'}?mode=ro", uri=True, timeout=30)
-    try:
-        [(request,)] = db.execute(
-            "SELECT request FROM vendor_redemptions WHERE state = 'pending'"
-        ).fetchall()
-    finally:
-        db.close()
+def pending_batch(vendor: VendorHandle) -> bpb.RedeemRequest:
+    """The one batch the vendor stored and could not send (read from its database)."""
+    with vendor.services._uow(read_only=True) as session:
+        [request] = session.scalars(
+            select(RedemptionBatchRow.request).where(RedemptionBatchRow.state == "pending")
+        ).all()
     return bpb.RedeemRequest.FromString(request)
 
 
@@ -49,7 +46,8 @@ def bank(world: World, vendor_id: str) -> int:
         return repos.ledger.balance_minor(AccountRef.vendor_bank(vendor_id, "EUR"))
 
 
-def test_a_batch_sent_100_times_is_paid_once(world: World) -> None:
+def test_a_batch_sent_100_times_is_paid_once(any_world: World) -> None:
+    world = any_world
     v1 = world.start_vendor("daily-hash")
     v2 = world.start_vendor("chain-gazette")
     p = world.reader.buy(300)
@@ -97,7 +95,7 @@ def test_a_batch_sent_100_times_is_paid_once(world: World) -> None:
 
 
 def send_100_times(world: World, vendor: VendorHandle) -> None:
-    request = pending_batch(world.tmp / vendor.vendor_id)
+    request = pending_batch(vendor)
     assert request.claims
     client = GrpcBrokerClient(world.broker.grpc_address, token=world.vendor_token(vendor.vendor_id))
     try:
