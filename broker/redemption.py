@@ -19,8 +19,8 @@ import re
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
+from broker.bank import Bank, DemoBank
 from broker.claims import (
     MAX_RANGES_PER_CLAIM,
     ClaimOutcome,
@@ -61,6 +61,7 @@ from netpay.errors import (
     AlreadyExists,
     AlreadySpent,
     Expired,
+    Insufficient,
     InvalidArgument,
     NetPayError,
     NotFound,
@@ -75,9 +76,7 @@ from netpay.v1 import statements_pb2 as pb
 __all__ = [
     "BATCH_HASH_BUDGET",
     "MAX_BATCH_ITEMS",
-    "DemoBank",
     "HistoryItem",
-    "PayoutBank",
     "RedemptionService",
     "claim_totals",
     "keep_window_credit",
@@ -92,35 +91,6 @@ _ITEM_MAX_CHARS = 64
 _REASON_MAX_CHARS = 200
 _HISTORY_MAX = 1000
 _HISTORY_DEFAULT = 100
-
-
-class PayoutBank(Protocol):
-    """Where the broker pays vendors: the bank adapter seam."""
-
-    def pay_vendor(
-        self, repos: Repos, vendor_id: str, amount_minor: int, currency: str, key: str, at_ms: int
-    ) -> None:
-        """Pay ``amount_minor`` from the vendor's payable account to its bank account.
-
-        Runs inside the redemption's unit of work; ``key`` is unique per payout."""
-
-
-class DemoBank:
-    """The built-in demo bank: its accounts live in the broker's own ledger."""
-
-    def pay_vendor(
-        self, repos: Repos, vendor_id: str, amount_minor: int, currency: str, key: str, at_ms: int
-    ) -> None:
-        repos.ledger.post(
-            Transaction.transfer(
-                "payout",
-                key,
-                at_ms,
-                source=AccountRef.vendor_payable(vendor_id, currency),
-                destination=AccountRef.vendor_bank(vendor_id, currency),
-                amount_minor=amount_minor,
-            )
-        )
 
 
 @dataclass(frozen=True)
@@ -254,13 +224,13 @@ class RedemptionService:
         *,
         limits: Limits,
         clock: Clock,
-        bank: PayoutBank | None = None,
+        bank: Bank | None = None,
         hash_budget: int = BATCH_HASH_BUDGET,
     ) -> None:
         self.store = store
         self.limits = limits
         self.clock = clock
-        self.bank: PayoutBank = bank or DemoBank()
+        self.bank: Bank = bank or DemoBank()
         self._hash_budget = hash_budget
 
     # -- Redeem ---------------------------------------------------------------------
@@ -561,8 +531,16 @@ class RedemptionService:
                 raise InvalidArgument(f"a refund reason has at most {_REASON_MAX_CHARS} characters")
             if msg.amount_minor <= 0:
                 raise InvalidArgument("a refund is a positive amount")
-            if repos.redemption.refund(caller, msg.refund_id) is not None:
-                raise AlreadyExists(f"refund {msg.refund_id} was netted in an earlier batch")
+            earlier = repos.redemption.refund(caller, msg.refund_id)
+            if earlier is not None:
+                if earlier.refund == envelope.SerializeToString():
+                    # The same refund again (a vendor resending it): its first result.
+                    return bpb.RefundResult(
+                        refund_id=msg.refund_id,
+                        status=bpb.CLAIM_STATUS_ACCEPTED,
+                        detail="netted in an earlier batch",
+                    )
+                raise AlreadyExists(f"refund id {msg.refund_id} was used for another refund")
             stored = repos.coins.get(msg.ecoin_id)
             if stored is None:
                 raise NotFound(f"no coin {msg.ecoin_id}")
@@ -622,30 +600,30 @@ class RedemptionService:
 
     # -- flagged readers ------------------------------------------------------------------
 
-    @staticmethod
-    def settle_flags(repos: Repos, reader_id: str, now_ms: int) -> None:
+    def settle_flags(self, repos: Repos, reader_id: str, now_ms: int) -> None:
         """Before a purchase: a flagged reader's debt to the broker-loss account is
         debited from their account; PermissionDenied when it cannot be (nothing moves)."""
+        bank = self.bank
         for row in repos.redemption.flags(reader_id, for_update=True):
             owed = row.owed_minor - row.recovered_minor
             if owed <= 0:
                 continue
-            account = AccountRef.reader(reader_id, row.currency)
-            if repos.ledger.balance_minor(account, for_update=True) < owed:
+            try:
+                bank.collect(
+                    repos,
+                    reader_id,
+                    owed,
+                    row.currency,
+                    kind="loss_recovery",
+                    key=f"loss_recovery:{reader_id}:{row.currency}:{row.owed_minor}",
+                    at_ms=now_ms,
+                    into=AccountRef.broker_loss(row.currency),
+                )
+            except Insufficient as err:
                 raise PermissionDenied(
                     f"words of your coin were spent twice; {owed} {row.currency} minor units "
                     "must be paid back before you buy a new coin"
-                )
-            repos.ledger.post(
-                Transaction.transfer(
-                    "loss_recovery",
-                    f"loss_recovery:{reader_id}:{row.currency}:{row.owed_minor}",
-                    now_ms,
-                    source=account,
-                    destination=AccountRef.broker_loss(row.currency),
-                    amount_minor=owed,
-                )
-            )
+                ) from err
             row.recovered_minor = row.owed_minor
             row.updated_at_ms = now_ms
 
@@ -664,8 +642,8 @@ class RedemptionService:
             repos.commit()
         return made
 
-    @staticmethod
-    def _refund_one(repos: Repos, ecoin_id: str, now_ms: int) -> ExpiryRefundRow:
+    def _refund_one(self, repos: Repos, ecoin_id: str, now_ms: int) -> ExpiryRefundRow:
+        bank = self.bank
         stored = repos.coins.get(ecoin_id, for_update=True)
         assert stored is not None
         coin = stored.view
@@ -673,19 +651,17 @@ class RedemptionService:
         value_minor = coin.n * coin.unit_value_minor
         unclaimed = value_minor - claimed_minor - netted_units * coin.unit_value_minor
         assert unclaimed >= 0, (ecoin_id, value_minor, claimed_minor, netted_units)
-        reader = AccountRef.reader(stored.owner, stored.currency)
         refund_account = AccountRef.reader_refund(stored.owner, stored.currency)
         balance = repos.ledger.balance_minor(refund_account, for_update=True)
-        entries = []
-        if unclaimed:
-            entries.append(LedgerEntry(AccountRef.broker_float(stored.currency), -unclaimed))
-        if balance > 0:
-            entries.append(LedgerEntry(refund_account, -balance))
-        if unclaimed or balance > 0:
-            entries.append(LedgerEntry(reader, unclaimed + max(balance, 0)))
-            repos.ledger.post(
-                Transaction("expiry_refund", f"expiry_refund:{ecoin_id}", now_ms, tuple(entries))
-            )
+        bank.refund_reader(
+            repos,
+            stored.owner,
+            stored.currency,
+            f"expiry_refund:{ecoin_id}",
+            now_ms,
+            from_float_minor=unclaimed,
+            from_refund_balance_minor=max(balance, 0),
+        )
         if Expire in allowed_events(coin.state):
             repos.coins.apply(coin, transition(coin, Expire(now_ms)))
         row = ExpiryRefundRow(

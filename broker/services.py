@@ -22,9 +22,9 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from google.protobuf.message import DecodeError
 
+from broker.bank import Bank, DemoBank
 from broker.domain import (
     AccountKind,
-    AccountRef,
     Acquire,
     AcquireDecision,
     BeginRecall,
@@ -43,7 +43,6 @@ from broker.domain import (
     IssueHandOffGrant,
     Reclaim,
     RenewLease,
-    Transaction,
     Unfreeze,
     WindowRequest,
     allowed_window_units,
@@ -87,7 +86,6 @@ from netpay.errors import (
     AlreadyExists,
     CoinBusy,
     Expired,
-    Insufficient,
     InvalidArgument,
     LimitExceeded,
     NetPayError,
@@ -501,6 +499,7 @@ class BrokerServices:
         clock: Clock,
         password_hasher: PasswordHasher | None = None,
         seed_vault: SeedVault | None = None,
+        bank: Bank | None = None,
     ) -> None:
         check_party_id(broker_id, "broker id")
         if not currencies:
@@ -519,8 +518,10 @@ class BrokerServices:
         self._hasher = password_hasher or default_password_hasher()
         # None: this broker sells no server-side coins (no wallet data key).
         self._vault = seed_vault
+        # Macro-payments: the demo bank keeps its accounts in our own ledger.
+        self.bank: Bank = bank or DemoBank(demo_deposit_minor)
         # Redeem, History and the window credits kept with hand-offs.
-        self.redemption = RedemptionService(store, limits=limits, clock=clock)
+        self.redemption = RedemptionService(store, limits=limits, clock=clock, bank=self.bank)
         # The web portal's base URL, set once it serves ("" without a portal).
         self.portal_url = ""
         # Verified against for unknown usernames, so both paths cost the same.
@@ -548,19 +549,9 @@ class BrokerServices:
                 raise AlreadyExists(f"username {username} is taken")
             repos.readers.add(reader_id, username, password_hash, now_ms)
             for currency in self.currencies:
-                account = AccountRef.reader(reader_id, currency)
-                repos.ledger.account_id(account)
-                if self.demo_deposit_minor > 0:
-                    repos.ledger.post(
-                        Transaction.transfer(
-                            "demo_deposit",
-                            f"demo-deposit:{reader_id}:{currency}",
-                            now_ms,
-                            source=AccountRef.demo_funding(currency),
-                            destination=account,
-                            amount_minor=self.demo_deposit_minor,
-                        )
-                    )
+                self.bank.open_reader_account(
+                    repos, reader_id, currency, f"demo-deposit:{reader_id}:{currency}", now_ms
+                )
             repos.commit()
         return reader_id
 
@@ -1164,22 +1155,14 @@ class BrokerServices:
                 raise AlreadyExists("ecoin id already sold under another request")
             self.redemption.settle_flags(repos, reader_id, now_ms)
             amount_minor = req.n * req.unit_value_minor
-            account = AccountRef.reader(reader_id, req.currency)
-            balance_minor = repos.ledger.balance_minor(account, for_update=True)
-            if balance_minor < amount_minor:
-                raise Insufficient(
-                    f"the coin costs {amount_minor}, the balance is {balance_minor} "
-                    f"({req.currency} minor units)"
-                )
-            transaction_id = repos.ledger.post(
-                Transaction.transfer(
-                    "buy_coin",
-                    f"buy:{req.ecoin_id}",
-                    now_ms,
-                    source=account,
-                    destination=AccountRef.broker_float(req.currency),
-                    amount_minor=amount_minor,
-                )
+            transaction_id = self.bank.collect(
+                repos,
+                reader_id,
+                amount_minor,
+                req.currency,
+                kind="buy_coin",
+                key=f"buy:{req.ecoin_id}",
+                at_ms=now_ms,
             )
             expires_at_ms = now_ms + self.limits.coin_expiry_s * 1000
             touchstone = seal(

@@ -42,6 +42,7 @@ from broker.domain import (
     EpochOpening,
     EpochView,
     IndexedWord,
+    LedgerEntry,
     Transaction,
     assert_balanced,
 )
@@ -56,6 +57,7 @@ __all__ = [
     "ClaimRangeRow",
     "ClaimRow",
     "CoinRow",
+    "CorrectionRow",
     "CustodyEpochRow",
     "DisputeRow",
     "EntryRow",
@@ -225,6 +227,19 @@ class EntryRow(Base):
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.account_id"), index=True)
     currency: Mapped[str] = mapped_column(String(3))
     amount_minor: Mapped[int] = mapped_column(BigInteger)
+
+
+class CorrectionRow(Base):
+    """Why a transaction was compensated (once: the original is the key)."""
+
+    __tablename__ = "ledger_corrections"
+
+    transaction_id: Mapped[int] = mapped_column(
+        ForeignKey("ledger_transactions.transaction_id"), primary_key=True
+    )
+    correction_id: Mapped[int] = mapped_column(ForeignKey("ledger_transactions.transaction_id"))
+    reason: Mapped[str] = mapped_column(String(400))
+    at_ms: Mapped[int] = mapped_column(BigInteger)
 
 
 @event.listens_for(EntryRow, "before_update")
@@ -735,6 +750,39 @@ class LedgerRepo:
             )
         self._s.flush()
         return row.transaction_id
+
+    def compensate(self, transaction_id: int, *, reason: str, at_ms: int) -> int:
+        """Correct a posted transaction the only way the ledger allows: a new one with
+        every entry negated (kind ``correction``, key ``correction:<id>``, so it is
+        posted at most once). Entries themselves are never changed. Returns its id."""
+        original = self._s.get(TransactionRow, transaction_id)
+        if original is None:
+            raise Conflict(f"no ledger transaction {transaction_id}")
+        rows = self._s.execute(
+            select(AccountRow, EntryRow.amount_minor)
+            .join(EntryRow, EntryRow.account_id == AccountRow.account_id)
+            .where(EntryRow.transaction_id == transaction_id)
+            .order_by(EntryRow.entry_id)
+        ).all()
+        entries = tuple(
+            LedgerEntry(
+                AccountRef(AccountKind(account.kind), account.owner, account.currency), -amount
+            )
+            for account, amount in rows
+        )
+        correction_id = self.post(
+            Transaction("correction", f"correction:{transaction_id}", at_ms, entries)
+        )
+        self._s.add(
+            CorrectionRow(
+                transaction_id=transaction_id,
+                correction_id=correction_id,
+                reason=reason[:400],
+                at_ms=at_ms,
+            )
+        )
+        self._s.flush()
+        return correction_id
 
     def unbalanced_transactions(self) -> list[tuple[int, str]]:
         """Every (transaction id, currency) whose entries do not sum to 0 (should be none)."""

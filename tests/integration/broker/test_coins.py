@@ -244,3 +244,26 @@ def test_ledger_entries_are_immutable(h: Any) -> None:
         repos.session.delete(entry)
         with pytest.raises(AssertionError, match="immutable"):
             repos.session.flush()
+
+
+def test_a_correction_is_a_compensating_transaction_posted_once(h: Any) -> None:
+    reader = h.reader()
+    h.buy(reader, 40)
+    assert h.balance(reader) == 10_000 - 40
+    with h.broker.services.store.begin() as repos:
+        [buy] = repos.session.scalars(
+            select(TransactionRow).where(TransactionRow.kind == "buy_coin")
+        ).all()
+        correction = repos.ledger.compensate(buy.transaction_id, reason="test", at_ms=1)
+        repos.commit()
+    assert h.balance(reader) == 10_000  # the original entries are untouched, negated
+    with h.broker.services.store.begin() as repos:
+        assert repos.ledger.unbalanced_transactions() == []
+        original = repos.session.scalars(
+            select(EntryRow).where(EntryRow.transaction_id == buy.transaction_id)
+        ).all()
+        assert sorted(e.amount_minor for e in original) == [-40, 40]
+        assert correction != buy.transaction_id
+    with pytest.raises(AlreadyExists), h.broker.services.store.begin() as repos:
+        repos.ledger.compensate(buy.transaction_id, reason="again", at_ms=2)
+    assert h.balance(reader) == 10_000
