@@ -722,9 +722,10 @@ class WindowRequest:
 def allowed_window_units(req: WindowRequest) -> int:
     """The units a server-side window may release: the one place spending limits live.
 
-    Today: ``1 <= units <= max_window_units``, no more than the coin has left
+    ``1 <= units <= max_window_units``, no more than the coin has left
     (``insufficient``) and no more than the WalletGrant still allows
-    (``limit_exceeded``). Readers' own spending limits (a later issue) go here.
+    (``limit_exceeded``). The reader's own daily limit (netpay.spending) is
+    checked by the service with the day's counter, a compare-and-set.
     """
     if req.units < 1:
         raise InvalidArgument("a window has at least 1 unit")
