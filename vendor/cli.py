@@ -9,8 +9,13 @@ import sys
 from pathlib import Path
 
 from netpay.ready import install_stop_handlers, print_ready
-from vendor.redemption import DEFAULT_REDEEM_AT
-from vendor.server import VendorConfig, redeem_now, start_vendor
+from vendor.redemption import (
+    DEFAULT_REDEEM_AT,
+    MAX_HISTORY_ROWS,
+    MAX_REFUND_REASON_CHARS,
+    write_history_csv,
+)
+from vendor.server import VendorConfig, history_now, redeem_now, refund_now, start_vendor
 
 __all__ = ["add_commands"]
 
@@ -20,12 +25,36 @@ VENDOR_EPILOG = """examples:
   netpay vendor serve --data-dir /tmp/v1 --broker 127.0.0.1:7000 --enroll TOKEN
   netpay vendor serve --data-dir /tmp/v1 --name "The Chain Gazette" --workers 4
   netpay vendor redeem --data-dir /tmp/v1 --json
+  netpay vendor refund --data-dir /tmp/v1 --ecoin ECOIN --receipt-to 15 --amount-minor 10 \\
+      --reason "article withdrawn"
+  netpay vendor history --data-dir /tmp/v1 --json --limit 20
 """
 
 REDEEM_EPILOG = """examples:
   netpay vendor redeem --data-dir /tmp/v1
   netpay vendor redeem --data-dir /tmp/v1 --json
-  # {"accepted": 3, "batches": [...], "paid_minor": {"EUR": 42}, "pending": 0, "rejected": 0}
+  # {"accepted": 3, "batches": [...], "paid_minor": {"EUR": 42}, "pending": 0,
+  #  "refunds": {"accepted": 1, "rejected": 0}, "refunded_minor": {"EUR": 5}, ...}
+"""
+
+REFUND_EPILOG = """examples:
+  # give back the 10 cents of the click whose receipt ends at index 15
+  netpay vendor refund --data-dir /tmp/v1 --ecoin 000102030405060708090a0b0c0d0e0f \\
+      --receipt-to 15 --amount-minor 10 --reason "article withdrawn" --json
+  # {"refund_id": "3f0c...", "status": "pending", "amount_minor": 10, "currency": "EUR", ...}
+
+  # an id of your own makes a retry safe: the same id again records nothing new
+  netpay vendor refund --data-dir /tmp/v1 --ecoin 000102030405060708090a0b0c0d0e0f \\
+      --receipt-to 15 --amount-minor 10 --reason "article withdrawn" --refund-id order-42
+"""
+
+HISTORY_EPILOG = """examples:
+  netpay vendor history --data-dir /tmp/v1
+  netpay vendor history --data-dir /tmp/v1 --json --limit 20
+  # {"kind": "batch", "batch_id": "...", "status": "done", "claims": 2, "refunds": 1, ...}
+  # {"kind": "claim", "status": "accepted", "amount_minor": 15, "currency": "EUR", ...}
+  # {"kind": "refund", "status": "accepted", "amount_minor": -10, "refund_id": "...", ...}
+  netpay vendor history --data-dir /tmp/v1 --csv /tmp/v1-history.csv
 """
 
 SERVE_EPILOG = """examples:
@@ -133,6 +162,134 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     redeem.add_argument("--json", action="store_true", help="print the report as one JSON line")
     redeem.set_defaults(func=_redeem)
 
+    refund = commands.add_parser(
+        "refund",
+        help="give a reader money back for a paid click (netted at the next redemption)",
+        description=(
+            "Record a refund for returned goods: AMOUNT of the paid click whose receipt "
+            "ends at index --receipt-to of coin --ecoin goes back to the reader. The "
+            "vendor signs a VendorRefund and keeps it pending; the next redemption batch "
+            "that can carry it (once the click's claim is sent) nets it from the payout. "
+            "At most what the click paid, less its earlier refunds. The same --refund-id "
+            "again records nothing new. Needs no broker."
+        ),
+        epilog=REFUND_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    refund.add_argument("--data-dir", required=True, type=Path, help="the vendor's data directory")
+    refund.add_argument("--db-url", metavar="URL", help="database URL (default: the data dir's)")
+    refund.add_argument("--ecoin", required=True, metavar="ID", help="the coin (32 hex characters)")
+    refund.add_argument(
+        "--receipt-to",
+        required=True,
+        type=int,
+        metavar="INDEX",
+        help="the to-index of the click's receipt",
+    )
+    refund.add_argument(
+        "--amount-minor",
+        required=True,
+        type=int,
+        metavar="A",
+        help="minor units to give back, in the click's currency",
+    )
+    refund.add_argument(
+        "--reason",
+        required=True,
+        metavar="TEXT",
+        help=f"why (1..{MAX_REFUND_REASON_CHARS} printable characters; signed into the refund)",
+    )
+    refund.add_argument(
+        "--refund-id",
+        metavar="ID",
+        help="idempotency key, 1..64 of [A-Za-z0-9_-] (default: a random one)",
+    )
+    refund.add_argument("--json", action="store_true", help="print the refund as one JSON line")
+    refund.set_defaults(func=_refund)
+
+    hist = commands.add_parser(
+        "history",
+        help="list redemption batches, claims and refunds",
+        description=(
+            "The vendor's redemption history, newest first: one row per batch (state, "
+            "claims, refunds), per claim (status, units, amount paid, the broker's "
+            "reason) and per refund (status, amount as a negative number, the receipt "
+            "it refunds). Read from the data dir; needs no broker."
+        ),
+        epilog=HISTORY_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    hist.add_argument("--data-dir", required=True, type=Path, help="the vendor's data directory")
+    hist.add_argument("--db-url", metavar="URL", help="database URL (default: the data dir's)")
+    hist.add_argument("--json", action="store_true", help="print one JSON object per line")
+    hist.add_argument(
+        "--limit",
+        type=int,
+        default=100,
+        metavar="N",
+        help=f"at most N rows (1..{MAX_HISTORY_ROWS}, default 100)",
+    )
+    hist.add_argument("--csv", type=Path, metavar="FILE", help="also write the rows as CSV")
+    hist.set_defaults(func=_history)
+
+
+def _refund(args: argparse.Namespace) -> int:
+    record = refund_now(
+        args.data_dir,
+        args.db_url,
+        ecoin_id=args.ecoin,
+        receipt_to_index=args.receipt_to,
+        amount_minor=args.amount_minor,
+        reason=args.reason,
+        refund_id=args.refund_id,
+    )
+    if args.json:
+        print(json.dumps(record.as_json(), sort_keys=True), flush=True)
+    else:
+        verb = "recorded" if record.created else "already recorded"
+        print(
+            f"refund {record.refund_id} {verb}: {record.amount_minor / 100:.2f} "
+            f"{record.currency} for item {record.item_id} ({record.status})",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def _history(args: argparse.Namespace) -> int:
+    rows = history_now(args.data_dir, args.db_url, limit=args.limit)
+    if args.csv is not None:
+        with Path(args.csv).open("w", newline="", encoding="utf-8") as out:
+            write_history_csv(rows, out)
+    if args.json:
+        for row in rows:
+            sys.stdout.write(json.dumps(row, sort_keys=True) + "\n")
+        sys.stdout.flush()
+    else:
+        for row in rows:
+            sys.stdout.write(_history_line(row) + "\n")
+    return 0
+
+
+def _history_line(row: dict[str, object]) -> str:
+    when = str(row["time"])
+    if row["kind"] == "batch":
+        return (
+            f"{when}  batch  {row['batch_id']}  {row['status']}  "
+            f"{row['claims']} claim(s), {row['refunds']} refund(s)"
+        )
+    amount = row["amount_minor"]
+    money = f"{int(amount) / 100:+.2f} {row['currency']}" if isinstance(amount, int) else ""
+    why = f"  {row['reason']}: {row['detail']}" if row["reason"] else ""
+    if row["kind"] == "claim":
+        return (
+            f"{when}  claim  {row['ecoin_id']} epoch {row['epoch']} "
+            f"({row['from_index']}, {row['to_index']}]  {row['status']}  {money}{why}"
+        )
+    return (
+        f"{when}  refund {row['refund_id']}  {row['ecoin_id']} receipt {row['to_index']}  "
+        f"{row['status']}  {money}  {row['refund_reason']}{why}"
+    )
+
 
 def _redeem(args: argparse.Namespace) -> int:
     report = redeem_now(args.data_dir, args.db_url)
@@ -141,9 +298,12 @@ def _redeem(args: argparse.Namespace) -> int:
         print(json.dumps(summary, sort_keys=True), flush=True)
     else:
         paid = ", ".join(f"{a / 100:.2f} {c}" for c, a in sorted(summary["paid_minor"].items()))
+        refunds = summary["refunds"]
         print(
             f"{summary['accepted']} claims accepted, {summary['rejected']} rejected; "
-            f"paid {paid or 'nothing'}; {summary['pending']} batch(es) pending",
+            f"paid {paid or 'nothing'}; {summary['pending']} batch(es) pending; "
+            f"refunds: {refunds['accepted']} accepted, {refunds['rejected']} rejected, "
+            f"{summary['refunds_waiting']} waiting",
             file=sys.stderr,
         )
     return 3 if report.pending else 0

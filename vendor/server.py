@@ -53,14 +53,30 @@ from vendor.dashboard import (
     set_dashboard_password,
 )
 from vendor.peer_client import GrpcPeerClient
-from vendor.redemption import DEFAULT_REDEEM_AT, Redeemer, next_redemption_ms, parse_time_of_day
+from vendor.redemption import (
+    DEFAULT_REDEEM_AT,
+    Redeemer,
+    RefundRecord,
+    history,
+    next_redemption_ms,
+    parse_time_of_day,
+    record_refund,
+)
 from vendor.rpc import SERVICE_NAME, RpcDeps, VendorServicer
 from vendor.services import VendorIdentity, VendorServices
 from vendor.storage import Base
 from vendor.web import WebDeps, create_app
 from vendor.wsgi import CONFIG_ENV, KEY_FILE, STATE_FILE, web_config
 
-__all__ = ["DB_ENV", "VendorConfig", "VendorHandle", "redeem_now", "start_vendor"]
+__all__ = [
+    "DB_ENV",
+    "VendorConfig",
+    "VendorHandle",
+    "history_now",
+    "redeem_now",
+    "refund_now",
+    "start_vendor",
+]
 
 log = logging.getLogger(__name__)
 
@@ -570,6 +586,79 @@ def redeem_now(data_dir: Path, db_url: str | None = None, *, clock: Clock | None
         return redeemer.redeem()
     finally:
         broker.close()
+        engine.dispose()
+
+
+def _enrolled_state(data_dir: Path) -> dict[str, Any]:
+    state = _load_state(data_dir)
+    if not state.get("vendor_id") or not state.get("broker_public_key"):
+        raise InvalidArgument(
+            f"{data_dir} holds no enrolled vendor: run `netpay vendor serve` first"
+        )
+    return state
+
+
+def _offline_identity(data_dir: Path) -> VendorIdentity:
+    """The enrolled vendor of ``data_dir`` (for commands that run beside the server)."""
+    state = _enrolled_state(data_dir)
+    if not (data_dir / KEY_FILE).is_file():
+        raise InvalidArgument(f"{data_dir} holds no vendor key ({KEY_FILE})")
+    return VendorIdentity(
+        vendor_id=str(state["vendor_id"]),
+        key=load_or_create_key(data_dir / KEY_FILE),
+        broker_id=str(state["broker_id"]),
+        broker_public_key=bytes.fromhex(str(state["broker_public_key"])),
+    )
+
+
+def _offline_uow(data_dir: Path, db_url: str | None) -> tuple[UnitOfWork, Engine]:
+    url = db_url or os.environ.get(DB_ENV) or sqlite_url(data_dir / DB_FILE)
+    engine = make_engine(url, private=True)
+    uow = UnitOfWork(engine)
+    uow.create_all(Base)  # a data dir from before a table was added gains it here
+    return uow, engine
+
+
+def refund_now(
+    data_dir: Path,
+    db_url: str | None = None,
+    *,
+    ecoin_id: str,
+    receipt_to_index: int,
+    amount_minor: int,
+    reason: str,
+    refund_id: str | None = None,
+    clock: Clock | None = None,
+) -> RefundRecord:
+    """``netpay vendor refund``: record a refund for a paid click (the vendor may be
+    serving meanwhile); the next redemption nets it. No broker call."""
+    data_dir = Path(data_dir).resolve()
+    identity = _offline_identity(data_dir)
+    uow, engine = _offline_uow(data_dir, db_url)
+    try:
+        return record_refund(
+            uow,
+            identity,
+            clock or SystemClock(),
+            ecoin_id=ecoin_id,
+            receipt_to_index=receipt_to_index,
+            amount_minor=amount_minor,
+            reason=reason,
+            refund_id=refund_id,
+        )
+    finally:
+        engine.dispose()
+
+
+def history_now(data_dir: Path, db_url: str | None = None, *, limit: int = 100) -> list[Any]:
+    """``netpay vendor history``: the redemption history rows, newest first
+    (:func:`vendor.redemption.history`)."""
+    data_dir = Path(data_dir).resolve()
+    _enrolled_state(data_dir)  # an enrolled vendor's data dir, not a typo
+    uow, engine = _offline_uow(data_dir, db_url)
+    try:
+        return history(uow, limit=limit)
+    finally:
         engine.dispose()
 
 

@@ -1137,3 +1137,42 @@ def refund_pending_units(session: Session, ecoin_id: str) -> int:
         select(CoinRefundRow.refund_pending_units).where(CoinRefundRow.ecoin_id == ecoin_id)
     )
     return int(found or 0)
+
+
+# -- refunds for returned goods (netted at redemption) ---------------------------------
+
+
+class VendorRefundRow(Base):
+    """A refund the vendor gives for a paid click (returned goods): its signed
+    VendorRefund, netted from the vendor's payout by the next redemption batch
+    that can carry it (vendor/redemption.py). ``status`` is ``pending`` (not in
+    a batch yet), ``batched`` (in the stored batch ``batch_id``), ``accepted``
+    or ``rejected`` (final, with the reason)."""
+
+    __tablename__ = "vendor_refunds"
+    __table_args__ = (
+        UniqueConstraint("refund_id", name="uq_vendor_refund_id"),
+        Index("ix_vendor_refund_receipt", "ecoin_id", "receipt_to_index"),
+        Index("ix_vendor_refund_status", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    refund_id: Mapped[str] = mapped_column(String(64))
+    ecoin_id: Mapped[str] = mapped_column(String(32))
+    epoch: Mapped[int] = mapped_column(BigInteger)
+    receipt_to_index: Mapped[int] = mapped_column(Integer)
+    item_id: Mapped[str] = mapped_column(String(64))
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    reason: Mapped[str] = mapped_column(String(200))
+    refund: Mapped[bytes] = mapped_column(LargeBinary)  # serialized Envelope(VendorRefund)
+    status: Mapped[str] = mapped_column(String(8))
+    batch_id: Mapped[str | None] = mapped_column(
+        ForeignKey("vendor_redemptions.batch_id"), default=None, index=True
+    )
+    result_reason: Mapped[str | None] = mapped_column(String(32), default=None)
+    result_detail: Mapped[str | None] = mapped_column(String(200), default=None)
+    created_at_ms: Mapped[int] = mapped_column(BigInteger)
+    finished_at_ms: Mapped[int | None] = mapped_column(BigInteger, default=None)
