@@ -745,6 +745,19 @@ class RedemptionService:
                     currency=r.currency,
                 )
             )
+        for vendor_refund in repos.redemption.refunds_of(ids):
+            if before is None or vendor_refund.created_at_ms < before:
+                items.append(
+                    HistoryItem(
+                        time_ms=vendor_refund.created_at_ms,
+                        kind="vendor_refund",
+                        ecoin_id=vendor_refund.ecoin_id,
+                        vendor_id=vendor_refund.vendor_id,
+                        to_index=vendor_refund.receipt_to_index,
+                        amount_minor=vendor_refund.amount_minor,
+                        currency=vendor_refund.currency,
+                    )
+                )
         for ecoin in ids:
             refund = repos.redemption.expiry_refund(ecoin)
             if refund is not None and (before is None or refund.created_at_ms < before):

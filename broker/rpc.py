@@ -270,6 +270,7 @@ class BrokerServicer(broker_pb2_grpc.BrokerServicer):
             request.proof_word,
             force=request.force,
             wallet_grant=request.wallet_grant if request.HasField("wallet_grant") else None,
+            currency=request.currency[:3],
         )
         if isinstance(result, CustodyGrantView):
             return bpb.AcquireCoinResponse(custody=_custody_grant(result))

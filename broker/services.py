@@ -96,6 +96,7 @@ from netpay.errors import (
     SignatureInvalid,
     Unauthenticated,
     Unavailable,
+    WrongCurrency,
 )
 from netpay.limits import Limits
 from netpay.money import DEFAULT_CURRENCY
@@ -1346,6 +1347,7 @@ class BrokerServices:
         *,
         force: bool,
         wallet_grant: pb.Envelope | None = None,
+        currency: str = "",
     ) -> CustodyGrantView | HandOffRequiredView:
         """AcquireCoin (protocol.md, "Coin custody", step 1).
 
@@ -1363,6 +1365,8 @@ class BrokerServices:
                     raise PermissionDenied("the wallet grant is for another coin")
             stored = self._coin_for_update(repos, ecoin_id)
             coin = stored.view
+            if currency and currency != stored.currency:
+                raise WrongCurrency(f"the coin is in {stored.currency}, the price in {currency}")
             decision = decide_acquire(
                 coin,
                 caller,

@@ -1537,6 +1537,15 @@ class RedemptionRepo:
         )
         return int(total or 0)
 
+    def refunds_of(self, ecoin_ids: Sequence[str]) -> list[VendorRefundRow]:
+        if not ecoin_ids:
+            return []
+        return list(
+            self._s.scalars(
+                select(VendorRefundRow).where(VendorRefundRow.ecoin_id.in_(list(ecoin_ids)))
+            )
+        )
+
     def add_refund(self, row: VendorRefundRow) -> None:
         self._s.add(row)
         self._s.flush()

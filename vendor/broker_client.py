@@ -114,12 +114,22 @@ class GrpcBrokerClient:
     # -- custody ---------------------------------------------------------------
 
     def acquire_coin(
-        self, ecoin_id: str, proof_index: int, proof_word: bytes, *, force: bool = False
+        self,
+        ecoin_id: str,
+        proof_index: int,
+        proof_word: bytes,
+        *,
+        force: bool = False,
+        currency: str = "",
     ) -> broker_pb2.AcquireCoinResponse:
         return self._call(
             "AcquireCoin",
             broker_pb2.AcquireCoinRequest(
-                ecoin_id=ecoin_id, proof_index=proof_index, proof_word=proof_word, force=force
+                ecoin_id=ecoin_id,
+                proof_index=proof_index,
+                proof_word=proof_word,
+                force=force,
+                currency=currency,
             ),
             broker_pb2.AcquireCoinResponse,
         )

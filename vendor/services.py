@@ -152,7 +152,13 @@ class BrokerClient(Protocol):
     def get_vendor_certificate(self, vendor_id: str) -> pb.Envelope: ...
 
     def acquire_coin(
-        self, ecoin_id: str, proof_index: int, proof_word: bytes, *, force: bool = False
+        self,
+        ecoin_id: str,
+        proof_index: int,
+        proof_word: bytes,
+        *,
+        force: bool = False,
+        currency: str = "",
     ) -> broker_pb2.AcquireCoinResponse: ...
 
     def record_handoff(
@@ -489,7 +495,13 @@ class VendorServices:
             )
 
         return self._spend(
-            creds, now_ms, first_look, plan, lambda: self._replay(creds, item, now_ms), commit
+            creds,
+            now_ms,
+            first_look,
+            plan,
+            lambda: self._replay(creds, item, now_ms),
+            commit,
+            currency=item.price.currency,
         )
 
     def _spend(
@@ -500,8 +512,11 @@ class VendorServices:
         plan_for: Callable[[CoinView], PaymentPlan],
         replay: Callable[[], _R | None],
         commit: Callable[[CoinView, PaymentPlan], _R | None],
+        *,
+        currency: str = "",
     ) -> _R:
-        """The spend of ``(prev, index]`` shared by a paid click and a window.
+        """The spend of ``(prev, index]`` shared by a paid click and a window
+        (``currency``: the price's, so a coin in another one never moves here).
 
         Custody first (acquire, hand-off in progress, lease), then ``plan_for``
         (the rules, before hashing), a synchronous checkpoint when the spend
@@ -515,7 +530,7 @@ class VendorServices:
             if stored is None or stored.view.state is VendorCoinState.CLOSED:
                 if creds.index <= creds.prev:
                     raise WrongAmount("index must be above prev")
-                stored = self._acquire(creds, now_ms)
+                stored = self._acquire(creds, now_ms, currency)
             coin = stored.view
             if coin.state is VendorCoinState.HANDING_OFF:
                 if not probed:
@@ -1284,12 +1299,13 @@ class VendorServices:
 
     # -- acquiring -------------------------------------------------------------
 
-    def _acquire(self, creds: Credentials, now_ms: int) -> StoredCoin:
-        """Take custody of a coin this vendor does not hold (AcquireCoin)."""
+    def _acquire(self, creds: Credentials, now_ms: int, currency: str = "") -> StoredCoin:
+        """Take custody of a coin this vendor does not hold (AcquireCoin); the broker
+        refuses a coin in another ``currency`` before custody moves."""
         return self._acquire_by(
             creds.ecoin_id,
             lambda force: self._broker.acquire_coin(
-                creds.ecoin_id, creds.index, creds.payword, force=force
+                creds.ecoin_id, creds.index, creds.payword, force=force, currency=currency
             ),
             now_ms,
         )

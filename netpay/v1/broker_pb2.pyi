@@ -268,18 +268,20 @@ class SetSpendingLimitsRequest(_message.Message):
     def __init__(self, limit: _Optional[_Union[SpendingLimit, _Mapping]] = ...) -> None: ...
 
 class AcquireCoinRequest(_message.Message):
-    __slots__ = ("ecoin_id", "proof_index", "proof_word", "force", "wallet_grant")
+    __slots__ = ("ecoin_id", "proof_index", "proof_word", "force", "wallet_grant", "currency")
     ECOIN_ID_FIELD_NUMBER: _ClassVar[int]
     PROOF_INDEX_FIELD_NUMBER: _ClassVar[int]
     PROOF_WORD_FIELD_NUMBER: _ClassVar[int]
     FORCE_FIELD_NUMBER: _ClassVar[int]
     WALLET_GRANT_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
     ecoin_id: str
     proof_index: int
     proof_word: bytes
     force: bool
     wallet_grant: _statements_pb2.Envelope
-    def __init__(self, ecoin_id: _Optional[str] = ..., proof_index: _Optional[int] = ..., proof_word: _Optional[bytes] = ..., force: _Optional[bool] = ..., wallet_grant: _Optional[_Union[_statements_pb2.Envelope, _Mapping]] = ...) -> None: ...
+    currency: str
+    def __init__(self, ecoin_id: _Optional[str] = ..., proof_index: _Optional[int] = ..., proof_word: _Optional[bytes] = ..., force: _Optional[bool] = ..., wallet_grant: _Optional[_Union[_statements_pb2.Envelope, _Mapping]] = ..., currency: _Optional[str] = ...) -> None: ...
 
 class CustodyGrant(_message.Message):
     __slots__ = ("ecoin_id", "epoch", "base_index", "base_word", "touchstone", "lease_ttl_s", "max_skew_s", "holder", "refund_pending_units")

@@ -368,9 +368,9 @@ class BrokerServicer:
     def History(self, request, context):
         """Money history, newest first. A reader gets the purchase of each coin,
         the clicks vendors redeemed (per Receipt range: vendor, item, units,
-        amount), window credits and expiry refunds; a vendor gets its accepted
-        claims (one entry per claim, with its batch id). Reader or vendor
-        authentication.
+        amount), window credits, vendor refunds and expiry refunds; a vendor gets
+        its accepted claims (one entry per claim, with its batch id). Reader or
+        vendor authentication.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -54,6 +54,8 @@ def test_usd_articles_take_usd_coins_and_the_books_balance_per_currency(
     )
     assert refused.status_code == 402, refused.text
     assert refused.json()["error"] == "wrong_currency"
+    # Refused before custody moved: the EUR coin is still nobody's.
+    assert reader.coin(eur).holder == ""
 
     three = pay(usd_paper, usd, 0, "a", 3)  # (0, 3]
     ten = pay(usd_paper, usd, three, "b", 7)  # (3, 10]

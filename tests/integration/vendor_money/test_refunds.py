@@ -71,6 +71,13 @@ def test_a_refund_after_redemption_is_netted_by_the_next_batch(
     report = books(broker, clock)
     assert report.conservation_cents == {"EUR": 0} and report.balanced
     assert report.refunded_cents == {"EUR": 4} and report.redeemed_cents == {"EUR": 11}
+    # The reader's history at the broker lists it.
+    [line] = [
+        h
+        for h in broker.services.redemption.history(reader_id=_owner(broker, ecoin))
+        if h.kind == "vendor_refund"
+    ]
+    assert (line.vendor_id, line.to_index, line.amount_minor) == ("daily-hash", 10, 4)
 
     clock.advance(1)
     pay(v1, chain, 15, "7")  # (15, 25]
@@ -318,3 +325,10 @@ def _token(data_dir) -> str:
     from netpay.files import read_json
 
     return str(read_json(data_dir / "vendor.json")["vendor_token"])
+
+
+def _owner(broker, ecoin_id: str) -> str:
+    with broker.services.store.begin(read_only=True) as repos:
+        stored = repos.coins.get(ecoin_id)
+        assert stored is not None
+        return stored.owner

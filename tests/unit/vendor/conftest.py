@@ -278,7 +278,13 @@ class FakeBrokerClient:
         return self.broker.certificate(vendor_id)
 
     def acquire_coin(
-        self, ecoin_id: str, proof_index: int, proof_word: bytes, *, force: bool = False
+        self,
+        ecoin_id: str,
+        proof_index: int,
+        proof_word: bytes,
+        *,
+        force: bool = False,
+        currency: str = "",
     ) -> bpb.AcquireCoinResponse:
         self.forced += int(force)
         return self.broker.acquire(self.vendor_id, ecoin_id, proof_index, proof_word)
