@@ -19,7 +19,12 @@ Who may ask (every rule refuses before anything moves):
   pass), at most ``MAX_BODY_BYTES``, with a URL of at most ``MAX_URL_CHARS``;
 * the price must be within the per-click cap and the origin's spending of
   the UTC day within the daily cap, checked in the store transaction that
-  moves the coin's index (:meth:`ewallet_client.store.WalletStore.allocate`).
+  moves the coin's index (:meth:`ewallet_client.store.WalletStore.allocate`);
+  the reader's own spending limits (``netpay wallet limits``) apply in that
+  same transaction, on top of the bridge's caps.
+
+A payment through the bridge runs the wallet's auto-load agreement like any
+other (its outcome is logged; a failure never fails the payment).
 
 ``POST /v1/window`` (``{"url", "units"}``) does the same for a cookie-cache
 window of ``units`` words (1..``MAX_WINDOW_UNITS``): the price the URL's
@@ -54,6 +59,7 @@ from ewallet_client.store import ApprovedOrigin, BridgeCharge, effective_caps
 from ewallet_client.wallet import MAX_WINDOW_UNITS, Authorization, Wallet, WindowAuthorization
 from netpay.browser import BRIDGE_SCRIPT_PATH
 from netpay.errors import InvalidArgument, NetPayError, PermissionDenied
+from netpay.spending import DAY_MS, utc_day
 
 __all__ = [
     "BRIDGE_SCRIPT",
@@ -85,7 +91,6 @@ MAX_CAP_MINOR = 2**53
 MAX_BODY_BYTES = 4096
 MAX_URL_CHARS = 2048
 MAX_ORIGIN_CHARS = 300
-DAY_MS = 86_400_000
 _JSON = "application/json"
 # An Origin header is scheme://host[:port], nothing after it (RFC 6454).
 _ORIGIN_HEADER_RE = re.compile(
@@ -93,13 +98,8 @@ _ORIGIN_HEADER_RE = re.compile(
 )
 
 
-def utc_day(now_ms: int) -> int:
-    """Days since 1970-01-01 UTC: the key of the daily cap."""
-    return now_ms // DAY_MS
-
-
 def _iso_day(day: int) -> str:
-    return datetime.fromtimestamp(day * 86_400, tz=UTC).date().isoformat()
+    return datetime.fromtimestamp(day * DAY_MS // 1000, tz=UTC).date().isoformat()
 
 
 def check_cap(value: int, name: str) -> int:
@@ -232,10 +232,21 @@ class Bridge:
         with self._lock:
             auth = issue()
             warnings = list(self.wallet.warnings)
+            autoloads = list(self.wallet.autoloads)
         # The wallet paid only the certified origin, which is the URL's, which is the page's.
         assert origin_of(auth.web_origin) == origin
         for w in warnings:
             log.warning("%s", w)
+        for a in autoloads:
+            if a.error is None:
+                log.info("auto-load: bought coin %s in %s", a.ecoin_id, a.currency)
+            else:
+                log.warning(
+                    "auto-load in %s failed (%s: %s); retried after the next payment",
+                    a.currency,
+                    a.error.code,
+                    a.error.detail,
+                )
         return auth
 
     def window(self, origin: str, url: str, units: int) -> dict[str, object]:

@@ -58,7 +58,13 @@ class BrokerClient:
         split_host_port(address)  # InvalidArgument on a bad address
         self.address = address
         self._timeout_s = timeout_s
-        self._channel = grpc.insecure_channel(address, options=channel_options())
+        # Its own connection (no subchannel shared with other channels in the
+        # process): a client made after a broker outage connects at once, as
+        # the next `netpay wallet` command would, instead of inheriting the
+        # reconnect backoff of an older client's connection.
+        self._channel = grpc.insecure_channel(
+            address, options=[*channel_options(), ("grpc.use_local_subchannel_pool", 1)]
+        )
         self._stub: Any = broker_pb2_grpc.BrokerStub(self._channel)  # type: ignore[no-untyped-call]
 
     def close(self) -> None:

@@ -25,7 +25,7 @@ from ewallet_client.bridge import (
     utc_day,
 )
 from ewallet_client.domain import CoinView
-from ewallet_client.store import WindowView
+from ewallet_client.store import KEEP, AutoloadAgreement, Keep, WindowView
 from ewallet_client.wallet import (
     DEFAULT_MAX_AMOUNT_MINOR,
     MAX_WINDOW_UNITS,
@@ -93,6 +93,17 @@ def _wallet(args: argparse.Namespace) -> Wallet:
 def _warnings(wallet: Wallet) -> None:
     for w in wallet.warnings:
         _say(f"netpay: warning: {w}")
+    for a in wallet.autoloads:
+        if a.coin is not None:
+            _say(
+                f"netpay: auto-load: bought coin {a.ecoin_id}: "
+                f"{Money(a.coin.value_minor, a.currency)}"
+            )
+        elif a.error is not None:
+            _say(
+                f"netpay: warning: auto-load in {a.currency} failed: {a.error.code}: "
+                f"{a.error.detail}; it is tried again after the next payment"
+            )
 
 
 # -- handlers -----------------------------------------------------------------
@@ -153,6 +164,7 @@ def _balance(args: argparse.Namespace) -> int:
     with _wallet(args) as wallet:
         coins = wallet.coins()
         windows = wallet.open_windows()
+        autoloads = wallet.autoload_agreements()
         bank: list[dict[str, object]] | None
         try:
             bank = wallet.bank_balances()
@@ -170,6 +182,7 @@ def _balance(args: argparse.Namespace) -> int:
                 "wallet_minor": totals,
                 "bank": bank,
                 "windows": [window_json(w) for w in windows],
+                "autoload": {a.currency: a.to_json() for a in autoloads},
             }
         )
         return 0
@@ -189,6 +202,8 @@ def _balance(args: argparse.Namespace) -> int:
         )
     for currency, minor in sorted(totals.items()):
         out.write(f"wallet total: {Money(minor, currency)}\n")
+    for a in autoloads:
+        out.write(f"auto-load: {_autoload_text(a)}\n")
     for b in bank or []:
         out.write(f"bank: {Money(int(str(b['balance_minor'])), str(b['currency']))}\n")
     return 0
@@ -402,6 +417,119 @@ def _origins(args: argparse.Namespace) -> int:
     return 0
 
 
+def _limit_value(text: str) -> int | None:
+    """``N`` minor units, or ``none`` (no limit)."""
+    if text.strip().lower() == "none":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("a number of minor units, or none") from None
+
+
+def _money_or_none(minor: object, currency: str) -> str:
+    return "none" if not isinstance(minor, int) else str(Money(minor, currency))
+
+
+def _limits(args: argparse.Namespace) -> int:
+    click: int | Keep | None = args.max_click_minor
+    day: int | Keep | None = args.max_day_minor
+    setting = click is not KEEP or day is not KEEP
+    with _wallet(args) as wallet:
+        if setting:
+            currency = args.currency or "EUR"
+            wallet.set_spending_limits(currency, max_click_minor=click, max_day_minor=day)
+            rows = wallet.spending_report(currency)
+        else:
+            rows = wallet.spending_report(args.currency)
+    if args.json:
+        for row in rows:
+            _emit(row)
+    else:
+        for row in rows:
+            cur = str(row["currency"])
+            sys.stdout.write(
+                f"{cur}  max click {_money_or_none(row['max_click_minor'], cur)}  "
+                f"max day {_money_or_none(row['max_day_minor'], cur)}  "
+                f"spent today ({row['day']}) {_money_or_none(row['spent_today_minor'], cur)} "
+                f"in {row['payments_today']} payment(s)\n"
+            )
+    if setting:
+        _say(
+            f"netpay: spending limits in {rows[0]['currency']} set; they apply to every "
+            "payment with this wallet's coins (read, authorize, open-window, the bridge)"
+        )
+    return 0
+
+
+def _autoload_text(a: AutoloadAgreement) -> str:
+    text = (
+        f"when the {a.currency} coins fall below {Money(a.below_minor, a.currency)}, buy "
+        f"{a.units} words of {Money(a.unit_value_minor, a.currency)} "
+        f"({Money(a.value_minor, a.currency)}) from the bank account"
+    )
+    if not a.enabled:
+        text = f"off ({a.currency})"
+    if a.pending:
+        text += f"; coin {a.last_ecoin_id} is being bought"
+    if a.last_error:
+        text += f"; last attempt failed: {a.last_error}"
+    return text
+
+
+def _autoload_json(currency: str, a: AutoloadAgreement | None) -> dict[str, object]:
+    if a is not None:
+        return a.to_json()
+    return {
+        "currency": currency,
+        "enabled": False,
+        "below_minor": None,
+        "units": None,
+        "unit_value": None,
+        "value_minor": None,
+        "created_at_ms": None,
+        "last_attempt_at_ms": None,
+        "last_ecoin_id": None,
+        "last_error": None,
+        "pending": False,
+    }
+
+
+def _autoload(args: argparse.Namespace) -> int:
+    terms = (args.below_minor, args.units)
+    if args.off and any(t is not None for t in (*terms, args.unit_value)):
+        raise InvalidArgument("--off takes no --below-minor, --units or --unit-value")
+    if not args.off and (None in terms) and any(t is not None for t in (*terms, args.unit_value)):
+        raise InvalidArgument("an auto-load agreement needs both --below-minor and --units")
+    currency = args.currency or "EUR"
+    with _wallet(args) as wallet:
+        if args.off:
+            shown = [(currency, wallet.autoload_off(currency))]
+            _say(f"netpay: auto-load in {currency} is off")
+        elif args.below_minor is not None:
+            agreement = wallet.set_autoload(
+                currency, args.below_minor, args.units, args.unit_value or 1
+            )
+            shown = [(currency, agreement)]
+            _say(f"netpay: auto-load: {_autoload_text(agreement)}")
+        elif args.currency is not None:
+            one = wallet.store.autoload(args.currency)
+            shown = [(args.currency, one if one is not None and one.enabled else None)]
+        else:
+            shown = [(a.currency, a) for a in wallet.autoload_agreements()]
+    if args.json:
+        for cur, a in shown:
+            _emit(_autoload_json(cur, a))
+        return 0
+    if not shown:
+        sys.stdout.write(
+            "no auto-load agreement (netpay wallet autoload --below-minor T --units N)\n"
+        )
+    for cur, a in shown:
+        sys.stdout.write(f"{cur}: {'none' if a is None else _autoload_text(a)}\n")
+    return 0
+
+
 # -- parser -------------------------------------------------------------------
 
 
@@ -454,6 +582,8 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
             "  netpay wallet open-window http://127.0.0.1:8001/ --units 50\n"
             '  curl -H "Authorization: $(netpay wallet authorize URL)" URL\n'
             "  netpay wallet approve-origin https://news.example && netpay wallet bridge\n"
+            "  netpay wallet limits --max-click-minor 50 --max-day-minor 500\n"
+            "  netpay wallet autoload --below-minor 100 --units 500\n"
             "\n"
             "default wallet dir: $NETPAY_WALLET_DIR, else $XDG_DATA_HOME/netpay/wallet,\n"
             "else ~/.local/share/netpay/wallet\n"
@@ -663,3 +793,48 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         "netpay wallet origins --json",
     )
     p.add_argument("--json", action="store_true", help="one JSON object per origin on stdout")
+
+    p = _parser(
+        cmds,
+        "limits",
+        _limits,
+        "show or set your spending limits per click and per UTC day (per currency, in "
+        "minor units; none = no limit); they apply to every payment with this wallet's "
+        "coins: read, authorize, open-window (a window counts against the day) and the "
+        "bridge. Server-side coins follow the limits kept at the broker.",
+        "netpay wallet limits --currency EUR --max-click-minor 50 --max-day-minor 500 --json",
+    )
+    p.add_argument("--currency", metavar="C", help="ISO 4217 (setting: default EUR; showing: all)")
+    p.add_argument(
+        "--max-click-minor",
+        type=_limit_value,
+        default=KEEP,
+        metavar="N|none",
+        help="refuse a click above N minor units (none: no limit)",
+    )
+    p.add_argument(
+        "--max-day-minor",
+        type=_limit_value,
+        default=KEEP,
+        metavar="N|none",
+        help="refuse a payment that takes the UTC day's spending above N (none: no limit)",
+    )
+    p.add_argument("--json", action="store_true", help="one JSON object per currency on stdout")
+
+    p = _parser(
+        cmds,
+        "autoload",
+        _autoload,
+        "a standing agreement: when a payment leaves your usable coins in a currency "
+        "below T minor units, buy a new coin of N words from your bank account at the "
+        "broker (at most one per payment; a failure never fails the payment and is tried "
+        "again after the next one). Without terms: show the agreements.",
+        "netpay wallet autoload --currency EUR --below-minor 100 --units 500 --json\n"
+        "  netpay wallet autoload --currency EUR --off",
+    )
+    p.add_argument("--currency", metavar="C", help="ISO 4217 (setting: default EUR; showing: all)")
+    p.add_argument("--below-minor", type=int, metavar="T", help="the threshold, minor units")
+    p.add_argument("--units", type=int, metavar="N", help="words in the coin to buy")
+    p.add_argument("--unit-value", type=int, metavar="U", help="minor units per word (default 1)")
+    p.add_argument("--off", action="store_true", help="end the agreement")
+    p.add_argument("--json", action="store_true", help="one JSON object per agreement on stdout")

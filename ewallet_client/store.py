@@ -9,7 +9,11 @@ headers issued but not yet seen accepted, and the vendor certificates seen.
 Every method is one transaction (``BEGIN IMMEDIATE`` on SQLite). The index
 allocation in :meth:`WalletStore.allocate` is a compare-and-set on the coin
 row inside that transaction, so two wallet processes never hand out
-overlapping ranges; the same statements work on PostgreSQL.
+overlapping ranges; the same statements work on PostgreSQL. The reader's
+spending limits (:mod:`netpay.spending`) are checked, and the day's spending
+counted with a compare-and-set, in that same transaction: a refused payment
+moves nothing. The auto-load agreements and their pending purchase live here
+too (:meth:`WalletStore.claim_autoload`).
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ from ewallet_client.domain import (
     WindowState,
     choose_coin,
     transition,
+    usable,
     window_transition,
 )
 from netpay.chain import hash_down
@@ -52,16 +57,22 @@ from netpay.encoding import b64url_encode
 from netpay.errors import Conflict, InvalidArgument, LimitExceeded, NotFound, PermissionDenied
 from netpay.files import ensure_private_dir
 from netpay.limits import DEFAULT_LIMITS
+from netpay.spending import MAX_LIMIT_MINOR, SpendingLimits, check_spend, utc_day
 from netpay.sqlstore import UnitOfWork, make_engine, sqlite_url
 from netpay.v1 import statements_pb2 as pb
 
 __all__ = [
     "DB_NAME",
+    "KEEP",
     "MAX_APPROVED_ORIGINS",
+    "MAX_AUTOLOAD_BELOW_MINOR",
     "PEBBLE_EVERY",
     "Allocation",
     "ApprovedOrigin",
+    "AutoloadAgreement",
     "BridgeCharge",
+    "Keep",
+    "NewCoin",
     "PendingCoin",
     "Settings",
     "WalletStore",
@@ -76,6 +87,18 @@ _CAS_ATTEMPTS = 3
 _MAX_URL_CHARS = 2048
 _MAX_ORIGIN_CHARS = 300
 MAX_APPROVED_ORIGINS = 1000
+MAX_AUTOLOAD_BELOW_MINOR = MAX_LIMIT_MINOR
+_MAX_ERROR_CHARS = 300
+
+
+class Keep:
+    """The type of :data:`KEEP`: "leave this limit as it is"."""
+
+    def __repr__(self) -> str:
+        return "KEEP"
+
+
+KEEP = Keep()
 
 
 class Base(DeclarativeBase):
@@ -236,6 +259,55 @@ class WindowRow(Base):
     credit: Mapped[bytes | None] = mapped_column(LargeBinary)
 
 
+class SpendingLimitRow(Base):
+    """The reader's spending limits in one currency (NULL: no limit)."""
+
+    __tablename__ = "spending_limits"
+
+    currency: Mapped[str] = mapped_column(String(3), primary_key=True)
+    max_click_minor: Mapped[int | None] = mapped_column(BigInteger)
+    max_day_minor: Mapped[int | None] = mapped_column(BigInteger)
+    updated_at_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class SpendingRow(Base):
+    """What the wallet's own payments spent on one UTC day, per currency.
+
+    Counted for every payment (limits or not), so a daily limit set at noon
+    counts the morning; raised with a compare-and-set in the transaction that
+    moves the coin's index (:func:`_spend`).
+    """
+
+    __tablename__ = "spending"
+
+    day: Mapped[int] = mapped_column(Integer, primary_key=True)  # days since 1970-01-01 UTC
+    currency: Mapped[str] = mapped_column(String(3), primary_key=True)
+    spent_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    payments: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class AutoloadRow(Base):
+    """The reader's standing auto-load agreement in one currency.
+
+    ``enabled`` False (``--off``) keeps the row, so a purchase still pending
+    (``last_request_id``) is completed after the next payment all the same.
+    """
+
+    __tablename__ = "autoload"
+
+    currency: Mapped[str] = mapped_column(String(3), primary_key=True)
+    enabled: Mapped[bool] = mapped_column(default=True)
+    below_minor: Mapped[int] = mapped_column(BigInteger)
+    units: Mapped[int] = mapped_column(Integer)
+    unit_value_minor: Mapped[int] = mapped_column(BigInteger)
+    created_at_ms: Mapped[int] = mapped_column(BigInteger)
+    # The request id of the latest coin this agreement bought (or is buying).
+    last_request_id: Mapped[str | None] = mapped_column(String(64))
+    last_attempt_at_ms: Mapped[int | None] = mapped_column(BigInteger)
+    last_ecoin_id: Mapped[str | None] = mapped_column(String(32))
+    last_error: Mapped[str | None] = mapped_column(String(_MAX_ERROR_CHARS))
+
+
 @dataclass(frozen=True)
 class WindowView:
     """What the wallet knows about one window (never the handle)."""
@@ -358,6 +430,56 @@ class PendingCoin:
     unit_value_minor: int
     currency: str
     root: bytes
+
+
+@dataclass(frozen=True)
+class NewCoin:
+    """A client-side coin made but not yet stored: its chain's seed and pebbles."""
+
+    ecoin_id: str
+    request_id: str
+    seed: bytes
+    n: int
+    unit_value_minor: int
+    currency: str
+    pebbles: Mapping[int, bytes]
+
+
+@dataclass(frozen=True)
+class AutoloadAgreement:
+    """A standing agreement: buy ``units`` words when the balance falls below ``below_minor``."""
+
+    currency: str
+    enabled: bool
+    below_minor: int
+    units: int
+    unit_value_minor: int
+    created_at_ms: int
+    last_request_id: str | None
+    last_attempt_at_ms: int | None
+    last_ecoin_id: str | None
+    last_error: str | None
+    # The latest auto-load coin is still pending (BuyCoin not confirmed yet).
+    pending: bool
+
+    @property
+    def value_minor(self) -> int:
+        return self.units * self.unit_value_minor
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "currency": self.currency,
+            "enabled": self.enabled,
+            "below_minor": self.below_minor,
+            "units": self.units,
+            "unit_value": self.unit_value_minor,
+            "value_minor": self.value_minor,
+            "created_at_ms": self.created_at_ms,
+            "last_attempt_at_ms": self.last_attempt_at_ms,
+            "last_ecoin_id": self.last_ecoin_id,
+            "last_error": self.last_error,
+            "pending": self.pending,
+        }
 
 
 @dataclass(frozen=True)
@@ -518,32 +640,12 @@ class WalletStore:
         now_ms: int,
     ) -> PendingCoin:
         """Store a coin (seed, root, pebbles) before its BuyCoin is sent."""
-        root = pebbles[0]
-        assert pebbles[n] == seed
+        coin = NewCoin(ecoin_id, request_id, seed, n, unit_value_minor, currency, pebbles)
         with self._uow() as s:
-            s.add(
-                CoinRow(
-                    ecoin_id=ecoin_id,
-                    state=CoinState.PENDING.value,
-                    request_id=request_id,
-                    seed=seed,
-                    root=root,
-                    n=n,
-                    unit_value_minor=unit_value_minor,
-                    currency=currency,
-                    created_at_ms=now_ms,
-                    index=0,
-                    accepted_index=0,
-                )
-            )
-            s.flush()
-            s.execute(
-                insert(PebbleRow),
-                [{"ecoin_id": ecoin_id, "position": i, "word": w} for i, w in pebbles.items()],
-            )
+            pending = _insert_coin(s, coin, now_ms)
             s.commit()
         self._make_files_private()
-        return PendingCoin(ecoin_id, request_id, n, unit_value_minor, currency, root)
+        return pending
 
     def pending_coins(self) -> list[PendingCoin]:
         with self._uow() as s:
@@ -631,6 +733,7 @@ class WalletStore:
         skew_ms: int,
         charge: BridgeCharge | None = None,
         window: WindowRequest | None = None,
+        spend: bool = True,
     ) -> Allocation:
         """Pick a coin and move its index past a fresh range, in one transaction.
 
@@ -643,6 +746,11 @@ class WalletStore:
         added to the origin's spending of the day in the same transaction,
         and a cap it would pass (or an origin no longer approved) refuses the
         whole allocation: nothing moves.
+        With ``spend`` (every payment but a header re-issued for the same
+        click after a resync), the amount is checked against the reader's
+        spending limits (:func:`netpay.spending.check_spend`; a window is one
+        payment with ``per_click=False``) and added to the UTC day's spending
+        in the same transaction: a refusal (``limit_exceeded``) moves nothing.
         """
         for _ in range(_CAS_ATTEMPTS):
             with self._uow() as s:
@@ -675,6 +783,14 @@ class WalletStore:
                         amount_minor=words * coin.unit_value_minor,
                         currency=currency,
                         per_click=False,
+                    )
+                if spend:
+                    _spend(
+                        s,
+                        currency=currency,
+                        day=utc_day(now_ms),
+                        amount_minor=words * coin.unit_value_minor,
+                        per_click=window is None,
                     )
                 prev = coin.index
                 index = prev + words
@@ -1058,6 +1174,309 @@ class WalletStore:
                 )
             ).all()
             return {r.currency: (r.spent_minor, r.clicks) for r in rows}
+
+    # -- spending limits ------------------------------------------------------
+
+    def spending_limits(self, currency: str) -> SpendingLimits | None:
+        """The reader's limits in ``currency`` (None: no limit set)."""
+        with self._uow(read_only=True) as s:
+            row = s.get(SpendingLimitRow, currency)
+            return None if row is None else _limits(row)
+
+    def all_spending_limits(self) -> list[SpendingLimits]:
+        """Every currency with a limit, by currency."""
+        with self._uow(read_only=True) as s:
+            rows = s.scalars(select(SpendingLimitRow).order_by(SpendingLimitRow.currency)).all()
+            return [_limits(r) for r in rows]
+
+    def set_spending_limits(
+        self,
+        currency: str,
+        *,
+        now_ms: int,
+        max_click_minor: int | Keep | None = KEEP,
+        max_day_minor: int | Keep | None = KEEP,
+    ) -> SpendingLimits:
+        """Change the limits in ``currency``; a limit not passed (``KEEP``) stays.
+
+        ``None`` removes a limit. The values are checked by
+        :class:`netpay.spending.SpendingLimits` (``invalid_argument``).
+        """
+        with self._uow() as s:
+            row = s.get(SpendingLimitRow, currency)
+            old = SpendingLimits(currency) if row is None else _limits(row)
+            new = SpendingLimits(
+                currency,
+                max_click_minor=old.max_click_minor
+                if isinstance(max_click_minor, Keep)
+                else max_click_minor,
+                max_day_minor=old.max_day_minor
+                if isinstance(max_day_minor, Keep)
+                else max_day_minor,
+            )
+            if new.unlimited:
+                if row is not None:
+                    s.delete(row)
+            else:
+                if row is None:
+                    row = SpendingLimitRow(currency=currency)
+                    s.add(row)
+                row.max_click_minor = new.max_click_minor
+                row.max_day_minor = new.max_day_minor
+                row.updated_at_ms = now_ms
+            s.commit()
+            return new
+
+    def spending(self, day: int) -> dict[str, tuple[int, int]]:
+        """{currency: (spent minor units, payments)} of the wallet's own payments on ``day``."""
+        with self._uow(read_only=True) as s:
+            rows = s.scalars(select(SpendingRow).where(SpendingRow.day == day)).all()
+            return {r.currency: (r.spent_minor, r.payments) for r in rows}
+
+    # -- auto-load ------------------------------------------------------------
+
+    def usable_value_minor(self, currency: str, *, now_ms: int, skew_ms: int) -> int:
+        """The value left on the active, unexpired client-side coins in ``currency``."""
+        with self._uow(read_only=True) as s:
+            return _usable_value(s, currency, now_ms=now_ms, skew_ms=skew_ms)
+
+    def set_autoload(
+        self,
+        currency: str,
+        *,
+        below_minor: int,
+        units: int,
+        unit_value_minor: int,
+        now_ms: int,
+    ) -> AutoloadAgreement:
+        """Make (or change) the agreement in ``currency``; the caller checked the terms."""
+        assert 1 <= below_minor <= MAX_AUTOLOAD_BELOW_MINOR and units >= 1
+        assert unit_value_minor >= 1
+        with self._uow() as s:
+            row = s.get(AutoloadRow, currency)
+            if row is None:
+                row = AutoloadRow(currency=currency, last_request_id=None)
+                s.add(row)
+            row.enabled = True
+            row.below_minor = below_minor
+            row.units = units
+            row.unit_value_minor = unit_value_minor
+            row.created_at_ms = now_ms
+            row.last_error = None
+            s.flush()
+            agreement = _agreement(s, row)
+            s.commit()
+            return agreement
+
+    def autoload_off(self, currency: str) -> AutoloadAgreement | None:
+        """End the agreement (a purchase still pending is completed all the same)."""
+        with self._uow() as s:
+            row = s.get(AutoloadRow, currency)
+            if row is None:
+                return None
+            row.enabled = False
+            s.flush()
+            agreement = _agreement(s, row)
+            s.commit()
+            return agreement
+
+    def autoload(self, currency: str) -> AutoloadAgreement | None:
+        """The agreement in ``currency`` (enabled or not), if any."""
+        with self._uow(read_only=True) as s:
+            row = s.get(AutoloadRow, currency)
+            return None if row is None else _agreement(s, row)
+
+    def autoloads(self, *, enabled_only: bool = True) -> list[AutoloadAgreement]:
+        with self._uow(read_only=True) as s:
+            query = select(AutoloadRow).order_by(AutoloadRow.currency)
+            if enabled_only:
+                query = query.where(AutoloadRow.enabled.is_(True))
+            return [_agreement(s, r) for r in s.scalars(query).all()]
+
+    def autoload_pending(self, currency: str) -> PendingCoin | None:
+        """The agreement's latest coin while its purchase is not confirmed."""
+        with self._uow(read_only=True) as s:
+            row = s.get(AutoloadRow, currency)
+            return None if row is None else _pending_by_request(s, row.last_request_id)
+
+    def claim_autoload(
+        self, coin: NewCoin, *, now_ms: int, skew_ms: int
+    ) -> tuple[PendingCoin, bool] | None:
+        """Store ``coin`` as the agreement's next purchase, if one is due; one transaction.
+
+        Returns ``(pending coin, is_new)``: the agreement's coin still pending
+        if there is one (``coin`` is then not stored: the same request id is
+        retried), else ``coin`` when the agreement is enabled, has these
+        terms and the usable value in its currency is below the threshold;
+        None when nothing is due. The agreement's ``last_request_id`` moves
+        with a compare-and-set, so two processes never both start a purchase.
+        """
+        with self._uow() as s:
+            row = s.get(AutoloadRow, coin.currency)
+            if row is None:
+                return None
+            pending = _pending_by_request(s, row.last_request_id)
+            if pending is not None:
+                return pending, False
+            if (
+                not row.enabled
+                or (row.units, row.unit_value_minor) != (coin.n, coin.unit_value_minor)
+                or _usable_value(s, coin.currency, now_ms=now_ms, skew_ms=skew_ms)
+                >= row.below_minor
+            ):
+                return None
+            previous = row.last_request_id
+            same = (
+                AutoloadRow.last_request_id.is_(None)
+                if previous is None
+                else AutoloadRow.last_request_id == previous
+            )
+            moved = _rowcount(
+                s.execute(
+                    update(AutoloadRow)
+                    .where(AutoloadRow.currency == coin.currency, same)
+                    .values(
+                        last_request_id=coin.request_id,
+                        last_attempt_at_ms=now_ms,
+                        last_ecoin_id=coin.ecoin_id,
+                    )
+                    .execution_options(synchronize_session=False)
+                )
+            )
+            if moved != 1:  # another process started a purchase meanwhile (PostgreSQL)
+                return None
+            stored = _insert_coin(s, coin, now_ms)
+            s.commit()
+        self._make_files_private()
+        return stored, True
+
+    def autoload_attempted(
+        self, currency: str, *, now_ms: int, ecoin_id: str | None, error: str | None
+    ) -> None:
+        """Record how the agreement's latest purchase went (``error`` None: bought).
+
+        ``ecoin_id`` None: the attempt failed before a coin was chosen.
+        """
+        values: dict[str, object] = {
+            "last_attempt_at_ms": now_ms,
+            "last_error": None if error is None else error[:_MAX_ERROR_CHARS],
+        }
+        if ecoin_id is not None:
+            values["last_ecoin_id"] = ecoin_id
+        with self._uow() as s:
+            s.execute(update(AutoloadRow).where(AutoloadRow.currency == currency).values(**values))
+            s.commit()
+
+
+def _limits(row: SpendingLimitRow) -> SpendingLimits:
+    return SpendingLimits(row.currency, row.max_click_minor, row.max_day_minor)
+
+
+def _insert_coin(s: Any, coin: NewCoin, now_ms: int) -> PendingCoin:
+    """Insert a pending coin and its pebbles (``w[0]`` is the root, ``w[n]`` the seed)."""
+    root = coin.pebbles[0]
+    assert coin.pebbles[coin.n] == coin.seed
+    s.add(
+        CoinRow(
+            ecoin_id=coin.ecoin_id,
+            state=CoinState.PENDING.value,
+            request_id=coin.request_id,
+            seed=coin.seed,
+            root=root,
+            n=coin.n,
+            unit_value_minor=coin.unit_value_minor,
+            currency=coin.currency,
+            created_at_ms=now_ms,
+            index=0,
+            accepted_index=0,
+        )
+    )
+    s.flush()
+    s.execute(
+        insert(PebbleRow),
+        [{"ecoin_id": coin.ecoin_id, "position": i, "word": w} for i, w in coin.pebbles.items()],
+    )
+    return PendingCoin(
+        coin.ecoin_id, coin.request_id, coin.n, coin.unit_value_minor, coin.currency, root
+    )
+
+
+def _pending_by_request(s: Any, request_id: str | None) -> PendingCoin | None:
+    if request_id is None:
+        return None
+    r = s.scalar(
+        select(CoinRow).where(
+            CoinRow.request_id == request_id, CoinRow.state == CoinState.PENDING.value
+        )
+    )
+    if r is None:
+        return None
+    return PendingCoin(r.ecoin_id, r.request_id, r.n, r.unit_value_minor, r.currency, r.root)
+
+
+def _usable_value(s: Any, currency: str, *, now_ms: int, skew_ms: int) -> int:
+    rows = s.scalars(
+        select(CoinRow).where(CoinRow.state == CoinState.ACTIVE.value, CoinRow.currency == currency)
+    ).all()
+    return sum(c.value_left_minor for c in map(_view, rows) if usable(c, now_ms, skew_ms))
+
+
+def _agreement(s: Any, row: AutoloadRow) -> AutoloadAgreement:
+    return AutoloadAgreement(
+        currency=row.currency,
+        enabled=row.enabled,
+        below_minor=row.below_minor,
+        units=row.units,
+        unit_value_minor=row.unit_value_minor,
+        created_at_ms=row.created_at_ms,
+        last_request_id=row.last_request_id,
+        last_attempt_at_ms=row.last_attempt_at_ms,
+        last_ecoin_id=row.last_ecoin_id,
+        last_error=row.last_error,
+        pending=_pending_by_request(s, row.last_request_id) is not None,
+    )
+
+
+def _spend(s: Any, *, currency: str, day: int, amount_minor: int, per_click: bool) -> None:
+    """Check ``amount_minor`` against the reader's limits and count it on ``day``.
+
+    The rules are :func:`netpay.spending.check_spend`'s. The day's row is
+    raised with a compare-and-set (``UPDATE ... WHERE spent + amount <= cap``)
+    in the caller's transaction, so two concurrent payments can never both
+    pass under the daily limit (SQLite: one writer; PostgreSQL: the row lock
+    re-checks WHERE), and a refusal leaves the transaction to roll back.
+    """
+    row = s.get(SpendingLimitRow, currency)
+    limits = None if row is None else _limits(row)
+    if s.get(SpendingRow, (day, currency)) is None:
+        try:
+            with s.begin_nested():
+                s.add(SpendingRow(day=day, currency=currency, spent_minor=0, payments=0))
+        except IntegrityError:  # a concurrent first payment of the day (PostgreSQL)
+            pass
+    where = [SpendingRow.day == day, SpendingRow.currency == currency]
+
+    def spent_now() -> int:
+        return int(s.scalar(select(SpendingRow.spent_minor).where(*where)) or 0)
+
+    check_spend(limits, amount_minor, spent_now(), per_click=per_click)
+    if limits is not None and limits.max_day_minor is not None:
+        where.append(SpendingRow.spent_minor + amount_minor <= limits.max_day_minor)
+    moved = _rowcount(
+        s.execute(
+            update(SpendingRow)
+            .where(*where)
+            .values(
+                spent_minor=SpendingRow.spent_minor + amount_minor,
+                payments=SpendingRow.payments + 1,
+            )
+            .execution_options(synchronize_session=False)
+        )
+    )
+    if moved != 1:  # another payment passed first: the fresh total decides
+        where = where[:2]
+        check_spend(limits, amount_minor, spent_now(), per_click=per_click)
+        raise LimitExceeded(f"the daily limit in {currency} was reached meanwhile")
 
 
 def _charge(

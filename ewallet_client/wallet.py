@@ -6,6 +6,13 @@ A :class:`Wallet` keeps its state in ``<wallet_dir>/wallet.sqlite``
 (:mod:`ewallet_client.http`). It trusts the broker it pinned at its first
 contact, pays only the web origin the broker certified for a vendor, and
 never gives one index range to two headers.
+
+The reader's spending limits (:mod:`netpay.spending`, set with
+:meth:`Wallet.set_spending_limits`) are enforced for every payment the wallet
+makes with its own coins, in the store transaction that moves the index. A
+standing auto-load agreement (:meth:`Wallet.set_autoload`) buys a new coin,
+by the same path as :meth:`Wallet.buy`, when a payment leaves the usable
+balance below its threshold; a failed auto-load never fails the payment.
 """
 
 from __future__ import annotations
@@ -16,7 +23,8 @@ import os
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from urllib.parse import urlsplit
@@ -41,9 +49,14 @@ from ewallet_client.domain import (
     origin_of,
 )
 from ewallet_client.store import (
+    KEEP,
+    MAX_AUTOLOAD_BELOW_MINOR,
     PEBBLE_EVERY,
     Allocation,
+    AutoloadAgreement,
     BridgeCharge,
+    Keep,
+    NewCoin,
     PendingCoin,
     WalletStore,
     WindowRequest,
@@ -58,6 +71,7 @@ from netpay.errors import (
     BrokerUnavailable,
     CoinBusy,
     Conflict,
+    Insufficient,
     InvalidArgument,
     LimitExceeded,
     Malformed,
@@ -73,6 +87,7 @@ from netpay.errors import (
 from netpay.header import Challenge, Credentials, format_authorization, parse_challenge
 from netpay.limits import DEFAULT_LIMITS
 from netpay.money import Money
+from netpay.spending import SpendingLimits, check_spend, utc_day
 from netpay.v1 import broker_pb2
 from netpay.v1 import statements_pb2 as pb
 
@@ -83,6 +98,7 @@ __all__ = [
     "PAY_ATTEMPTS",
     "WINDOW_COOKIE",
     "Authorization",
+    "AutoloadResult",
     "ReadResult",
     "Wallet",
     "WindowAuthorization",
@@ -200,6 +216,35 @@ class WindowAuthorization:
 
 
 @dataclass(frozen=True)
+class AutoloadResult:
+    """One auto-load attempt after a payment: the coin bought, or why not.
+
+    A failed attempt leaves the coin pending (lost reply, broker down: the
+    same request id is retried after the next payment) or abandons it (a
+    definite refusal such as ``insufficient``: a new coin is tried next time).
+    """
+
+    currency: str
+    ecoin_id: str | None  # None: the attempt failed before a coin was chosen
+    coin: CoinView | None  # the coin bought (None: the attempt failed)
+    error: NetPayError | None = None
+
+    @property
+    def bought(self) -> bool:
+        return self.coin is not None
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "currency": self.currency,
+            "ecoin_id": self.ecoin_id,
+            "bought": self.bought,
+            "value_minor": None if self.coin is None else self.coin.value_minor,
+            "error": None if self.error is None else self.error.code,
+            "detail": None if self.error is None else self.error.detail,
+        }
+
+
+@dataclass(frozen=True)
 class WindowCreditView:
     """A closed window (:meth:`Wallet.close_window`); ``credit`` None when the
     vendor had already closed it itself (expired or handed off)."""
@@ -290,6 +335,9 @@ class Wallet:
         self.sleep: Callable[[float], None] = time.sleep
         # Warnings of the last read/authorize (the CLI prints them on stderr).
         self.warnings: list[str] = []
+        # Auto-loads the last payment ran (at most one; the CLI reports them).
+        self.autoloads: list[AutoloadResult] = []
+        self._autoload_ran = False
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -399,12 +447,7 @@ class Wallet:
         The chain is stored (state ``pending``) before BuyCoin is sent; a
         pending coin with the same terms is retried with its request id.
         """
-        st = self.store.settings()
-        if not 1 <= units <= min(MAX_CHAIN_UNITS, st.max_chain_units):
-            raise InvalidArgument(f"units must be 1..{min(MAX_CHAIN_UNITS, st.max_chain_units)}")
-        if not 1 <= unit_value_minor <= MAX_UNIT_VALUE_MINOR:
-            raise InvalidArgument("unit value must be a positive number of minor units")
-        check_currency(currency)
+        self._check_coin_terms(units, unit_value_minor, currency)
         token = self._token()
         client = self._broker()
         pending = next(
@@ -416,22 +459,50 @@ class Wallet:
             None,
         )
         if pending is None:
-            ecoin = new_ecoin_id()
-            seed = new_seed()
-            chain = Chain.make(ecoin, units, seed, pebble_every=PEBBLE_EVERY)
+            coin = self._new_coin(units, unit_value_minor, currency)
             pending = self.store.add_pending_coin(
-                ecoin_id=ecoin.hex(),
-                request_id=secrets.token_hex(16),
-                seed=seed,
-                n=units,
-                unit_value_minor=unit_value_minor,
-                currency=currency,
-                pebbles=chain.pebbles,
+                ecoin_id=coin.ecoin_id,
+                request_id=coin.request_id,
+                seed=coin.seed,
+                n=coin.n,
+                unit_value_minor=coin.unit_value_minor,
+                currency=coin.currency,
+                pebbles=coin.pebbles,
                 now_ms=self.clock.now_ms(),
             )
         else:
             log.info("retrying the purchase of pending coin %s", pending.ecoin_id)
         return self._complete_purchase(client, token, pending)
+
+    def _check_coin_terms(self, units: int, unit_value_minor: int, currency: str) -> None:
+        """The terms of a client-side coin the broker would sell (``invalid_argument``)."""
+        st = self.store.settings()
+        top = min(MAX_CHAIN_UNITS, st.max_chain_units)
+        if isinstance(units, bool) or not isinstance(units, int) or not 1 <= units <= top:
+            raise InvalidArgument(f"units must be 1..{top}")
+        if (
+            isinstance(unit_value_minor, bool)
+            or not isinstance(unit_value_minor, int)
+            or not 1 <= unit_value_minor <= MAX_UNIT_VALUE_MINOR
+        ):
+            raise InvalidArgument("unit value must be a positive number of minor units")
+        check_currency(currency)
+
+    @staticmethod
+    def _new_coin(units: int, unit_value_minor: int, currency: str) -> NewCoin:
+        """A fresh chain (seed, pebbles) and request id for a coin not yet stored."""
+        ecoin = new_ecoin_id()
+        seed = new_seed()
+        chain = Chain.make(ecoin, units, seed, pebble_every=PEBBLE_EVERY)
+        return NewCoin(
+            ecoin_id=ecoin.hex(),
+            request_id=secrets.token_hex(16),
+            seed=seed,
+            n=units,
+            unit_value_minor=unit_value_minor,
+            currency=currency,
+            pebbles=chain.pebbles,
+        )
 
     def buy_server_side(
         self,
@@ -565,6 +636,204 @@ class Wallet:
         """Every receipt the wallet verified, oldest first."""
         return self.store.receipts()
 
+    # -- spending limits ------------------------------------------------------
+
+    def set_spending_limits(
+        self,
+        currency: str,
+        *,
+        max_click_minor: int | Keep | None = KEEP,
+        max_day_minor: int | Keep | None = KEEP,
+    ) -> SpendingLimits:
+        """Set (an int), clear (None) or keep (``KEEP``) the limits in ``currency``.
+
+        The values are checked by :class:`netpay.spending.SpendingLimits`.
+        """
+        check_currency(currency)
+        return self.store.set_spending_limits(
+            currency,
+            now_ms=self.clock.now_ms(),
+            max_click_minor=max_click_minor,
+            max_day_minor=max_day_minor,
+        )
+
+    def spending_report(self, currency: str | None = None) -> list[dict[str, object]]:
+        """Limits and today's spending (UTC) per currency, as JSON-ready objects.
+
+        With ``currency``, that one; else every currency with a limit,
+        spending today or a coin (EUR when there is none).
+        """
+        day = utc_day(self.clock.now_ms())
+        spent = self.store.spending(day)
+        limits = {lim.currency: lim for lim in self.store.all_spending_limits()}
+        if currency is not None:
+            check_currency(currency)
+            currencies = [currency]
+        else:
+            held = {c.currency for c in self.coins() if c.state is CoinState.ACTIVE}
+            currencies = sorted(set(limits) | set(spent) | held) or ["EUR"]
+        out: list[dict[str, object]] = []
+        for cur in currencies:
+            lim = limits.get(cur, SpendingLimits(cur))
+            spent_minor, payments = spent.get(cur, (0, 0))
+            out.append(
+                {
+                    "currency": cur,
+                    "max_click_minor": lim.max_click_minor,
+                    "max_day_minor": lim.max_day_minor,
+                    "day": datetime.fromtimestamp(day * 86_400, tz=UTC).date().isoformat(),
+                    "spent_today_minor": spent_minor,
+                    "payments_today": payments,
+                    "left_today_minor": None
+                    if lim.max_day_minor is None
+                    else max(0, lim.max_day_minor - spent_minor),
+                }
+            )
+        return out
+
+    def _check_click_limit(self, challenge: Challenge) -> None:
+        """The reader's per-click limit on a price (for clicks paid from a window too)."""
+        limits = self.store.spending_limits(challenge.currency)
+        if limits is not None and limits.max_click_minor is not None:
+            # The click part of the one rule; the day was counted when paid.
+            check_spend(replace(limits, max_day_minor=None), challenge.amount_minor, 0)
+
+    # -- auto-load ------------------------------------------------------------
+
+    def set_autoload(
+        self, currency: str, below_minor: int, units: int, unit_value_minor: int = 1
+    ) -> AutoloadAgreement:
+        """A standing agreement: buy a coin of ``units`` words when a payment leaves
+        the usable balance in ``currency`` below ``below_minor``.
+
+        The coin must be worth at least the threshold (else one purchase would
+        not lift the balance over it and every payment would buy again).
+        """
+        self._check_coin_terms(units, unit_value_minor, currency)
+        if (
+            isinstance(below_minor, bool)
+            or not isinstance(below_minor, int)
+            or not 1 <= below_minor <= MAX_AUTOLOAD_BELOW_MINOR
+        ):
+            raise InvalidArgument(f"the threshold is 1..{MAX_AUTOLOAD_BELOW_MINOR} minor units")
+        if units * unit_value_minor < below_minor:
+            raise InvalidArgument(
+                f"the auto-load coin ({units} x {unit_value_minor} minor units) must be worth "
+                f"at least the threshold ({below_minor}): else every payment would buy again"
+            )
+        return self.store.set_autoload(
+            currency,
+            below_minor=below_minor,
+            units=units,
+            unit_value_minor=unit_value_minor,
+            now_ms=self.clock.now_ms(),
+        )
+
+    def autoload_off(self, currency: str) -> AutoloadAgreement | None:
+        """End the agreement in ``currency`` (None: there was none).
+
+        A purchase it started and the broker has not confirmed is still
+        completed after the next payment (same request id).
+        """
+        check_currency(currency)
+        return self.store.autoload_off(currency)
+
+    def autoload_agreements(self) -> list[AutoloadAgreement]:
+        """The agreements in force, by currency."""
+        return self.store.autoloads()
+
+    def _autoload(self, currency: str) -> AutoloadResult | None:
+        """At most one auto-load purchase per payment; never raises a NetPayError.
+
+        The agreement's coin still pending (broker down, lost reply, crash)
+        is retried with its request id; else, when the usable balance is below
+        the threshold, a new coin is stored as pending (a compare-and-set on
+        the agreement) and bought — :meth:`buy`'s path: the same pending
+        coin, BuyCoin and touchstone checks.
+        """
+        if self._autoload_ran:
+            return None
+        agreement = self.store.autoload(currency)
+        if agreement is None:
+            return None
+        st = self.store.settings()
+        now_ms = self.clock.now_ms()
+        skew_ms = st.max_skew_s * 1000
+        if not agreement.pending and (
+            not agreement.enabled
+            or self.store.usable_value_minor(currency, now_ms=now_ms, skew_ms=skew_ms)
+            >= agreement.below_minor
+        ):
+            return None
+        self._autoload_ran = True
+        ecoin_id: str | None = agreement.last_ecoin_id if agreement.pending else None
+        try:
+            token = self._token()
+            client = self._broker()
+            pending = self.store.autoload_pending(currency)
+            if pending is None:
+                claimed = self.store.claim_autoload(
+                    self._new_coin(agreement.units, agreement.unit_value_minor, currency),
+                    now_ms=now_ms,
+                    skew_ms=skew_ms,
+                )
+                if claimed is None:  # nothing due any more (another process bought)
+                    return None
+                pending = claimed[0]
+            else:
+                log.debug("retrying the auto-load purchase of pending coin %s", pending.ecoin_id)
+            ecoin_id = pending.ecoin_id
+            coin = self._complete_purchase(client, token, pending)
+        except NetPayError as err:
+            done = self._bought_meanwhile(ecoin_id)
+            if done is None:
+                self.store.autoload_attempted(
+                    currency, now_ms=now_ms, ecoin_id=ecoin_id, error=f"{err.code}: {err.detail}"
+                )
+                log.debug("auto-load in %s failed: %s: %s", currency, err.code, err.detail)
+                return AutoloadResult(currency, ecoin_id, None, err)
+            coin = done
+        self.store.autoload_attempted(currency, now_ms=now_ms, ecoin_id=coin.ecoin_id, error=None)
+        log.debug("auto-load in %s bought coin %s", currency, coin.ecoin_id)
+        return AutoloadResult(currency, coin.ecoin_id, coin)
+
+    def _bought_meanwhile(self, ecoin_id: str | None) -> CoinView | None:
+        """The coin if it is active after all (another process completed the purchase)."""
+        if ecoin_id is None:
+            return None
+        try:
+            coin = self.store.coin(ecoin_id)
+        except NotFound:
+            return None
+        return coin if coin.state is CoinState.ACTIVE else None
+
+    def _begin_payment(self) -> None:
+        self.warnings = []
+        self.autoloads = []
+        self._autoload_ran = False
+
+    def _after_payment(self, currency: str) -> None:
+        """A payment was made: run the auto-load agreement (at most once per payment)."""
+        result = self._autoload(currency)
+        if result is not None:
+            self.autoloads.append(result)
+
+    def _allocate(self, currency: str, allocate: Callable[[], Allocation]) -> Allocation:
+        """``allocate()``; when no coin can pay (``insufficient``), auto-load and try once more."""
+        try:
+            return allocate()
+        except Insufficient as exc:
+            result = self._autoload(currency)
+            if result is None:
+                raise
+            self.autoloads.append(result)
+            if result.error is not None:
+                raise Insufficient(
+                    f"{exc.detail}; the auto-load failed: {result.error.code}: "
+                    f"{result.error.detail}"
+                ) from exc
+            return allocate()
+
     # -- paying ---------------------------------------------------------------
 
     def authorize(self, url: str, max_amount_minor: int = DEFAULT_MAX_AMOUNT_MINOR) -> str:
@@ -588,13 +857,14 @@ class Wallet:
         an approved origin's caps, checked in the transaction that moves the
         index: a refused charge moves nothing.
         """
-        self.warnings = []
+        self._begin_payment()
         first = http.get(self.session, url, {"Accept": _JSON})
         if first.status != 402:
             raise PreconditionFailed(f"{url[:200]} asks for no payment (HTTP {first.status})")
         quote = self._quote(url, first, max_amount_minor)
         alloc, header = self._issue(quote, charge=charge)
         ch = quote.challenge
+        self._after_payment(ch.currency)
         return Authorization(
             header=header,
             url=url,
@@ -610,15 +880,17 @@ class Wallet:
 
     def read(self, url: str, max_amount_minor: int = DEFAULT_MAX_AMOUNT_MINOR) -> ReadResult:
         """GET ``url``, paying its 402 challenge (at most ``max_amount_minor``)."""
-        self.warnings = []
+        self._begin_payment()
         first = http.get(self.session, url, {"Accept": _JSON})
         if first.status != 402:
             return ReadResult(url, first.status, first.body, first.content_type)
         quote = self._quote(url, first, max_amount_minor)
+        self._check_click_limit(quote.challenge)
         window = self._usable_window(quote)
         if window is not None:
             from_window = self._read_from_window(quote, window)
             if from_window is not None:
+                self._after_payment(quote.challenge.currency)
                 return from_window
         alloc, header = self._issue(quote)
         headers_issued = 1
@@ -626,7 +898,9 @@ class Wallet:
         while True:
             resp = http.get(self.session, url, {"Accept": _JSON, "Authorization": header})
             if resp.status == 200:
-                return self._accepted(quote, alloc, resp)
+                result = self._accepted(quote, alloc, resp)
+                self._after_payment(quote.challenge.currency)
+                return result
             err = http.error_from_response(resp)
             if isinstance(err, CoinBusy) and busy_retries < BUSY_RETRIES:
                 busy_retries += 1
@@ -639,7 +913,8 @@ class Wallet:
                 and headers_issued < PAY_ATTEMPTS
             ):
                 self._resync(alloc.coin.ecoin_id, err)
-                alloc, header = self._issue(quote)
+                # The same click: its price was counted with the first header.
+                alloc, header = self._issue(quote, spend=False)
                 headers_issued += 1
                 continue
             raise err
@@ -766,8 +1041,10 @@ class Wallet:
         ``charge`` (the browser bridge) ``units`` times the unit value counts
         against the origin's daily cap in that transaction.
         """
-        self.warnings = []
-        return self._authorize_window(url, units, max_amount_minor, charge=charge, record=False)
+        self._begin_payment()
+        auth = self._authorize_window(url, units, max_amount_minor, charge=charge, record=False)
+        self._after_payment(auth.currency)
+        return auth
 
     def _authorize_window(
         self,
@@ -778,21 +1055,28 @@ class Wallet:
         charge: BridgeCharge | None,
         record: bool,
         quote: _Quote | None = None,
+        spend: bool = True,
     ) -> WindowAuthorization:
         if isinstance(units, bool) or not 1 <= units <= MAX_WINDOW_UNITS:
             raise InvalidArgument(f"a window is 1..{MAX_WINDOW_UNITS} words")
         quote = quote or self._window_quote(url, max_amount_minor)
         ch = quote.challenge
+        # The window's clicks will cost this price each: within the click limit.
+        self._check_click_limit(ch)
         st = self.store.settings()
-        alloc = self.store.allocate(
-            amount_minor=ch.amount_minor,
-            currency=ch.currency,
-            realm=ch.realm,
-            url=url,
-            now_ms=self.clock.now_ms(),
-            skew_ms=st.max_skew_s * 1000,
-            charge=charge,
-            window=WindowRequest(units, origin_of(url) if record else None),
+        alloc = self._allocate(
+            ch.currency,
+            lambda: self.store.allocate(
+                amount_minor=ch.amount_minor,
+                currency=ch.currency,
+                realm=ch.realm,
+                url=url,
+                now_ms=self.clock.now_ms(),
+                skew_ms=st.max_skew_s * 1000,
+                charge=charge,
+                window=WindowRequest(units, origin_of(url) if record else None),
+                spend=spend,
+            ),
         )
         word = self.store.word(alloc.coin.ecoin_id, alloc.index)
         header = format_authorization(
@@ -831,13 +1115,15 @@ class Wallet:
         stored), so the wallet holds at most one per vendor. The handle the
         vendor sets as a cookie is kept in the wallet store (0600) only.
         """
-        self.warnings = []
+        self._begin_payment()
         if isinstance(units, bool) or not 1 <= units <= MAX_WINDOW_UNITS:
             raise InvalidArgument(f"a window is 1..{MAX_WINDOW_UNITS} words")
         origin = origin_of(url)
+        quote = self._window_quote(url, max_amount_minor)
+        # Refuse a price above the click limit before closing the old window.
+        self._check_click_limit(quote.challenge)
         for old in self.store.windows_at(origin, states=(WindowState.OPEN, WindowState.UNUSABLE)):
             self._close(old, url)
-        quote = self._window_quote(url, max_amount_minor)
         auth = self._authorize_window(
             url, units, max_amount_minor, charge=None, record=True, quote=quote
         )
@@ -856,10 +1142,12 @@ class Wallet:
                 raise
             if resp.status == 200:
                 try:
-                    return self._window_accepted(quote, auth, resp)
+                    opened = self._window_accepted(quote, auth, resp)
                 except NetPayError:
                     self._window_failed(auth)
                     raise
+                self._after_payment(auth.currency)
+                return opened
             err = http.error_from_response(resp)
             if isinstance(err, CoinBusy) and busy_retries < BUSY_RETRIES:
                 busy_retries += 1
@@ -873,8 +1161,15 @@ class Wallet:
                 and headers_issued < PAY_ATTEMPTS
             ):
                 self._resync(auth.ecoin_id, err)
+                # The same window: its amount was counted with the first header.
                 auth = self._authorize_window(
-                    url, units, max_amount_minor, charge=None, record=True, quote=quote
+                    url,
+                    units,
+                    max_amount_minor,
+                    charge=None,
+                    record=True,
+                    quote=quote,
+                    spend=False,
                 )
                 headers_issued += 1
                 continue
@@ -1096,19 +1391,27 @@ class Wallet:
         return cert, False
 
     def _issue(
-        self, quote: _Quote, *, charge: BridgeCharge | None = None
+        self, quote: _Quote, *, charge: BridgeCharge | None = None, spend: bool = True
     ) -> tuple[Allocation, str]:
-        """Allocate a fresh range and build its header (the index moves now)."""
+        """Allocate a fresh range and build its header (the index moves now).
+
+        The price counts against the reader's limits in that transaction
+        (``spend=False``: a header re-issued for a click already counted).
+        """
         st = self.store.settings()
         ch = quote.challenge
-        alloc = self.store.allocate(
-            amount_minor=ch.amount_minor,
-            currency=ch.currency,
-            realm=ch.realm,
-            url=quote.url,
-            now_ms=self.clock.now_ms(),
-            skew_ms=st.max_skew_s * 1000,
-            charge=charge,
+        alloc = self._allocate(
+            ch.currency,
+            lambda: self.store.allocate(
+                amount_minor=ch.amount_minor,
+                currency=ch.currency,
+                realm=ch.realm,
+                url=quote.url,
+                now_ms=self.clock.now_ms(),
+                skew_ms=st.max_skew_s * 1000,
+                charge=charge,
+                spend=spend,
+            ),
         )
         word = self.store.word(alloc.coin.ecoin_id, alloc.index)
         header = format_authorization(
