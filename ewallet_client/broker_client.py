@@ -43,6 +43,10 @@ class BrokerApi(Protocol):
 
     def get_account(self, token: str) -> broker_pb2.GetAccountResponse: ...
 
+    def set_spending_limits(
+        self, token: str, limit: broker_pb2.SpendingLimit
+    ) -> broker_pb2.GetAccountResponse: ...
+
     def get_vendor_certificate(self, vendor_id: str) -> pb.Envelope: ...
 
     def close(self) -> None: ...
@@ -121,6 +125,14 @@ class BrokerClient:
     def get_account(self, token: str) -> broker_pb2.GetAccountResponse:
         resp: broker_pb2.GetAccountResponse = self._call(
             self._stub.GetAccount, broker_pb2.GetAccountRequest(), token
+        )
+        return resp
+
+    def set_spending_limits(
+        self, token: str, limit: broker_pb2.SpendingLimit
+    ) -> broker_pb2.GetAccountResponse:
+        resp: broker_pb2.GetAccountResponse = self._call(
+            self._stub.SetSpendingLimits, broker_pb2.SetSpendingLimitsRequest(limit=limit), token
         )
         return resp
 

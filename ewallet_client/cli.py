@@ -435,12 +435,16 @@ def _limits(args: argparse.Namespace) -> int:
     click: int | Keep | None = args.max_click_minor
     day: int | Keep | None = args.max_day_minor
     setting = click is not KEEP or day is not KEEP
+    sync_error: str | None = None
     with _wallet(args) as wallet:
         if setting:
             currency = args.currency or "EUR"
             wallet.set_spending_limits(currency, max_click_minor=click, max_day_minor=day)
+            sync_error = wallet.limits_sync_error
             rows = wallet.spending_report(currency)
         else:
+            if args.sync:
+                wallet.sync_spending_limits()
             rows = wallet.spending_report(args.currency)
     if args.json:
         for row in rows:
@@ -459,6 +463,11 @@ def _limits(args: argparse.Namespace) -> int:
             f"netpay: spending limits in {rows[0]['currency']} set; they apply to every "
             "payment with this wallet's coins (read, authorize, open-window, the bridge)"
         )
+        if sync_error is not None:
+            _say(
+                f"netpay: warning: the broker did not take them ({sync_error}); your "
+                "server-side coins keep the broker's limits until you set them again"
+            )
     return 0
 
 
@@ -801,7 +810,8 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         "show or set your spending limits per click and per UTC day (per currency, in "
         "minor units; none = no limit); they apply to every payment with this wallet's "
         "coins: read, authorize, open-window (a window counts against the day) and the "
-        "bridge. Server-side coins follow the limits kept at the broker.",
+        "bridge. Setting them also sets them at the broker (for your server-side coins); "
+        "login and --sync take the broker's (set on the portal) into the wallet.",
         "netpay wallet limits --currency EUR --max-click-minor 50 --max-day-minor 500 --json",
     )
     p.add_argument("--currency", metavar="C", help="ISO 4217 (setting: default EUR; showing: all)")
@@ -818,6 +828,11 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         default=KEEP,
         metavar="N|none",
         help="refuse a payment that takes the UTC day's spending above N (none: no limit)",
+    )
+    p.add_argument(
+        "--sync",
+        action="store_true",
+        help="first take the limits kept at the broker (set on the portal or by another wallet)",
     )
     p.add_argument("--json", action="store_true", help="one JSON object per currency on stdout")
 

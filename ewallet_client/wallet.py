@@ -338,6 +338,8 @@ class Wallet:
         # Auto-loads the last payment ran (at most one; the CLI reports them).
         self.autoloads: list[AutoloadResult] = []
         self._autoload_ran = False
+        # Why the last set_spending_limits could not reach the broker (None: it did).
+        self.limits_sync_error: str | None = None
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -430,6 +432,8 @@ class Wallet:
             token=resp.token,
             token_expires_at_ms=resp.expires_at_ms or None,
         )
+        # The limits the reader keeps at the broker (the portal, other wallets).
+        self.sync_spending_limits()
 
     def _token(self) -> str:
         st = self.store.settings()
@@ -650,12 +654,49 @@ class Wallet:
         The values are checked by :class:`netpay.spending.SpendingLimits`.
         """
         check_currency(currency)
-        return self.store.set_spending_limits(
+        limits = self.store.set_spending_limits(
             currency,
             now_ms=self.clock.now_ms(),
             max_click_minor=max_click_minor,
             max_day_minor=max_day_minor,
         )
+        self.limits_sync_error = None
+        st = self.store.settings()
+        if st.token and st.broker_addr:
+            # One set of limits: the broker keeps them too (for server-side coins
+            # and for this reader's other wallets). The wallet's copy rules here.
+            try:
+                self._push_limits(limits)
+            except NetPayError as err:
+                self.limits_sync_error = f"{err.code}: {err.detail}"
+        return limits
+
+    def _push_limits(self, limits: SpendingLimits) -> None:
+        msg = broker_pb2.SpendingLimit(currency=limits.currency)
+        if limits.max_click_minor is not None:
+            msg.max_click_minor = limits.max_click_minor
+        if limits.max_day_minor is not None:
+            msg.max_day_minor = limits.max_day_minor
+        self._broker().set_spending_limits(self._token(), msg)
+
+    def sync_spending_limits(self) -> list[SpendingLimits]:
+        """Take the limits kept at the broker (set on the portal or by another wallet)
+        into this wallet; they rule its own coins from then on."""
+        account = self._broker().get_account(self._token())
+        taken = []
+        for lim in account.limits:
+            check_currency(lim.currency)
+            taken.append(
+                self.store.set_spending_limits(
+                    lim.currency,
+                    now_ms=self.clock.now_ms(),
+                    max_click_minor=lim.max_click_minor
+                    if lim.HasField("max_click_minor")
+                    else None,
+                    max_day_minor=lim.max_day_minor if lim.HasField("max_day_minor") else None,
+                )
+            )
+        return taken
 
     def spending_report(self, currency: str | None = None) -> list[dict[str, object]]:
         """Limits and today's spending (UTC) per currency, as JSON-ready objects.

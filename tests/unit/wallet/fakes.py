@@ -60,6 +60,7 @@ class FakeBroker:
         self.readers: dict[str, tuple[str, str]] = {}  # username -> (password, reader id)
         self.tokens: dict[str, str] = {}  # token -> reader id
         self.balances: dict[str, int] = {}  # reader id -> EUR minor
+        self.limits: dict[str, dict[str, broker_pb2.SpendingLimit]] = {}  # reader -> currency -> limit
         self.sales: dict[str, broker_pb2.BuyCoinResponse] = {}  # request id -> reply
         self.coins: dict[str, pb.Touchstone] = {}
         self.buy_requests: list[broker_pb2.BuyCoinRequest] = []
@@ -181,7 +182,15 @@ class FakeBroker:
             balances=[
                 broker_pb2.AccountBalance(currency="EUR", balance_minor=self.balances[reader])
             ],
+            limits=list(self.limits.get(reader, {}).values()),
         )
+
+    def set_spending_limits(
+        self, token: str, limit: broker_pb2.SpendingLimit
+    ) -> broker_pb2.GetAccountResponse:
+        reader = self._reader(token)
+        self.limits.setdefault(reader, {})[limit.currency] = limit
+        return self.get_account(token)
 
     def get_vendor_certificate(self, vendor_id: str) -> pb.Envelope:
         self.certificate_calls += 1
