@@ -414,6 +414,12 @@ def any_world(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock) 
     yield from _make_world(tmp_path, clock, request.param)
 
 
+@pytest.fixture(params=BACKENDS)
+def any_real_world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[World]:
+    """The system-clock world on SQLite and on PostgreSQL."""
+    yield from _make_world(tmp_path, SystemClock(), request.param)
+
+
 @pytest.fixture
 def real_world(tmp_path: Path) -> Iterator[World]:
     yield from _make_world(tmp_path, SystemClock())
@@ -545,10 +551,11 @@ def vendor_processes() -> Iterator[Callable[[list[str], Path], VendorProcess]]:
             proc.kill_group()
 
 
-def redeem_cli(data_dir: Path) -> dict[str, Any]:
-    """``netpay vendor redeem --data-dir D --json``: its report."""
+def redeem_cli(data_dir: Path, db_url: str | None = None) -> dict[str, Any]:
+    """``netpay vendor redeem --data-dir D [--db-url U] --json``: its report."""
+    extra = [] if db_url is None else ["--db-url", db_url]
     done = subprocess.run(
-        [*NETPAY, "vendor", "redeem", "--data-dir", str(data_dir), "--json"],
+        [*NETPAY, "vendor", "redeem", "--data-dir", str(data_dir), *extra, "--json"],
         capture_output=True,
         text=True,
         timeout=EXIT_TIMEOUT_S,

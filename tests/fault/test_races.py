@@ -22,7 +22,6 @@ import http.client
 import json
 import os
 import signal
-import sqlite3
 import sys
 import threading
 from collections.abc import Callable
@@ -32,8 +31,10 @@ from pathlib import Path
 
 import pytest
 import requests
+from sqlalchemy import select
 
 from netpay.chain import Chain
+from netpay.sqlstore import make_engine, sqlite_url
 from tests.fault.conftest import (
     HTTP_TIMEOUT_S,
     JSON,
@@ -43,6 +44,7 @@ from tests.fault.conftest import (
     pay_header,
     redeem_cli,
 )
+from vendor.storage import ClickRow
 
 linux_only = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="finds gunicorn workers through /proc"
@@ -331,16 +333,19 @@ def run_pairs(
 
 @linux_only
 def test_the_same_word_raced_at_two_gunicorn_workers_is_accepted_once(
-    real_world: World,
+    any_real_world: World,
     vendor_processes: Callable[[list[str], Path], VendorProcess],
     tmp_path: Path,
 ) -> None:
-    world = real_world
+    world = any_real_world
     data_dir = tmp_path / RACE_VENDOR
+    db_url = world.vendor_db_url(RACE_VENDOR) or sqlite_url(data_dir / "vendor.sqlite")
     vendor = vendor_processes(
         [
             "--data-dir",
             str(data_dir),
+            "--db-url",
+            db_url,
             "--broker",
             world.broker.grpc_address,
             f"--enroll={world.enroll(RACE_VENDOR)}",
@@ -427,18 +432,23 @@ def test_the_same_word_raced_at_two_gunicorn_workers_is_accepted_once(
     ]
     assert sum(tally.values()) == WORKER_RACES
     # The vendor's click log: one row per purchase, the ranges tile the coin.
-    db = sqlite3.connect(f"file:{data_dir / 'vendor.sqlite'}?mode=ro", uri=True, timeout=30)
+    engine = make_engine(db_url)
     try:
-        rows = db.execute(
-            "SELECT from_index, to_index FROM vendor_clicks WHERE ecoin_id = ? ORDER BY to_index",
-            (ecoin,),
-        ).fetchall()
+        with engine.connect() as conn:
+            rows = [
+                (int(frm), int(to))
+                for frm, to in conn.execute(
+                    select(ClickRow.from_index, ClickRow.to_index)
+                    .where(ClickRow.ecoin_id == ecoin)
+                    .order_by(ClickRow.to_index)
+                ).all()
+            ]
     finally:
-        db.close()
+        engine.dispose()
     assert len(rows) == 1 + WORKER_RACES + TWIN_RACES
     assert [frm for frm, _ in rows] == [0] + [to for _, to in rows[:-1]]
 
-    report = redeem_cli(data_dir)
+    report = redeem_cli(data_dir, db_url)
     assert (report["rejected"], report["pending"]) == (0, 0), report
     world.model.redeemed(RACE_VENDOR, report["paid_minor"].get("EUR", 0))
     assert vendor.stop() == 0, vendor.log.read_text()[-3000:]
