@@ -382,6 +382,11 @@ class VendorServices:
         return self._id.vendor_id
 
     @property
+    def unit_of_work(self) -> UnitOfWorkFactory:
+        """The vendor's database (for read-only reports such as the redemption history)."""
+        return self._uow
+
+    @property
     def broker_id(self) -> str:
         return self._id.broker_id
 

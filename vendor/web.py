@@ -80,6 +80,7 @@ from vendor.dashboard import (
     verify_password,
 )
 from vendor.domain import VendorCoinState
+from vendor.redemption import history as redemption_history
 from vendor.services import PaymentResult, VendorServices, WindowOpened
 
 __all__ = [
@@ -899,10 +900,12 @@ def create_app(deps: WebDeps | Callable[[], WebDeps], *, data_dir: Path | None =
         d = _deps()
         view = d.services.dashboard(clicks_limit=_RECENT_CLICKS, coins_limit=_COINS_SHOWN)
         titles = {a.article_id: d.newspaper.headline(a) for a in d.newspaper.articles}
+        redemptions = redemption_history(d.services.unit_of_work, limit=_RECENT_CLICKS)
         return _dashboard_response(
             render_template(
                 "dashboard.html",
                 view=view,
+                redemptions=redemptions,
                 titles=titles,
                 states=VendorCoinState,
                 csrf_token=csrf_token(),

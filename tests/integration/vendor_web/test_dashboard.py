@@ -183,6 +183,14 @@ def test_the_dashboard_shows_clicks_revenue_and_coins(site: Site) -> None:
     coins = later.split('id="coins"', 1)[1].split("</table>", 1)[0]
     assert coins.count('class="expired">expired') == 2
     assert "None yet" in later.split('id="windows"', 1)[1]
+    assert "Nothing redeemed yet." in later
+
+    # After a redemption the operator sees the batch and its claims.
+    assert site.vendor.redeemer.redeem().paid_minor == {"EUR": 40}
+    redeemed = http.get(site.url + "/dashboard", timeout=30).text
+    table = redeemed.split('id="redemptions"', 1)[1].split("</table>", 1)[0]
+    assert table.count('<tr class="claim">') == 2 and table.count('<tr class="batch">') == 1
+    assert "(2 claims, 0 refunds)" in table and "€0.35" in table and "€0.05" in table
 
 
 def test_logout_needs_csrf_and_ends_the_session(site: Site) -> None:
