@@ -117,6 +117,29 @@ def _sums(rows: Any) -> dict[str, int]:
     return dict(totals)
 
 
+def _sum_by_currency(
+    session: Any,
+    currency: Any,
+    amount: Any,
+    at: Any,
+    end_ms: int,
+    *,
+    start_ms: int | None = None,
+    joins: tuple[tuple[Any, Any], ...] = (),
+    from_: Any = None,
+) -> dict[str, int]:
+    """``SUM(amount)`` per currency of the rows timed ``[start_ms, end_ms)``."""
+    stmt = select(currency, func.sum(amount))
+    if from_ is not None:
+        stmt = stmt.select_from(from_)
+    for target, onclause in joins:
+        stmt = stmt.join(target, onclause)
+    stmt = stmt.where(at < end_ms)
+    if start_ms is not None:
+        stmt = stmt.where(at >= start_ms)
+    return _sums(session.execute(stmt.group_by(currency)).all())
+
+
 def _balances(session: Any, kind: AccountKind, end_ms: int) -> dict[str, int]:
     return _sums(
         session.execute(
@@ -136,59 +159,53 @@ def reconcile(
     start_ms, end_ms = day_bounds_ms(day)
     with store.begin(read_only=True) as repos:
         s = repos.session
-        debits = _sums(
-            s.execute(
-                select(PurchaseRow.currency, func.sum(PurchaseRow.amount_minor))
-                .where(PurchaseRow.created_at_ms < end_ms)
-                .group_by(PurchaseRow.currency)
-            ).all()
+        debits = _sum_by_currency(
+            s, PurchaseRow.currency, PurchaseRow.amount_minor, PurchaseRow.created_at_ms, end_ms
         )
-        day_purchases = _sums(
-            s.execute(
-                select(PurchaseRow.currency, func.sum(PurchaseRow.amount_minor))
-                .where(PurchaseRow.created_at_ms >= start_ms, PurchaseRow.created_at_ms < end_ms)
-                .group_by(PurchaseRow.currency)
-            ).all()
+        day_purchases = _sum_by_currency(
+            s,
+            PurchaseRow.currency,
+            PurchaseRow.amount_minor,
+            PurchaseRow.created_at_ms,
+            end_ms,
+            start_ms=start_ms,
         )
-        claimed = _sums(
-            s.execute(
-                select(ClaimRow.currency, func.sum(ClaimRow.amount_minor))
-                .where(ClaimRow.created_at_ms < end_ms)
-                .group_by(ClaimRow.currency)
-            ).all()
+        claimed = _sum_by_currency(
+            s, ClaimRow.currency, ClaimRow.amount_minor, ClaimRow.created_at_ms, end_ms
         )
-        day_claimed = _sums(
-            s.execute(
-                select(ClaimRow.currency, func.sum(ClaimRow.amount_minor))
-                .where(ClaimRow.created_at_ms >= start_ms, ClaimRow.created_at_ms < end_ms)
-                .group_by(ClaimRow.currency)
-            ).all()
+        day_claimed = _sum_by_currency(
+            s,
+            ClaimRow.currency,
+            ClaimRow.amount_minor,
+            ClaimRow.created_at_ms,
+            end_ms,
+            start_ms=start_ms,
         )
-        vendor_refunds = _sums(
-            s.execute(
-                select(VendorRefundRow.currency, func.sum(VendorRefundRow.amount_minor))
-                .where(VendorRefundRow.created_at_ms < end_ms)
-                .group_by(VendorRefundRow.currency)
-            ).all()
+        vendor_refunds = _sum_by_currency(
+            s,
+            VendorRefundRow.currency,
+            VendorRefundRow.amount_minor,
+            VendorRefundRow.created_at_ms,
+            end_ms,
         )
-        netted_credits = _sums(
-            s.execute(
-                select(
-                    CoinRow.currency,
-                    func.sum(WindowCreditRow.refund_units * CoinRow.unit_value_minor),
-                )
-                .join(CoinRow, CoinRow.ecoin_id == WindowCreditRow.ecoin_id)
-                .join(ClaimRow, ClaimRow.id == WindowCreditRow.claim_id)
-                .where(ClaimRow.created_at_ms < end_ms)
-                .group_by(CoinRow.currency)
-            ).all()
+        netted_credits = _sum_by_currency(
+            s,
+            CoinRow.currency,
+            WindowCreditRow.refund_units * CoinRow.unit_value_minor,
+            ClaimRow.created_at_ms,
+            end_ms,
+            joins=(
+                (CoinRow, CoinRow.ecoin_id == WindowCreditRow.ecoin_id),
+                (ClaimRow, ClaimRow.id == WindowCreditRow.claim_id),
+            ),
+            from_=WindowCreditRow,
         )
-        expiry_refunds = _sums(
-            s.execute(
-                select(ExpiryRefundRow.currency, func.sum(ExpiryRefundRow.amount_minor))
-                .where(ExpiryRefundRow.created_at_ms < end_ms)
-                .group_by(ExpiryRefundRow.currency)
-            ).all()
+        expiry_refunds = _sum_by_currency(
+            s,
+            ExpiryRefundRow.currency,
+            ExpiryRefundRow.amount_minor,
+            ExpiryRefundRow.created_at_ms,
+            end_ms,
         )
         recovered = _sums(
             s.execute(

@@ -137,7 +137,7 @@ def keep_window_credit(
         raise PermissionDenied("the window credit is not from the epoch's holder")
     if credit.consumed_index < epoch.base.index:
         raise InvalidArgument("the window credit lies below the epoch's base")
-    if epoch.end is not None and credit.window_top > epoch.end.index:
+    if epoch.end_index is not None and credit.window_top > epoch.end_index:
         raise InvalidArgument("the window credit lies above the epoch's end")
     kept = repos.redemption.credit_at(credit.ecoin_id, credit.epoch, credit.window_top)
     if kept is not None:

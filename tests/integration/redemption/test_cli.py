@@ -9,12 +9,10 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-import requests
-
 from broker.domain import AccountRef
 from broker.server import BrokerConfig, start_broker
 
-from .conftest import pay_header
+from .conftest import pay
 
 
 def netpay(*argv: str) -> subprocess.CompletedProcess[str]:
@@ -27,25 +25,13 @@ def netpay(*argv: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def read(vendor, chain, prev: int, article: str, price: int) -> None:
-    resp = requests.get(
-        f"{vendor.web_url}/articles/{article}",
-        headers={
-            "Accept": "application/json",
-            "Authorization": pay_header(chain, prev, prev + price),
-        },
-        timeout=30,
-    )
-    assert resp.status_code == 200, resp.text
-
-
 def test_redeem_then_reconcile_from_the_command_line(
     start, broker, broker_dir: Path, reader, clock, tmp_path: Path
 ) -> None:
     v1 = start("daily-hash")
     chain = reader.buy(120)
-    read(v1, chain, 0, "4", 5)
-    read(v1, chain, 5, "7", 10)
+    pay(v1, chain, 0, "4")
+    pay(v1, chain, 5, "7")
 
     done = netpay("vendor", "redeem", "--data-dir", str(tmp_path / "daily-hash"), "--json")
     assert done.returncode == 0, done.stderr
@@ -91,7 +77,7 @@ def test_redeem_with_the_broker_down_keeps_the_batch_and_pays_it_once_later(
 ) -> None:
     v1 = start("daily-hash")
     chain = reader.buy(100)
-    read(v1, chain, 0, "7", 10)
+    pay(v1, chain, 0, "7")
     address = broker.grpc_address
     broker.stop()
 

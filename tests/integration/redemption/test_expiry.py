@@ -2,32 +2,11 @@
 
 from __future__ import annotations
 
-import requests
-
 from broker.domain import AccountRef, CoinState
 
-from .conftest import balance, books, click, handle_of, open_window, pay_header
+from .conftest import balance, books, click, handle_of, open_window, pay, reader_id
 
 DAY_S = 86_400
-
-
-def read(vendor, chain, prev: int, article: str, price: int) -> None:
-    resp = requests.get(
-        f"{vendor.web_url}/articles/{article}",
-        headers={
-            "Accept": "application/json",
-            "Authorization": pay_header(chain, prev, prev + price),
-        },
-        timeout=30,
-    )
-    assert resp.status_code == 200, resp.text
-
-
-def reader_id(broker) -> str:
-    with broker.services.store.begin(read_only=True) as repos:
-        row = repos.readers.by_username("alice")
-        assert row is not None
-        return row.reader_id
 
 
 def test_unclaimed_value_and_window_credits_go_back_after_the_grace_period(
@@ -40,10 +19,10 @@ def test_unclaimed_value_and_window_credits_go_back_after_the_grace_period(
     bank = AccountRef.reader(me, "EUR")
     assert balance(broker, bank) == 10_000 - 100
 
-    read(v1, chain, 0, "7", 10)  # (0, 10]
+    pay(v1, chain, 0, "7")  # (0, 10]
     handle = handle_of(open_window(v1.web_url, chain, 12, 28))  # (12, 40], (10, 12] void
     assert click(v1.web_url, "4", handle).status_code == 200  # 5 of the window's 28
-    read(v2, chain, 40, "5", 7)  # the hand-off closes the window: 23 words come back
+    pay(v2, chain, 40, "5")  # the hand-off closes the window: 23 words come back
     assert v1.redeemer.redeem().paid_minor == {"EUR": 15}
     # The Gazette never redeems its 7 cents in time.
 

@@ -5,25 +5,10 @@ flagged until it is paid back)."""
 
 from __future__ import annotations
 
-import requests
-
 from broker.domain import AccountRef, CoinState
 from vendor.domain import VendorCoinState
 
-from .conftest import balance, books, pay_header
-
-PRICE = {"1": 1, "4": 5, "7": 10}
-
-
-def pay(vendor, chain, prev: int, article: str) -> requests.Response:
-    return requests.get(
-        f"{vendor.web_url}/articles/{article}",
-        headers={
-            "Accept": "application/json",
-            "Authorization": pay_header(chain, prev, prev + PRICE[article]),
-        },
-        timeout=30,
-    )
+from .conftest import balance, books, reader_id, send
 
 
 def cut_off(vendor) -> None:
@@ -38,20 +23,20 @@ def test_a_silent_holder_is_recalled_and_a_re_spend_is_paid_from_broker_losses(
     v1 = start("daily-hash")
     v2 = start("chain-gazette")
     chain = reader.buy(300)
-    assert pay(v1, chain, 0, "4").status_code == 200
+    assert send(v1, chain, 0, "4").status_code == 200
     v1.services.checkpoint_all()  # the broker knows word 5
-    assert pay(v1, chain, 5, "7").status_code == 200  # (5, 15] not reported yet
+    assert send(v1, chain, 5, "7").status_code == 200  # (5, 15] not reported yet
     cut_off(v1)
 
     # A cheating wallet replays (5, 15] at the Gazette. Its hand-off fails: it recalls.
-    busy = pay(v2, chain, 5, "7")
+    busy = send(v2, chain, 5, "7")
     assert busy.status_code == 409 and busy.json()["error"] == "coin_busy"
     status = broker.services.get_coin(chain.ecoin_id.hex(), vendor_id="x")
     assert status.state is CoinState.RECALLING
     clock.advance(v1.services.limits.lease_ttl_s + v1.services.limits.max_skew_s + 1)
-    again = pay(v2, chain, 5, "7")  # the deadline passed: epoch 1 is force-closed
+    again = send(v2, chain, 5, "7")  # the deadline passed: epoch 1 is force-closed
     assert again.status_code == 200, again.text
-    assert pay(v2, chain, 15, "1").status_code == 200
+    assert send(v2, chain, 15, "1").status_code == 200
     # The Daily Hash learns it at its next checkpoint and stops.
     v1.services.checkpoint_all()
     assert v1.services.coin(chain.ecoin_id.hex()).view.state is VendorCoinState.CLOSED
@@ -71,9 +56,9 @@ def test_a_silent_holder_is_recalled_and_a_re_spend_is_paid_from_broker_losses(
     )
 
     # The flagged reader's next purchase first pays the loss back.
-    before = balance(broker, AccountRef.reader(_reader_id(broker), "EUR"))
+    before = balance(broker, AccountRef.reader(reader_id(broker), "EUR"))
     reader.buy(50)
-    assert balance(broker, AccountRef.reader(_reader_id(broker), "EUR")) == before - 10 - 50
+    assert balance(broker, AccountRef.reader(reader_id(broker), "EUR")) == before - 10 - 50
     assert balance(broker, AccountRef.broker_loss("EUR")) == 0
     report = books(broker, clock)
     assert report.conservation_cents == {"EUR": 0} and report.broker_losses_cents == {"EUR": 0}
@@ -83,18 +68,18 @@ def test_a_holder_that_hears_the_recall_sends_its_final_index(start, broker, rea
     v1 = start("daily-hash")
     v2 = start("chain-gazette")
     chain = reader.buy(300)
-    assert pay(v1, chain, 0, "4").status_code == 200
-    assert pay(v1, chain, 5, "7").status_code == 200
+    assert send(v1, chain, 0, "4").status_code == 200
+    assert send(v1, chain, 5, "7").status_code == 200
     cut_off(v1)
-    busy = pay(v2, chain, 15, "1")
+    busy = send(v2, chain, 15, "1")
     assert busy.status_code == 409  # the recall has begun
     # The Daily Hash still reaches the broker: its checkpoint hears the recall, it
     # stops accepting and sends its final index, which closes its epoch at 15.
     v1.services.checkpoint_all()
     stored = v1.services.coin(chain.ecoin_id.hex())
     assert stored.view.state is VendorCoinState.CLOSED
-    assert pay(v1, chain, 15, "4").status_code in (402, 409)  # nothing more there
-    paid = pay(v2, chain, 15, "1")  # the Gazette holds epoch 2 from 15
+    assert send(v1, chain, 15, "4").status_code in (402, 409)  # nothing more there
+    paid = send(v2, chain, 15, "1")  # the Gazette holds epoch 2 from 15
     assert paid.status_code == 200, paid.text
     with broker.services.store.begin(read_only=True) as repos:
         first, second = repos.coins.epochs(chain.ecoin_id.hex())
@@ -105,10 +90,3 @@ def test_a_holder_that_hears_the_recall_sends_its_final_index(start, broker, rea
     report = books(broker, clock)
     assert report.conservation_cents == {"EUR": 0} and report.balanced
     assert report.disputes == [] and report.broker_losses_cents == {"EUR": 0}
-
-
-def _reader_id(broker) -> str:
-    with broker.services.store.begin(read_only=True) as repos:
-        row = repos.readers.by_username("alice")
-        assert row is not None
-        return row.reader_id

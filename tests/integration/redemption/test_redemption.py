@@ -5,7 +5,6 @@ keeps the per-click history and the books balance to the cent."""
 from __future__ import annotations
 
 import pytest
-import requests
 
 from broker.domain import AccountRef
 from netpay.envelope import seal
@@ -16,20 +15,7 @@ from netpay.v1 import statements_pb2 as pb
 from vendor.broker_client import GrpcBrokerClient
 from vendor.storage import RedemptionBatchRow
 
-from .conftest import balance, books, click, handle_of, open_window, pay_header
-
-PRICE = {"1": 1, "2": 2, "3": 3, "4": 5, "5": 7, "7": 10}
-
-
-def pay(vendor, chain, prev: int, article: str, *, accept: str = "application/json"):
-    index = prev + PRICE[article]
-    resp = requests.get(
-        f"{vendor.web_url}/articles/{article}",
-        headers={"Accept": accept, "Authorization": pay_header(chain, prev, index)},
-        timeout=30,
-    )
-    assert resp.status_code == 200, resp.text
-    return resp
+from .conftest import balance, books, click, handle_of, open_window, pay, reader_id
 
 
 def history(broker_stub, token: str, ecoin_id: str = "") -> list[bpb.HistoryEntry]:
@@ -164,7 +150,7 @@ def test_window_credit_is_shown_at_the_next_paper_and_netted_to_the_reader(
 
     assert v1.redeemer.redeem().paid_minor == {"EUR": 15}
     assert v2.redeemer.redeem().paid_minor == {"EUR": 3}
-    assert balance(broker, AccountRef.reader_refund(_reader_id(broker), "EUR")) == 25
+    assert balance(broker, AccountRef.reader_refund(reader_id(broker), "EUR")) == 25
     kinds = [(h.kind, h.amount_minor) for h in history(broker_stub, reader.token)]
     assert ("window_credit", 25) in kinds and ("purchase", -300) in kinds
     report = books(broker, clock)
@@ -176,10 +162,3 @@ def _token(data_dir) -> str:
     from netpay.files import read_json
 
     return str(read_json(data_dir / "vendor.json")["vendor_token"])
-
-
-def _reader_id(broker) -> str:
-    with broker.services.store.begin(read_only=True) as repos:
-        row = repos.readers.by_username("alice")
-        assert row is not None
-        return row.reader_id

@@ -28,6 +28,7 @@ from tests.integration.redemption.conftest import (  # noqa: F401 (fixtures, re-
     open_window,
     pay_header,
     reader,
+    reader_id,
     start,
 )
 
@@ -63,13 +64,6 @@ def buy(account: Reader, n: int, currency: str) -> Chain:
         timeout=10,
     )
     return chain
-
-
-def reader_id(broker_handle, username: str = "alice") -> str:
-    with broker_handle.services.store.begin(read_only=True) as repos:
-        row = repos.readers.by_username(username)
-        assert row is not None
-        return str(row.reader_id)
 
 
 def money(broker_handle, vendor_id: str, currency: str = "EUR") -> dict[str, int]:
