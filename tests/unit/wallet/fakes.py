@@ -60,7 +60,8 @@ class FakeBroker:
         self.readers: dict[str, tuple[str, str]] = {}  # username -> (password, reader id)
         self.tokens: dict[str, str] = {}  # token -> reader id
         self.balances: dict[str, int] = {}  # reader id -> EUR minor
-        self.limits: dict[str, dict[str, broker_pb2.SpendingLimit]] = {}  # reader -> currency -> limit
+        # reader id -> currency -> the limits SetSpendingLimits kept
+        self.limits: dict[str, dict[str, broker_pb2.SpendingLimit]] = {}
         self.sales: dict[str, broker_pb2.BuyCoinResponse] = {}  # request id -> reply
         self.coins: dict[str, pb.Touchstone] = {}
         self.buy_requests: list[broker_pb2.BuyCoinRequest] = []
