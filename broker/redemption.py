@@ -20,6 +20,8 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from sqlalchemy.exc import IntegrityError
+
 from broker.bank import Bank, DemoBank
 from broker.claims import (
     MAX_RANGES_PER_CLAIM,
@@ -288,16 +290,22 @@ class RedemptionService:
             budget = self._hash_budget
             for envelope, claim in zip(request.claims, claims, strict=True):
                 try:
-                    result, steps = self._redeem_claim(
-                        repos,
-                        claim,
-                        envelope,
-                        credits,
-                        batch_row_id,
-                        budget,
-                        now_ms,
-                        request.batch_id,
-                    )
+                    # A savepoint per claim: a claim refused half-way leaves nothing.
+                    with repos.session.begin_nested():
+                        result, steps = self._redeem_claim(
+                            repos,
+                            claim,
+                            envelope,
+                            credits,
+                            batch_row_id,
+                            budget,
+                            now_ms,
+                            request.batch_id,
+                        )
+                except IntegrityError:
+                    err = AlreadySpent("a claim with this top was already paid")
+                    results.append(_rejected_claim(claim, err))
+                    continue
                 except NetPayError as err:
                     if isinstance(err, AlreadySpent):
                         self._record_dispute(repos, claim, envelope, err, now_ms)
@@ -306,10 +314,12 @@ class RedemptionService:
                 budget -= steps
                 paid[result.currency] += result.paid_minor
                 results.append(result)
-            refunds = [
-                self._vendor_refund(repos, caller, env, key, batch_row_id, now_ms, paid)
-                for env in request.vendor_refunds
-            ]
+            refunds = []
+            for env in request.vendor_refunds:
+                with repos.session.begin_nested():
+                    refunds.append(
+                        self._vendor_refund(repos, caller, env, key, batch_row_id, now_ms, paid)
+                    )
             self._pay_out(repos, caller, request.batch_id, paid, now_ms)
             reply = bpb.RedeemResponse(
                 batch_id=request.batch_id,

@@ -191,6 +191,8 @@ class BatchReport:
     refunds_accepted: int = 0
     refunds_rejected: int = 0  # finally (a refund whose claim goes again waits instead)
     refunded_minor: dict[str, int] = field(default_factory=dict)
+    # Claims refused for now (limit_exceeded, coin_busy, ...): claimed again next run.
+    deferred: int = 0
 
 
 @dataclass
@@ -292,6 +294,8 @@ class Redeemer:
                     break
                 if not self._send(*built, report, retried=False):
                     break
+                if report.batches and report.batches[-1].deferred:
+                    break  # the broker said "not now" to some claims: the next run
             return report
         finally:
             report.pending = len(self._pending())
@@ -424,6 +428,7 @@ class Redeemer:
                 )
                 if result.reason in _RETRYABLE:
                     session.execute(delete(ClaimStateRow).where(*where))
+                    entry.deferred += 1
                 else:
                     session.execute(
                         update(ClaimStateRow)

@@ -7,8 +7,9 @@ from __future__ import annotations
 import pytest
 
 from broker.domain import AccountRef
+from broker.storage import RedemptionRepo
 from netpay.envelope import seal
-from netpay.errors import AlreadyExists
+from netpay.errors import AlreadyExists, Conflict
 from netpay.transport.auth import bearer_metadata
 from netpay.v1 import broker_pb2 as bpb
 from netpay.v1 import statements_pb2 as pb
@@ -162,3 +163,40 @@ def _token(data_dir) -> str:
     from netpay.files import read_json
 
     return str(read_json(data_dir / "vendor.json")["vendor_token"])
+
+
+def test_a_claim_refused_half_way_leaves_nothing_behind(
+    start, broker, reader, clock, monkeypatch
+) -> None:
+    """Each claim runs in its own savepoint: one that fails after some of its writes
+    is refused whole, and the batch's other claims are paid."""
+    v1 = start("daily-hash")
+    first, second = reader.buy(100), reader.buy(100)
+    pay(v1, first, 0, "7")
+    pay(v1, second, 0, "4")
+    handle = handle_of(open_window(v1.web_url, first, 10, 20))  # (10, 30]: a netted credit
+    assert click(v1.web_url, "4", handle).status_code == 200
+    assert v1.services.close_window(handle, clock.now_ms()).refund_units == 15
+    real = RedemptionRepo.net_credit
+
+    def failing(self, ecoin_id, epoch, window_top, claim_id):  # type: ignore[no-untyped-def]
+        if ecoin_id == first.ecoin_id.hex():
+            raise Conflict("the window credit was netted meanwhile")
+        return real(self, ecoin_id, epoch, window_top, claim_id)
+
+    monkeypatch.setattr(RedemptionRepo, "net_credit", failing)
+    report = v1.redeemer.redeem()
+    assert (report.as_json()["accepted"], report.as_json()["rejected"]) == (1, 1)
+    assert report.paid_minor == {"EUR": 5}  # the second coin's click only
+    with broker.services.store.begin(read_only=True) as repos:
+        assert repos.redemption.paid_spans(first.ecoin_id.hex()) == []
+        # The credit the batch carried was kept inside the claim's savepoint: gone too.
+        assert repos.redemption.credits(first.ecoin_id.hex(), 1) == []
+    books_now = books(broker, clock)
+    assert books_now.conservation_cents == {"EUR": 0} and books_now.balanced
+    assert books_now.redeemed_cents == {"EUR": 5}
+    # "conflict" means "not now": the next run claims it again, and it is paid.
+    monkeypatch.setattr(RedemptionRepo, "net_credit", real)
+    assert v1.redeemer.redeem().paid_minor == {"EUR": 15}
+    books_now = books(broker, clock)
+    assert books_now.conservation_cents == {"EUR": 0} and books_now.refunded_cents == {"EUR": 15}
