@@ -18,10 +18,7 @@ model's, which also checks that no two Receipts share a word.
 
 from __future__ import annotations
 
-import http.client
 import json
-import os
-import signal
 import sys
 import threading
 from collections.abc import Callable
@@ -44,6 +41,7 @@ from tests.fault.conftest import (
     pay_header,
     redeem_cli,
 )
+from tests.workers import Workers
 from vendor.storage import ClickRow
 
 linux_only = pytest.mark.skipif(
@@ -226,60 +224,6 @@ def test_window_clicks_racing_a_hand_off_are_paid_or_refunded_never_both(world: 
 
 
 # -- two gunicorn workers of one vendor ---------------------------------------------------
-
-
-def _hex_port(address: str) -> int:
-    return int(address.rsplit(":", 1)[1], 16)
-
-
-@dataclass
-class Workers:
-    """Which gunicorn worker holds the server side of a kept-alive connection."""
-
-    host: str
-    port: int
-    pids: list[int]
-
-    def owner(self, conn: http.client.HTTPConnection) -> int | None:
-        assert conn.sock is not None, "not connected"
-        client_port = conn.sock.getsockname()[1]
-        inode = None
-        for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-            fields = line.split()
-            if _hex_port(fields[1]) == self.port and _hex_port(fields[2]) == client_port:
-                inode = fields[9]
-        if inode is None:
-            return None
-        wanted = f"socket:[{inode}]"
-        for pid in self.pids:
-            for fd in Path(f"/proc/{pid}/fd").iterdir():
-                try:
-                    if os.readlink(fd) == wanted:
-                        return pid
-                except OSError:
-                    continue
-        return None
-
-    def connection_to(self, worker: int) -> http.client.HTTPConnection:
-        """A new connection accepted by ``worker``: the others are stopped while it
-        connects (no request is in flight, so none is stopped inside a transaction)."""
-        others = [pid for pid in self.pids if pid != worker]
-        for pid in others:
-            os.kill(pid, signal.SIGSTOP)
-        try:
-            for _ in range(10):
-                conn = http.client.HTTPConnection(self.host, self.port, timeout=HTTP_TIMEOUT_S)
-                conn.request("GET", "/healthz", headers=JSON)
-                resp = conn.getresponse()
-                resp.read()
-                assert resp.status == 200
-                if self.owner(conn) == worker:
-                    return conn
-                conn.close()
-        finally:
-            for pid in others:
-                os.kill(pid, signal.SIGCONT)
-        pytest.fail(f"no connection reached worker {worker}")
 
 
 class Lane:
