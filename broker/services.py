@@ -1738,13 +1738,7 @@ class BrokerServices:
                 CheckpointIndex(caller, index.epoch, at, self._lease_expires_ms(now_ms)),
             )
         except NetPayError as err:
-            return CheckpointItem(
-                index.ecoin_id,
-                index.epoch,
-                CheckpointStatus.REJECTED,
-                f"{err.code}: {err.detail}",
-                coin.latest.index,
-            )
+            return _checkpoint_refused(index, err, coin.latest.index)
         repos.coins.apply(coin, after)
         return CheckpointItem(
             index.ecoin_id, index.epoch, CheckpointStatus.LEASED, "", after.latest.index
@@ -1784,13 +1778,7 @@ class BrokerServices:
             if at.index > coin.latest.index:
                 repos.coins.apply(coin, transition(coin, ClaimIndex(caller, coin.epoch, at)))
         except NetPayError as err:
-            return CheckpointItem(
-                index.ecoin_id,
-                index.epoch,
-                CheckpointStatus.REJECTED,
-                f"{err.code}: {err.detail}",
-                coin.latest.index,
-            )
+            return _checkpoint_refused(index, err, coin.latest.index)
         return CheckpointItem(
             index.ecoin_id,
             index.epoch,
@@ -2076,6 +2064,19 @@ class BrokerServices:
             touchstone=_envelope(stored.touchstone),
             grant_units_left=grant_row.max_units - grant_row.drawn_units - allowed,
         )
+
+
+def _checkpoint_refused(
+    index: CoinIndexView, err: NetPayError, latest_index: int
+) -> CheckpointItem:
+    """A CoinIndex the broker refuses: REJECTED with the error and its latest index."""
+    return CheckpointItem(
+        index.ecoin_id,
+        index.epoch,
+        CheckpointStatus.REJECTED,
+        f"{err.code}: {err.detail}",
+        latest_index,
+    )
 
 
 def _instrument_view(row: PaymentInstrumentRow) -> InstrumentView:
