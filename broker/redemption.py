@@ -93,6 +93,14 @@ _ITEM_MAX_CHARS = 64
 _REASON_MAX_CHARS = 200
 _HISTORY_MAX = 1000
 _HISTORY_DEFAULT = 100
+_KIND_ORDER = {
+    "purchase": 0,
+    "click": 1,
+    "window_credit": 2,
+    "claim": 3,
+    "vendor_refund": 4,
+    "expiry_refund": 5,
+}
 
 
 @dataclass(frozen=True)
@@ -716,7 +724,8 @@ class RedemptionService:
             else:
                 assert vendor_id is not None
                 items = self._vendor_history(repos, vendor_id, ecoin_id, limit, before)
-        items.sort(key=lambda h: (h.time_ms, h.kind), reverse=True)
+        # Newest first; at the same millisecond in the order things happen.
+        items.sort(key=lambda h: (h.time_ms, _KIND_ORDER.get(h.kind, 99)), reverse=True)
         return items[:limit]
 
     def _reader_history(

@@ -47,6 +47,10 @@ class BrokerApi(Protocol):
         self, token: str, limit: broker_pb2.SpendingLimit
     ) -> broker_pb2.GetAccountResponse: ...
 
+    def history(
+        self, token: str, request: broker_pb2.HistoryRequest
+    ) -> broker_pb2.HistoryResponse: ...
+
     def get_vendor_certificate(self, vendor_id: str) -> pb.Envelope: ...
 
     def close(self) -> None: ...
@@ -134,6 +138,10 @@ class BrokerClient:
         resp: broker_pb2.GetAccountResponse = self._call(
             self._stub.SetSpendingLimits, broker_pb2.SetSpendingLimitsRequest(limit=limit), token
         )
+        return resp
+
+    def history(self, token: str, request: broker_pb2.HistoryRequest) -> broker_pb2.HistoryResponse:
+        resp: broker_pb2.HistoryResponse = self._call(self._stub.History, request, token)
         return resp
 
     def get_vendor_certificate(self, vendor_id: str) -> pb.Envelope:

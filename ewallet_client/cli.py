@@ -210,6 +210,8 @@ def _balance(args: argparse.Namespace) -> int:
 
 
 def _history(args: argparse.Namespace) -> int:
+    if args.broker:
+        return _broker_history(args)
     with _wallet(args) as wallet:
         receipts = wallet.history()
     if args.json:
@@ -224,6 +226,25 @@ def _history(args: argparse.Namespace) -> int:
         sys.stdout.write(
             f"{when}  {r['vendor_id']:<16} {price!s:>12}  item {r['item_id']}  "
             f"coin {r['ecoin_id']} ({r['from_index']}, {r['to_index']}]\n"
+        )
+    return 0
+
+
+def _broker_history(args: argparse.Namespace) -> int:
+    with _wallet(args) as wallet:
+        entries = wallet.broker_history(ecoin_id=args.coin or "", limit=args.limit)
+    if args.json:
+        for e in entries:
+            _emit(e)
+        return 0
+    if not entries:
+        sys.stdout.write("nothing at the broker yet\n")
+    for e in entries:
+        amount = Money(int(str(e["amount_minor"])), str(e["currency"]))
+        where = f"{e['vendor_id']} item {e['item_id']}" if e["vendor_id"] else ""
+        sys.stdout.write(
+            f"{_iso(int(str(e['time_ms'])))}  {e['kind']:<14} {amount!s:>12}  "
+            f"coin {e['ecoin_id']}  {where}\n"
         )
     return 0
 
@@ -669,10 +690,22 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         cmds,
         "history",
         _history,
-        "the receipts of every paid click",
-        "netpay wallet history --json",
+        "the receipts of every paid click; with --broker, the money history the broker "
+        "keeps (purchases, redeemed clicks, window credits, vendor and expiry refunds)",
+        "netpay wallet history --json\n  netpay wallet history --broker --limit 20 --json",
     )
-    p.add_argument("--json", action="store_true", help="one JSON object per receipt on stdout")
+    p.add_argument("--json", action="store_true", help="one JSON object per line on stdout")
+    p.add_argument(
+        "--broker", action="store_true", help="the broker's history instead of local receipts"
+    )
+    p.add_argument("--coin", metavar="ID", help="with --broker: one coin only")
+    p.add_argument(
+        "--limit",
+        type=int,
+        default=100,
+        metavar="N",
+        help="with --broker: at most N entries (1..1000, default 100)",
+    )
 
     p = _parser(
         cmds,

@@ -64,7 +64,7 @@ from ewallet_client.store import (
 )
 from netpay.chain import MAX_CHAIN_UNITS, Chain, new_ecoin_id, new_seed
 from netpay.clock import Clock, SystemClock
-from netpay.encoding import PARTY_ID_RE, b64url_decode, check_currency
+from netpay.encoding import PARTY_ID_RE, b64url_decode, check_currency, check_ecoin_id
 from netpay.envelope import PUBLIC_KEY_BYTES, open_envelope
 from netpay.errors import (
     AlreadySpent,
@@ -678,6 +678,30 @@ class Wallet:
         if limits.max_day_minor is not None:
             msg.max_day_minor = limits.max_day_minor
         self._broker().set_spending_limits(self._token(), msg)
+
+    def broker_history(self, *, ecoin_id: str = "", limit: int = 100) -> list[dict[str, object]]:
+        """The reader's money history at the broker, newest first: purchases, the clicks
+        vendors redeemed, window credits, vendor refunds and expiry refunds."""
+        if ecoin_id:
+            check_ecoin_id(ecoin_id)
+        reply = self._broker().history(
+            self._token(), broker_pb2.HistoryRequest(ecoin_id=ecoin_id, limit=limit)
+        )
+        return [
+            {
+                "time_ms": e.time_ms,
+                "kind": e.kind,
+                "ecoin_id": e.ecoin_id,
+                "vendor_id": e.vendor_id,
+                "item_id": e.item_id,
+                "epoch": e.epoch,
+                "from_index": e.from_index,
+                "to_index": e.to_index,
+                "amount_minor": e.amount_minor,
+                "currency": e.currency,
+            }
+            for e in reply.entries
+        ]
 
     def sync_spending_limits(self) -> list[SpendingLimits]:
         """Take the limits kept at the broker (set on the portal or by another wallet)

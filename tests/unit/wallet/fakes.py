@@ -186,6 +186,10 @@ class FakeBroker:
             limits=list(self.limits.get(reader, {}).values()),
         )
 
+    def history(self, token: str, request: broker_pb2.HistoryRequest) -> broker_pb2.HistoryResponse:
+        self._reader(token)
+        return broker_pb2.HistoryResponse()
+
     def set_spending_limits(
         self, token: str, limit: broker_pb2.SpendingLimit
     ) -> broker_pb2.GetAccountResponse:
