@@ -80,7 +80,6 @@ __all__ = [
     "MAX_BATCH_ITEMS",
     "HistoryItem",
     "RedemptionService",
-    "claim_totals",
     "keep_window_credit",
     "parse_window_credit",
 ]
@@ -215,9 +214,11 @@ def _rejected_claim(claim: ClaimView, err: NetPayError) -> bpb.ClaimResult:
     )
 
 
-def _known_words(repos: Repos, coin: StoredCoin) -> list[IndexedWord]:
+def _known_words(repos: Repos, coin: StoredCoin, epochs: Sequence[EpochView]) -> list[IndexedWord]:
+    """Every word of the coin the broker holds: its latest, the epochs' bases and ends,
+    the tops of the claims it paid."""
     words = [coin.view.latest]
-    for epoch in repos.coins.epochs(coin.view.ecoin_id):
+    for epoch in epochs:
         words.append(epoch.base)
         if epoch.end is not None:
             words.append(epoch.end)
@@ -364,7 +365,8 @@ class RedemptionService:
                 "the coin expired more than the redemption grace period ago: its unclaimed "
                 "value went back to the reader"
             )
-        epoch = repos.coins.epoch(claim.ecoin_id, claim.epoch)
+        epochs = {e.epoch: e for e in repos.coins.epochs(claim.ecoin_id)}
+        epoch = epochs.get(claim.epoch)
         kept = {
             c.window_top: c
             for c in repos.redemption.credits(claim.ecoin_id, claim.epoch)
@@ -384,7 +386,6 @@ class RedemptionService:
                 continue  # netted by an earlier claim: the overlap check answers
             credits.append(credit)
             new_credits.append((credit, env))
-        epochs = {e.epoch: e for e in repos.coins.epochs(claim.ecoin_id)}
         outcome: ClaimOutcome = check_claim(
             claim,
             n=coin.n,
@@ -392,7 +393,7 @@ class RedemptionService:
             current_epoch=coin.epoch,
             credits=credits,
             paid=[PaidSpan(e, f, t) for e, f, t in repos.redemption.paid_spans(claim.ecoin_id)],
-            known=_known_words(repos, stored),
+            known=_known_words(repos, stored, list(epochs.values())),
             hash_budget=budget,
             epochs=epochs,
         )
@@ -693,11 +694,6 @@ class RedemptionService:
         repos.redemption.add_expiry_refund(row)
         return row
 
-    # -- hand-offs ----------------------------------------------------------------------
-
-    def pending_refund_units(self, repos: Repos, ecoin_id: str) -> int:
-        return repos.redemption.pending_refund_units(ecoin_id)
-
     # -- History ------------------------------------------------------------------------
 
     def history(
@@ -790,25 +786,23 @@ class RedemptionService:
                     )
                 )
         units = {c.view.ecoin_id: (c.view.unit_value_minor, c.currency) for c in coins}
-        for ecoin in ids:
-            for epoch in {e.epoch for e in repos.coins.epochs(ecoin)}:
-                for credit in repos.redemption.credits(ecoin, epoch):
-                    if before is not None and credit.received_at_ms >= before:
-                        continue
-                    u, currency = units[ecoin]
-                    items.append(
-                        HistoryItem(
-                            time_ms=credit.received_at_ms,
-                            kind="window_credit",
-                            ecoin_id=ecoin,
-                            vendor_id=credit.vendor_id,
-                            epoch=credit.epoch,
-                            from_index=credit.consumed_index,
-                            to_index=credit.window_top,
-                            amount_minor=credit.refund_units * u,
-                            currency=currency,
-                        )
-                    )
+        for credit in repos.redemption.credits_of(ids):
+            if before is not None and credit.received_at_ms >= before:
+                continue
+            u, currency = units[credit.ecoin_id]
+            items.append(
+                HistoryItem(
+                    time_ms=credit.received_at_ms,
+                    kind="window_credit",
+                    ecoin_id=credit.ecoin_id,
+                    vendor_id=credit.vendor_id,
+                    epoch=credit.epoch,
+                    from_index=credit.consumed_index,
+                    to_index=credit.window_top,
+                    amount_minor=credit.refund_units * u,
+                    currency=currency,
+                )
+            )
         return items
 
     def _vendor_history(
@@ -835,12 +829,3 @@ class RedemptionService:
             )
             for c in claims
         ]
-
-
-def claim_totals(results: Sequence[bpb.ClaimResult]) -> dict[str, int]:
-    """Per currency, what the accepted results paid (for reports and tests)."""
-    totals: dict[str, int] = defaultdict(int)
-    for r in results:
-        if r.status == bpb.CLAIM_STATUS_ACCEPTED:
-            totals[r.currency] += r.paid_minor
-    return dict(totals)

@@ -202,16 +202,18 @@ class BrokerServicer(broker_pb2_grpc.BrokerServicer):
     def FreezeCoin(  # noqa: N802
         self, request: bpb.FreezeCoinRequest, context: grpc.ServicerContext
     ) -> bpb.CoinStatus:
-        reader_id = self._reader(context)
-        view = self._services.freeze_coin(request.ecoin_id, frozen=True, reader_id=reader_id)
-        return _coin_status(view)
+        return self._set_frozen(request.ecoin_id, context, frozen=True)
 
     @maps_errors
     def UnfreezeCoin(  # noqa: N802
         self, request: bpb.UnfreezeCoinRequest, context: grpc.ServicerContext
     ) -> bpb.CoinStatus:
-        reader_id = self._reader(context)
-        view = self._services.freeze_coin(request.ecoin_id, frozen=False, reader_id=reader_id)
+        return self._set_frozen(request.ecoin_id, context, frozen=False)
+
+    def _set_frozen(
+        self, ecoin_id: str, context: grpc.ServicerContext, *, frozen: bool
+    ) -> bpb.CoinStatus:
+        view = self._services.freeze_coin(ecoin_id, frozen=frozen, reader_id=self._reader(context))
         return _coin_status(view)
 
     @maps_errors

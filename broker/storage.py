@@ -1470,6 +1470,17 @@ class RedemptionRepo:
         )
         return [_credit(row) for row in rows]
 
+    def credits_of(self, ecoin_ids: Sequence[str]) -> list[StoredCredit]:
+        """Every kept window credit of the coins (all epochs)."""
+        if not ecoin_ids:
+            return []
+        rows = self._s.scalars(
+            select(WindowCreditRow)
+            .where(WindowCreditRow.ecoin_id.in_(list(ecoin_ids)))
+            .order_by(WindowCreditRow.id)
+        )
+        return [_credit(row) for row in rows]
+
     def add_credit(self, row: WindowCreditRow) -> bool:
         """Keep a credit once; False when one with its (coin, epoch, top) is already kept
         (the caller compares the two)."""
@@ -1631,33 +1642,6 @@ class RedemptionRepo:
             )
             for row, batch_id in self._s.execute(stmt).all()
         ]
-
-    def redeemed_totals(self) -> dict[str, int]:
-        """Per currency, what accepted claims paid vendors (before vendor refunds)."""
-        rows = self._s.execute(
-            select(ClaimRow.currency, func.sum(ClaimRow.amount_minor)).group_by(ClaimRow.currency)
-        ).all()
-        return {str(c): int(t or 0) for c, t in rows}
-
-    def vendor_refund_totals(self) -> dict[str, int]:
-        rows = self._s.execute(
-            select(VendorRefundRow.currency, func.sum(VendorRefundRow.amount_minor)).group_by(
-                VendorRefundRow.currency
-            )
-        ).all()
-        return {str(c): int(t or 0) for c, t in rows}
-
-    def netted_credit_totals(self) -> dict[str, int]:
-        """Per currency, the value of window credits netted into accepted claims."""
-        rows = self._s.execute(
-            select(
-                CoinRow.currency, func.sum(WindowCreditRow.refund_units * CoinRow.unit_value_minor)
-            )
-            .join(CoinRow, CoinRow.ecoin_id == WindowCreditRow.ecoin_id)
-            .where(WindowCreditRow.claim_id.is_not(None))
-            .group_by(CoinRow.currency)
-        ).all()
-        return {str(c): int(t or 0) for c, t in rows}
 
 
 def _credit(row: WindowCreditRow) -> StoredCredit:

@@ -624,14 +624,6 @@ class Redeemer:
 
     # -- reports -------------------------------------------------------------------------
 
-    def claims(self, *, limit: int = 1000) -> Sequence[ClaimStateRow]:
-        with self._uow(read_only=True) as session:
-            return list(
-                session.scalars(
-                    select(ClaimStateRow).order_by(ClaimStateRow.id.desc()).limit(limit)
-                )
-            )
-
 
 # -- refunds for returned goods ----------------------------------------------------------
 
