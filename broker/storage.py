@@ -48,7 +48,7 @@ from broker.domain import (
 )
 from netpay.errors import AlreadyExists, Conflict
 from netpay.spending import SpendingLimits
-from netpay.sqlstore import UnitOfWork
+from netpay.sqlstore import Unit, UnitOfWork
 
 __all__ = [
     "AccountRow",
@@ -56,6 +56,7 @@ __all__ = [
     "BrokerStore",
     "ClaimRangeRow",
     "ClaimRow",
+    "CoinRepo",
     "CoinRow",
     "CorrectionRow",
     "CustodyEpochRow",
@@ -63,12 +64,15 @@ __all__ = [
     "EntryRow",
     "ExpiryRefundRow",
     "FlaggedReaderRow",
+    "LedgerRepo",
     "LoginFailureRow",
     "PaymentInstrumentRow",
     "PortalRepo",
     "PortalSessionRow",
+    "PurchaseRepo",
     "PurchaseRow",
     "ReaderProfileRow",
+    "ReaderRepo",
     "ReaderRow",
     "ReaderSpendingRow",
     "ReaderTokenRow",
@@ -84,6 +88,7 @@ __all__ = [
     "StoredRange",
     "TransactionRow",
     "VendorRefundRow",
+    "VendorRepo",
     "VendorRow",
     "WalletCodeRow",
     "WalletGrantRow",
@@ -91,6 +96,7 @@ __all__ = [
     "WalletSessionRow",
     "WalletSigninFailureRow",
     "WindowCreditRow",
+    "table_names",
 ]
 
 
@@ -1744,11 +1750,11 @@ class SpendingRepo:
         return _rowcount(result) == 1
 
 
-class Repos:
+class Repos(Unit):
     """The repositories of one unit of work; ``commit()`` makes it durable."""
 
     def __init__(self, session: Session) -> None:
-        self.session = session
+        super().__init__(session)
         self.readers = ReaderRepo(session)
         self.vendors = VendorRepo(session)
         self.ledger = LedgerRepo(session)
@@ -1759,16 +1765,13 @@ class Repos:
         self.redemption = RedemptionRepo(session)
         self.spending = SpendingRepo(session)
 
-    def commit(self) -> None:
-        self.session.commit()
-
 
 class BrokerStore:
     """The broker's database: schema and units of work."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self._uow = UnitOfWork(engine)
+        self._uow = UnitOfWork(engine, Repos)
 
     def create_schema(self) -> None:
         Base.metadata.create_all(self.engine)
@@ -1776,9 +1779,9 @@ class BrokerStore:
     @contextmanager
     def begin(self, *, read_only: bool = False) -> Iterator[Repos]:
         """One unit of work. A duplicate key anywhere inside becomes AlreadyExists."""
-        with self._uow(read_only=read_only) as session:
+        with self._uow(read_only=read_only) as repos:
             try:
-                yield Repos(session)
+                yield repos
             except IntegrityError as exc:
                 raise AlreadyExists("a record with that key already exists") from exc
 

@@ -73,6 +73,7 @@ __all__ = [
     "BridgeCaps",
     "BridgeHandle",
     "check_bridge_address",
+    "check_cap",
     "create_app",
     "normalize_origin",
     "start_bridge",

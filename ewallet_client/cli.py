@@ -37,7 +37,12 @@ from netpay.errors import InvalidArgument, NetPayError, NotFound
 from netpay.money import Money
 from netpay.ready import install_stop_handlers
 
-__all__ = ["add_commands", "read_password_file"]
+__all__ = [
+    "add_commands",
+    "coin_json",
+    "read_password_file",
+    "window_json",
+]
 
 _MAX_PASSWORD_FILE_BYTES = 4096
 Handler = Callable[[argparse.Namespace], int]

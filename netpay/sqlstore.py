@@ -11,15 +11,15 @@ runs with row-level compare-and-set (``UPDATE ... WHERE``) and row locks.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar, overload
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
-__all__ = ["UnitOfWork", "make_engine", "sqlite_url"]
+__all__ = ["Unit", "UnitOfWork", "make_engine", "sqlite_url"]
 
 _BUSY_TIMEOUT_MS = 30_000
 _READ_ONLY = "netpay_read_only"
@@ -70,28 +70,62 @@ def make_engine(url: str, *, private: bool = False) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
 
 
-class UnitOfWork:
-    """One use case, one transaction: leaving the block without commit() rolls back.
+class Unit:
+    """One transaction of one party; the party's repositories hang off it.
 
-    ``read_only=True`` is for units that only read: on SQLite they start a
-    deferred transaction, so they neither wait for nor block the writer.
+    A party subclasses this (``broker.storage.Repos``, ...) and builds its
+    repositories from :attr:`session` in ``__init__``. Nothing is durable
+    until :meth:`commit`; the :class:`UnitOfWork` that made the unit rolls
+    back whatever is left when the block ends. Repositories answer duplicate
+    keys and lost compare-and-sets with results (a bool, a typed outcome),
+    never with a database exception.
     """
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def commit(self) -> None:
+        self.session.commit()
+
+
+U = TypeVar("U")
+
+
+class UnitOfWork(Generic[U]):
+    """One use case, one transaction: leaving the block without commit() rolls back.
+
+    ``UnitOfWork(engine, Repos)`` yields a ``Repos`` (a :class:`Unit`) per
+    block. ``read_only=True`` is for units that only read: on SQLite they
+    start a deferred transaction, so they neither wait for nor block the
+    writer.
+    """
+
+    @overload
+    def __init__(self: UnitOfWork[Session], engine: Engine) -> None: ...
+
+    @overload
+    def __init__(self, engine: Engine, unit: Callable[[Session], U]) -> None: ...
+
+    def __init__(self, engine: Engine, unit: Callable[[Session], Any] | None = None) -> None:
+        self.engine = engine
+        self._unit: Callable[[Session], Any] = unit if unit is not None else _bare_session
         self._sessions = sessionmaker(engine, expire_on_commit=False)
         self._read_sessions = sessionmaker(
             engine.execution_options(**{_READ_ONLY: True}), expire_on_commit=False
         )
 
     @contextmanager
-    def __call__(self, *, read_only: bool = False) -> Iterator[Session]:
+    def __call__(self, *, read_only: bool = False) -> Iterator[U]:
         session = (self._read_sessions if read_only else self._sessions)()
         try:
-            yield session
+            yield self._unit(session)
         finally:
             session.rollback()
             session.close()
 
     def create_all(self, base: type[DeclarativeBase]) -> None:
-        bind = self._sessions.kw["bind"]
-        base.metadata.create_all(bind)
+        base.metadata.create_all(self.engine)
+
+
+def _bare_session(session: Session) -> Session:
+    return session

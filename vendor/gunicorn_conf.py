@@ -6,6 +6,8 @@ from typing import Any
 
 from netpay.ready import die_with_parent
 
+__all__ = ["on_starting"]
+
 
 def on_starting(_server: Any) -> None:
     """The master stops (gracefully, SIGTERM) if the vendor process that started it dies."""

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine
+from sqlalchemy.orm import Session
 
 from netpay.clock import Clock, SystemClock
 from netpay.envelope import SigningKey, load_or_create_key, open_envelope
@@ -611,7 +612,7 @@ def _offline_identity(data_dir: Path) -> VendorIdentity:
     )
 
 
-def _offline_uow(data_dir: Path, db_url: str | None) -> tuple[UnitOfWork, Engine]:
+def _offline_uow(data_dir: Path, db_url: str | None) -> tuple[UnitOfWork[Session], Engine]:
     url = db_url or os.environ.get(DB_ENV) or sqlite_url(data_dir / DB_FILE)
     engine = make_engine(url, private=True)
     uow = UnitOfWork(engine)

@@ -92,6 +92,7 @@ __all__ = [
     "HandOffResult",
     "PaymentResult",
     "PeerClient",
+    "UnitOfWorkFactory",
     "VendorIdentity",
     "VendorServices",
     "WalletBrokerClient",

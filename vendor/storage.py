@@ -75,6 +75,7 @@ __all__ = [
     "RedemptionLockRow",
     "Revenue",
     "StoredCoin",
+    "VendorRefundRow",
     "VendorRepository",
     "WalletSession",
     "WalletSessionRow",

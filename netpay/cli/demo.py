@@ -28,7 +28,11 @@ from netpay.errors import NetPayError, Unavailable
 from netpay.files import ensure_private_dir, write_private
 from netpay.ready import child_env
 
-__all__ = ["DEMO_VENDORS", "add_commands"]
+__all__ = [
+    "DEMO_VENDORS",
+    "Child",
+    "add_commands",
+]
 
 # (vendor id, newspaper name)
 DEMO_VENDORS: tuple[tuple[str, str], ...] = (
@@ -183,45 +187,10 @@ def _launch(data_dir: Path, port_base: int | None, children: list[Child]) -> dic
     children.append(broker)
     broker_ready = _await_ready(broker, deadline)
     broker_addr = broker_ready["grpc"]
-
-    vendors: list[dict[str, Any]] = []
-    for k, (vendor_id, name) in enumerate(DEMO_VENDORS):
-        vendor_dir = data_dir / vendor_id
-        argv = _netpay(
-            "vendor",
-            "serve",
-            "--data-dir",
-            str(vendor_dir),
-            "--broker",
-            broker_addr,
-            "--name",
-            name,
-            "--grpc-addr",
-            _addr(port_base, 2 * k + 1),
-            "--web-addr",
-            _addr(port_base, 2 * k + 2),
-        )
-        if not (vendor_dir / "vendor.json").exists():
-            token = subprocess.run(
-                _netpay("broker", "add-vendor", vendor_id, "--data-dir", str(broker_dir)),
-                check=True,
-                capture_output=True,
-                text=True,
-            ).stdout.strip()
-            argv.append(f"--enroll={token}")  # a token may start with "-"
-        child = _start(vendor_id, argv)
-        children.append(child)
-        ready = _await_ready(child, deadline)
-        vendors.append(
-            {
-                "vendor_id": vendor_id,
-                "name": name,
-                "grpc": ready["grpc"],
-                "web": ready["web"],
-                "data_dir": str(vendor_dir),
-            }
-        )
-
+    vendors = [
+        _launch_vendor(data_dir, broker_addr, k, vendor_id, name, port_base, children, deadline)
+        for k, (vendor_id, name) in enumerate(DEMO_VENDORS)
+    ]
     wallet_dir = data_dir / "wallet"
     _ensure_demo_reader(data_dir, wallet_dir, broker_addr)
     return {
@@ -232,6 +201,52 @@ def _launch(data_dir: Path, port_base: int | None, children: list[Child]) -> dic
         },
         "vendors": vendors,
         "wallet_dir": str(wallet_dir),
+    }
+
+
+def _launch_vendor(
+    data_dir: Path,
+    broker_addr: str,
+    k: int,
+    vendor_id: str,
+    name: str,
+    port_base: int | None,
+    children: list[Child],
+    deadline: float,
+) -> dict[str, Any]:
+    """Start demo newspaper ``k`` (enrolled at the broker on its first run)."""
+    vendor_dir = data_dir / vendor_id
+    argv = _netpay(
+        "vendor",
+        "serve",
+        "--data-dir",
+        str(vendor_dir),
+        "--broker",
+        broker_addr,
+        "--name",
+        name,
+        "--grpc-addr",
+        _addr(port_base, 2 * k + 1),
+        "--web-addr",
+        _addr(port_base, 2 * k + 2),
+    )
+    if not (vendor_dir / "vendor.json").exists():
+        token = subprocess.run(
+            _netpay("broker", "add-vendor", vendor_id, "--data-dir", str(data_dir / "broker")),
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        argv.append(f"--enroll={token}")  # a token may start with "-"
+    child = _start(vendor_id, argv)
+    children.append(child)
+    ready = _await_ready(child, deadline)
+    return {
+        "vendor_id": vendor_id,
+        "name": name,
+        "grpc": ready["grpc"],
+        "web": ready["web"],
+        "data_dir": str(vendor_dir),
     }
 
 

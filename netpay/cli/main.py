@@ -14,6 +14,8 @@ from netpay.errors import NetPayError
 from netpay.ready import die_with_parent
 from vendor import cli as vendor_cli
 
+__all__ = ["build_parser", "main"]
+
 EPILOG = """examples:
   netpay demo --json
   netpay broker serve --data-dir /tmp/broker

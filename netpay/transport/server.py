@@ -13,7 +13,13 @@ from netpay.encoding import is_loopback_host
 from netpay.errors import InvalidArgument
 from netpay.limits import DEFAULT_LIMITS
 
-__all__ = ["GrpcServer", "check_listen_address", "create_grpc_server", "split_host_port"]
+__all__ = [
+    "GrpcServer",
+    "channel_options",
+    "check_listen_address",
+    "create_grpc_server",
+    "split_host_port",
+]
 
 Registrar = Callable[[grpc.Server], None]
 
