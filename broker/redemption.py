@@ -23,15 +23,6 @@ from dataclasses import dataclass
 from sqlalchemy.exc import IntegrityError
 
 from broker.bank import Bank, DemoBank
-from broker.claims import (
-    MAX_RANGES_PER_CLAIM,
-    ClaimOutcome,
-    ClaimView,
-    CreditView,
-    PaidSpan,
-    RangeView,
-    check_claim,
-)
 from broker.domain import (
     AccountRef,
     ClaimIndex,
@@ -42,6 +33,15 @@ from broker.domain import (
     Transaction,
     allowed_events,
     transition,
+)
+from broker.domain.claims import (
+    MAX_RANGES_PER_CLAIM,
+    ClaimOutcome,
+    ClaimView,
+    CreditView,
+    PaidSpan,
+    RangeView,
+    check_claim,
 )
 from broker.storage import (
     BrokerStore,

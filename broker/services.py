@@ -55,7 +55,7 @@ from broker.domain import (
     reclaim_is_repeat,
     transition,
 )
-from broker.portal import (
+from broker.domain.personal import (
     MAX_INSTRUMENTS,
     BankAccountDetails,
     CardDetails,

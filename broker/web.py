@@ -51,7 +51,7 @@ from flask import (
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as WerkzeugResponse
 
-from broker.portal import (
+from broker.domain.personal import (
     MAX_EMAIL_CHARS,
     MAX_HOLDER_CHARS,
     MAX_INSTRUMENTS,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from broker.portal import InstrumentKind
+from broker.domain.personal import InstrumentKind
 from broker.server import DB_FILE
 
 from .conftest import PASSWORD, Browser, Portal

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from broker.claims import (
+from broker.domain import EpochOpening, EpochView, IndexedWord
+from broker.domain.claims import (
     ClaimView,
     CreditView,
     PaidSpan,
@@ -12,7 +13,6 @@ from broker.claims import (
     check_claim,
     nearest_known_at_or_below,
 )
-from broker.domain import EpochOpening, EpochView, IndexedWord
 from netpay.chain import Chain
 from netpay.errors import (
     AlreadySpent,

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from broker.portal import (
+from broker.domain.personal import (
     CardDetails,
     card_brand,
     check_email,

@@ -18,7 +18,8 @@ import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from broker.domain import EpochView, IndexedWord, WordVerifier
+from broker.domain.coins import EpochView, IndexedWord
+from broker.domain.custody import WordVerifier
 from netpay.chain import verify_word
 from netpay.errors import (
     AlreadySpent,
@@ -183,7 +184,26 @@ def check_claim(
       :class:`LimitExceeded`: try again in a smaller batch).
     """
     _check_shape(claim, n)
-    epochs = epochs or {}
+    _check_epoch(claim, epoch, current_epoch)
+    segments, netted = _segments(claim, credits)
+    loss_units, overlapped = _overlaps(claim, paid, epochs or {})
+    steps = _check_word(claim, known, hash_budget, verify)
+    paid_units = sum(r.units for r in claim.ranges)
+    refund_units = sum(c.refund_units for c in netted)
+    covered = sum(to - frm for frm, to in segments)
+    return ClaimOutcome(
+        paid_units=paid_units,
+        refund_units=refund_units,
+        void_units=(claim.to_index - claim.from_index) - covered,
+        credits=netted,
+        hash_steps=steps,
+        loss_units=min(loss_units, paid_units),
+        overlapped=overlapped,
+    )
+
+
+def _check_epoch(claim: ClaimView, epoch: EpochView | None, current_epoch: int) -> None:
+    """The caller held the epoch, and ``base <= from < to <= end`` (or it is current)."""
     if epoch is None or epoch.holder != claim.vendor_id:
         raise PreconditionFailed(f"{claim.vendor_id} did not hold epoch {claim.epoch}")
     if claim.from_index < epoch.base.index:
@@ -197,7 +217,13 @@ def check_claim(
         )
     if end_index is None and epoch.epoch != current_epoch:
         raise PreconditionFailed(f"epoch {epoch.epoch} was never closed nor is it current")
-    segments, netted = _segments(claim, credits)
+
+
+def _overlaps(
+    claim: ClaimView, paid: Sequence[PaidSpan], epochs: Mapping[int, EpochView]
+) -> tuple[int, tuple[PaidSpan, ...]]:
+    """The units the claim shares with spans already paid (allowed only after a forced
+    recall, :func:`_overlap_allowed`), with those spans; AlreadySpent for any other."""
     loss_units = 0
     overlapped: list[PaidSpan] = []
     for span in paid:
@@ -211,6 +237,14 @@ def check_claim(
                 )
             loss_units += high - low
             overlapped.append(span)
+    return loss_units, tuple(overlapped)
+
+
+def _check_word(
+    claim: ClaimView, known: Sequence[IndexedWord], hash_budget: int, verify: WordVerifier
+) -> int:
+    """``w[to]`` hashes down to the nearest known word at or below ``from``, within the
+    budget (checked before hashing); returns the hash steps it took."""
     anchor = nearest_known_at_or_below(known, claim.from_index)
     if anchor is None:
         raise PreconditionFailed("the broker holds no word at or below the claim's start")
@@ -223,18 +257,7 @@ def check_claim(
     ecoin = bytes.fromhex(claim.ecoin_id)
     if not verify(ecoin, anchor.index, anchor.word, claim.to_index, claim.word, steps):
         raise BadPayword("the claim's word does not hash down to the word the broker holds")
-    paid_units = sum(r.units for r in claim.ranges)
-    refund_units = sum(c.refund_units for c in netted)
-    covered = sum(to - frm for frm, to in segments)
-    return ClaimOutcome(
-        paid_units=paid_units,
-        refund_units=refund_units,
-        void_units=(claim.to_index - claim.from_index) - covered,
-        credits=netted,
-        hash_steps=steps,
-        loss_units=min(loss_units, paid_units),
-        overlapped=tuple(overlapped),
-    )
+    return steps
 
 
 def _overlap_allowed(
