@@ -1,10 +1,10 @@
 """The bank adapter: every macro-payment between the outside world and the broker.
 
 NetPay's money enters when a reader buys a coin and leaves when the broker
-pays a vendor or refunds a reader. :class:`Bank` is that seam; the built-in
-:class:`DemoBank` keeps the readers' and vendors' bank accounts in the
-broker's own double-entry ledger, so a movement and the books it changes
-commit in one transaction. A real bank adapter would post the same ledger
+pays a vendor or refunds a reader. :class:`broker.services.ports.Bank` is
+that seam; the built-in :class:`DemoBank` keeps the readers' and vendors'
+bank accounts in the broker's own double-entry ledger, so a movement and
+the books it changes commit in one transaction. A real bank adapter would post the same ledger
 transactions and call its bank (idempotently, by the same ``key``) from an
 outbox; nothing else in the broker changes.
 
@@ -16,55 +16,11 @@ without posting anything when it cannot move the money.
 
 from __future__ import annotations
 
-from typing import Protocol
-
 from broker.domain import AccountRef, LedgerEntry, Transaction
 from broker.storage import Repos
 from netpay.errors import Insufficient
 
-__all__ = ["Bank", "DemoBank"]
-
-
-class Bank(Protocol):
-    def open_reader_account(
-        self, repos: Repos, reader_id: str, currency: str, key: str, at_ms: int
-    ) -> None:
-        """A new reader's account (the demo bank also deposits its opening balance)."""
-
-    def collect(
-        self,
-        repos: Repos,
-        reader_id: str,
-        amount_minor: int,
-        currency: str,
-        *,
-        kind: str,
-        key: str,
-        at_ms: int,
-        into: AccountRef | None = None,
-    ) -> int:
-        """The reader pays ``amount_minor`` into the broker float (a coin bought) or
-        ``into`` another broker account (a loss paid back); :class:`Insufficient`
-        without the funds. Returns the transaction id."""
-
-    def pay_vendor(
-        self, repos: Repos, vendor_id: str, amount_minor: int, currency: str, key: str, at_ms: int
-    ) -> None:
-        """Pay a vendor what the broker owes it (from its payable account)."""
-
-    def refund_reader(
-        self,
-        repos: Repos,
-        reader_id: str,
-        currency: str,
-        key: str,
-        at_ms: int,
-        *,
-        from_float_minor: int,
-        from_refund_balance_minor: int,
-    ) -> None:
-        """Pay a reader back: unclaimed coin value from the float and their refund
-        balance (window credits, vendor refunds)."""
+__all__ = ["DemoBank"]
 
 
 class DemoBank:

@@ -100,8 +100,8 @@ def _add_vendor(args: argparse.Namespace) -> int:
 
 
 def _reconcile(args: argparse.Namespace) -> int:
-    from broker.reconcile import reconcile
     from broker.server import open_store
+    from broker.services.reconcile import reconcile
 
     store = open_store(Path(args.data_dir), _db_url(args))
     try:

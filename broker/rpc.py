@@ -334,14 +334,14 @@ class BrokerServicer(broker_pb2_grpc.BrokerServicer):
         self, request: bpb.RedeemRequest, context: grpc.ServicerContext
     ) -> bpb.RedeemResponse:
         vendor_id = self._vendor(context)
-        return self._services.redemption.redeem(vendor_id, request)
+        return self._services.redeem(vendor_id, request)
 
     @maps_errors
     def History(  # noqa: N802
         self, request: bpb.HistoryRequest, context: grpc.ServicerContext
     ) -> bpb.HistoryResponse:
         reader_id, vendor_id = self._services.authenticate_any(_token(context))
-        items = self._services.redemption.history(
+        items = self._services.history(
             reader_id=reader_id,
             vendor_id=vendor_id,
             ecoin_id=request.ecoin_id,

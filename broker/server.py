@@ -59,7 +59,7 @@ class BrokerConfig:
     # The web portal's listen address (port 0 allowed); None: no portal.
     web_addr: str | None = None
     # How often the broker refunds coins past expiry + grace (0: never; tests call
-    # services.redemption.refund_expired() themselves).
+    # services.refund_expired() themselves).
     refund_interval_s: float = 3600.0
 
 
@@ -209,7 +209,7 @@ def _refund_loop(services: BrokerServices, stop: threading.Event, interval_s: fl
     """Refund coins past expiry + grace, at start and then every ``interval_s``."""
     while True:
         try:
-            refunds = services.redemption.refund_expired()
+            refunds = services.refund_expired()
             if refunds:
                 log.info("refunded %d expired coins to their readers", len(refunds))
         except Exception:

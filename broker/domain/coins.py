@@ -40,6 +40,7 @@ __all__ = [
     "Reclaim",
     "RenewLease",
     "Unfreeze",
+    "WalletKind",
     "allowed_events",
     "check_can_draw",
     "effective_state",
@@ -58,6 +59,14 @@ class CoinState(enum.StrEnum):
 
 
 FINAL_STATES = frozenset({CoinState.EXPIRED})
+
+
+class WalletKind(enum.StrEnum):
+    """Where a coin's chain lives: with the reader, or sealed at the broker."""
+
+    UNSPECIFIED = "unspecified"
+    CLIENT_SIDE = "client_side"
+    SERVER_SIDE = "server_side"
 
 
 class EpochOpening(enum.StrEnum):

@@ -23,7 +23,6 @@ from broker.storage.tables import (
     CoinRow,
     CustodyEpochRow,
 )
-from netpay.errors import Conflict
 
 __all__ = ["CoinRepo", "StoredCoin"]
 
@@ -142,8 +141,8 @@ class CoinRepo:
         )
         return [_stored(row) for row in rows]
 
-    def apply(self, before: CoinRecordView, after: CoinRecordView) -> None:
-        """Compare-and-set the custody columns; Conflict when the row moved meanwhile."""
+    def apply(self, before: CoinRecordView, after: CoinRecordView) -> bool:
+        """Compare-and-set the custody columns; False when the row moved meanwhile."""
         assert before.ecoin_id == after.ecoin_id
         result = self._s.execute(
             update(CoinRow)
@@ -167,8 +166,7 @@ class CoinRepo:
             )
             .execution_options(synchronize_session=False)
         )
-        if rowcount(result) != 1:
-            raise Conflict("the coin changed meanwhile; read it again")
+        return rowcount(result) == 1
 
     def epoch(self, ecoin_id: str, epoch: int) -> EpochView | None:
         row = self._s.scalars(
@@ -225,9 +223,10 @@ class CoinRepo:
         end: IndexedWord | int,
         now_ms: int,
         reason: EpochOpening,
-    ) -> None:
-        """Close an open epoch at ``end`` (compare-and-set on its still being open);
-        a bare index for a force-closed epoch, whose end word nobody showed."""
+    ) -> bool:
+        """Close an open epoch at ``end`` (compare-and-set on its still being open;
+        False when it is not); a bare index for a force-closed epoch, whose end word
+        nobody showed."""
         index, word = (end, None) if isinstance(end, int) else (end.index, end.word)
         result = self._s.execute(
             update(CustodyEpochRow)
@@ -244,5 +243,4 @@ class CoinRepo:
             )
             .execution_options(synchronize_session=False)
         )
-        if rowcount(result) != 1:
-            raise Conflict(f"epoch {epoch} is not open")
+        return rowcount(result) == 1

@@ -15,7 +15,6 @@ from broker.storage.tables import (
     ReaderRow,
     ReaderTokenRow,
 )
-from netpay.errors import Conflict
 
 __all__ = ["ReaderRepo"]
 
@@ -44,16 +43,15 @@ class ReaderRepo:
             stmt = stmt.with_for_update()
         return self._s.scalars(stmt).first()
 
-    def set_password_hash(self, reader_id: str, old_hash: str, new_hash: str) -> None:
-        """Compare-and-set the password hash; Conflict when it changed meanwhile."""
+    def set_password_hash(self, reader_id: str, old_hash: str, new_hash: str) -> bool:
+        """Compare-and-set the password hash; False when it changed meanwhile."""
         result = self._s.execute(
             update(ReaderRow)
             .where(ReaderRow.reader_id == reader_id, ReaderRow.password_hash == old_hash)
             .values(password_hash=new_hash)
             .execution_options(synchronize_session=False)
         )
-        if rowcount(result) != 1:
-            raise Conflict("the password changed meanwhile")
+        return rowcount(result) == 1
 
     def delete_tokens(self, reader_id: str) -> None:
         """Revoke every API token of the reader."""

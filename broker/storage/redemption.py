@@ -29,7 +29,6 @@ from broker.storage.tables import (
     VendorRefundRow,
     WindowCreditRow,
 )
-from netpay.errors import Conflict
 
 __all__ = ["RedemptionRepo", "StoredClaim", "StoredCredit", "StoredRange"]
 
@@ -258,7 +257,8 @@ class RedemptionRepo:
         ).first()
         return None if row is None else _credit(row)
 
-    def net_credit(self, ecoin_id: str, epoch: int, window_top: int, claim_id: int) -> None:
+    def net_credit(self, ecoin_id: str, epoch: int, window_top: int, claim_id: int) -> bool:
+        """Compare-and-set: the credit is netted by ``claim_id``; False when it already was."""
         result = self._s.execute(
             update(WindowCreditRow)
             .where(
@@ -270,8 +270,7 @@ class RedemptionRepo:
             .values(claim_id=claim_id)
             .execution_options(synchronize_session=False)
         )
-        if rowcount(result) != 1:
-            raise Conflict("the window credit was netted meanwhile")
+        return rowcount(result) == 1
 
     def pending_refund_units(self, ecoin_id: str) -> int:
         """Units of the coin's kept window credits (netted or not): on their way back."""

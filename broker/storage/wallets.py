@@ -17,7 +17,6 @@ from broker.storage.tables import (
     WalletSessionRow,
     WalletSigninFailureRow,
 )
-from netpay.errors import Conflict
 
 __all__ = ["WalletRepo"]
 
@@ -109,8 +108,8 @@ class WalletRepo:
             .execution_options(populate_existing=True)
         ).first()
 
-    def draw_from_grant(self, grant_id: str, drawn_before: int, units: int) -> None:
-        """Compare-and-set the grant's drawn units; Conflict when it moved meanwhile."""
+    def draw_from_grant(self, grant_id: str, drawn_before: int, units: int) -> bool:
+        """Compare-and-set the grant's drawn units; False when it moved meanwhile."""
         result = self._s.execute(
             update(WalletGrantRow)
             .where(
@@ -121,8 +120,7 @@ class WalletRepo:
             .values(drawn_units=drawn_before + units)
             .execution_options(synchronize_session=False)
         )
-        if rowcount(result) != 1:
-            raise Conflict("the wallet grant changed meanwhile; try again")
+        return rowcount(result) == 1
 
     # browser sessions
 

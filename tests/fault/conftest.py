@@ -35,8 +35,8 @@ import grpc
 import pytest
 import requests
 
-from broker.reconcile import Reconciliation, reconcile
 from broker.server import BrokerConfig, BrokerHandle, add_vendor, start_broker
+from broker.services.reconcile import Reconciliation, reconcile
 from netpay.chain import Chain, new_ecoin_id, new_seed
 from netpay.clock import Clock, FakeClock, SystemClock
 from netpay.encoding import b64url_decode

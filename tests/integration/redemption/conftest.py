@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import requests
 
 from broker.domain import AccountRef
-from broker.reconcile import Reconciliation, reconcile
+from broker.services.reconcile import Reconciliation, reconcile
 from tests.integration.vendor_windows.conftest import (  # noqa: F401 (fixtures, re-exported)
     JSON,
     Reader,

@@ -26,7 +26,7 @@ def test_unclaimed_value_and_window_credits_go_back_after_the_grace_period(
     assert v1.redeemer.redeem().paid_minor == {"EUR": 15}
     # The Gazette never redeems its 7 cents in time.
 
-    services = broker.services.redemption
+    services = broker.services
     assert services.refund_expired() == []  # not expired yet
     clock.advance(90 * DAY_S)  # the coin expires; the grace period runs
     assert services.refund_expired() == []

@@ -74,7 +74,7 @@ def test_a_refund_after_redemption_is_netted_by_the_next_batch(
     # The reader's history at the broker lists it.
     [line] = [
         h
-        for h in broker.services.redemption.history(reader_id=_owner(broker, ecoin))
+        for h in broker.services.history(reader_id=_owner(broker, ecoin))
         if h.kind == "vendor_refund"
     ]
     assert (line.vendor_id, line.to_index, line.amount_minor) == ("daily-hash", 10, 4)
