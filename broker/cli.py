@@ -6,11 +6,17 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from netpay.ready import install_stop_handlers, print_ready
 
-__all__ = ["add_commands"]
+if TYPE_CHECKING:
+    from broker.services.reconcile import Reconciliation
+
+__all__ = ["COMMANDS", "add_commands"]
 
 DEFAULT_GRPC_ADDR = "127.0.0.1:7700"
 DB_URL_ENV = "NETPAY_DB_URL"
@@ -115,17 +121,22 @@ def _reconcile(args: argparse.Namespace) -> int:
     if args.json:
         sys.stdout.write(json.dumps(report.as_json(), sort_keys=True) + "\n")
     else:
-        for currency, diff in sorted(report.conservation_cents.items()):
-            sys.stdout.write(
-                f"{currency}: debits {report.reader_debits_cents[currency]}, "
-                f"outstanding {report.outstanding_cents[currency]}, "
-                f"redeemed {report.redeemed_cents[currency]}, "
-                f"refunded {report.refunded_cents[currency]}, "
-                f"losses {report.broker_losses_cents[currency]} -> conservation {diff}\n"
-            )
-        sys.stdout.write(f"disputes: {len(report.disputes)}; balanced: {report.balanced}\n")
+        _write_report(report)
     sys.stdout.flush()
     return 0 if report.balanced else 1
+
+
+def _write_report(report: Reconciliation) -> None:
+    """The reconciliation as text: one line per currency, then the verdict."""
+    for currency, diff in sorted(report.conservation_cents.items()):
+        sys.stdout.write(
+            f"{currency}: debits {report.reader_debits_cents[currency]}, "
+            f"outstanding {report.outstanding_cents[currency]}, "
+            f"redeemed {report.redeemed_cents[currency]}, "
+            f"refunded {report.refunded_cents[currency]}, "
+            f"losses {report.broker_losses_cents[currency]} -> conservation {diff}\n"
+        )
+    sys.stdout.write(f"disputes: {len(report.disputes)}; balanced: {report.balanced}\n")
 
 
 def _non_negative(text: str) -> int:
@@ -135,83 +146,102 @@ def _non_negative(text: str) -> int:
     return value
 
 
-def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add `broker` with its subcommands to the `netpay` parser."""
-    broker = sub.add_parser(
-        "broker",
-        help="run the broker and administer it",
-        description="The NetPay broker: sells coins, keeps their custody, certifies vendors.",
-        epilog=_BROKER_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    commands = broker.add_subparsers(dest="broker_command", required=True, metavar="COMMAND")
+@dataclass(frozen=True)
+class _Arg:
+    """One ``add_argument`` call: its flags and its options."""
 
-    serve = commands.add_parser(
-        "serve",
+    flags: tuple[str, ...]
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def _arg(*flags: str, **options: Any) -> _Arg:
+    return _Arg(flags, options)
+
+
+@dataclass(frozen=True)
+class _Command:
+    """A ``netpay broker`` subcommand: its name, help, description, examples (epilog),
+    arguments and the function that runs it."""
+
+    name: str
+    help: str
+    description: str
+    epilog: str
+    arguments: tuple[_Arg, ...]
+    handler: Callable[[argparse.Namespace], int]
+
+
+_DB_URL_ARG = _arg("--db-url", help=f"database URL (default: ${DB_URL_ENV} or SQLite)")
+
+COMMANDS: tuple[_Command, ...] = (
+    _Command(
+        name="serve",
         help="serve the broker's gRPC API and, with --web-addr, its web portal",
         description="Serve the broker's gRPC API (health and reflection included) and, "
         "with --web-addr, the readers' web portal.",
         epilog=_SERVE_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    serve.add_argument("--data-dir", required=True, help="key, id and SQLite database live here")
-    serve.add_argument(
-        "--grpc-addr",
-        default=DEFAULT_GRPC_ADDR,
-        metavar="H:P",
-        help=f"gRPC listen address; port 0 picks a free port (default {DEFAULT_GRPC_ADDR})",
-    )
-    serve.add_argument(
-        "--web-addr",
-        metavar="H:P",
-        help="serve the reader web portal here; port 0 picks a free port (default: no portal)",
-    )
-    serve.add_argument(
-        "--db-url",
-        help=f"SQLAlchemy database URL (default: ${DB_URL_ENV} or the data dir's SQLite)",
-    )
-    serve.add_argument(
-        "--insecure",
-        action="store_true",
-        help="allow a plaintext listener on a non-loopback address",
-    )
-    serve.add_argument(
-        "--broker-id",
-        default="broker",
-        help="broker id [a-z0-9-]{1,32}, used only when the data dir is made (default broker)",
-    )
-    serve.add_argument(
-        "--demo-deposit-minor",
-        type=_non_negative,
-        default=10_000,
-        metavar="N",
-        help="demo bank: opening deposit per currency for each new reader (default 10000)",
-    )
-    serve.add_argument(
-        "--currency",
-        action="extend",
-        nargs="+",
-        metavar="CUR",
-        help="currencies offered (ISO 4217, repeatable; default EUR)",
-    )
-    serve.set_defaults(func=_serve)
-
-    add_vendor = commands.add_parser(
-        "add-vendor",
+        arguments=(
+            _arg("--data-dir", required=True, help="key, id and SQLite database live here"),
+            _arg(
+                "--grpc-addr",
+                default=DEFAULT_GRPC_ADDR,
+                metavar="H:P",
+                help=f"gRPC listen address; port 0 picks a free port (default {DEFAULT_GRPC_ADDR})",
+            ),
+            _arg(
+                "--web-addr",
+                metavar="H:P",
+                help="serve the reader web portal here; port 0 picks a free port "
+                "(default: no portal)",
+            ),
+            _arg(
+                "--db-url",
+                help=f"SQLAlchemy database URL (default: ${DB_URL_ENV} or the data dir's SQLite)",
+            ),
+            _arg(
+                "--insecure",
+                action="store_true",
+                help="allow a plaintext listener on a non-loopback address",
+            ),
+            _arg(
+                "--broker-id",
+                default="broker",
+                help="broker id [a-z0-9-]{1,32}, used only when the data dir is made "
+                "(default broker)",
+            ),
+            _arg(
+                "--demo-deposit-minor",
+                type=_non_negative,
+                default=10_000,
+                metavar="N",
+                help="demo bank: opening deposit per currency for each new reader (default 10000)",
+            ),
+            _arg(
+                "--currency",
+                action="extend",
+                nargs="+",
+                metavar="CUR",
+                help="currencies offered (ISO 4217, repeatable; default EUR)",
+            ),
+        ),
+        handler=_serve,
+    ),
+    _Command(
+        name="add-vendor",
         help="admit a vendor; prints its one-time enrollment token",
         description="Admit a vendor and print its one-time enrollment token.",
         epilog=_ADD_VENDOR_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    add_vendor.add_argument("vendor_id", metavar="ID", help="vendor id [a-z0-9-]{1,32}")
-    add_vendor.add_argument("--origin", metavar="URL", help="fix the vendor's web origin")
-    add_vendor.add_argument("--data-dir", required=True, help="the broker's data dir")
-    add_vendor.add_argument("--db-url", help=f"database URL (default: ${DB_URL_ENV} or SQLite)")
-    add_vendor.add_argument("--json", action="store_true", help="print a JSON object")
-    add_vendor.set_defaults(func=_add_vendor)
-
-    reconcile = commands.add_parser(
-        "reconcile",
+        arguments=(
+            _arg("vendor_id", metavar="ID", help="vendor id [a-z0-9-]{1,32}"),
+            _arg("--origin", metavar="URL", help="fix the vendor's web origin"),
+            _arg("--data-dir", required=True, help="the broker's data dir"),
+            _DB_URL_ARG,
+            _arg("--json", action="store_true", help="print a JSON object"),
+        ),
+        handler=_add_vendor,
+    ),
+    _Command(
+        name="reconcile",
         help="check the books: bank vs ledger vs claims, per currency",
         description=(
             "Reconcile the books as of the end of a UTC day: reader debits against "
@@ -221,15 +251,43 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
             "disputes. Exit code 0 when balanced, 1 otherwise."
         ),
         epilog=_RECONCILE_EPILOG,
+        arguments=(
+            _arg("--data-dir", required=True, help="the broker's data dir"),
+            _arg(
+                "--day", required=True, metavar="YYYY-MM-DD", help="the UTC day to reconcile up to"
+            ),
+            _DB_URL_ARG,
+            _arg("--json", action="store_true", help="print one JSON line"),
+            _arg(
+                "--csv",
+                metavar="FILE",
+                type=Path,
+                help="also write the day's ledger entries as CSV",
+            ),
+        ),
+        handler=_reconcile,
+    ),
+)
+
+
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `broker` with its subcommands (:data:`COMMANDS`) to the `netpay` parser."""
+    broker = sub.add_parser(
+        "broker",
+        help="run the broker and administer it",
+        description="The NetPay broker: sells coins, keeps their custody, certifies vendors.",
+        epilog=_BROKER_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    reconcile.add_argument("--data-dir", required=True, help="the broker's data dir")
-    reconcile.add_argument(
-        "--day", required=True, metavar="YYYY-MM-DD", help="the UTC day to reconcile up to"
-    )
-    reconcile.add_argument("--db-url", help=f"database URL (default: ${DB_URL_ENV} or SQLite)")
-    reconcile.add_argument("--json", action="store_true", help="print one JSON line")
-    reconcile.add_argument(
-        "--csv", metavar="FILE", type=Path, help="also write the day's ledger entries as CSV"
-    )
-    reconcile.set_defaults(func=_reconcile)
+    commands = broker.add_subparsers(dest="broker_command", required=True, metavar="COMMAND")
+    for command in COMMANDS:
+        parser = commands.add_parser(
+            command.name,
+            help=command.help,
+            description=command.description,
+            epilog=command.epilog,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        for argument in command.arguments:
+            parser.add_argument(*argument.flags, **argument.options)
+        parser.set_defaults(func=command.handler)

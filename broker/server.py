@@ -15,7 +15,7 @@ from broker.storage import BrokerStore
 from broker.web import SECRET_FILE, PortalDeps, create_app
 from netpay.clock import Clock, SystemClock
 from netpay.encoding import check_currency, check_party_id, is_loopback_host
-from netpay.envelope import load_or_create_key
+from netpay.envelope import SigningKey, load_or_create_key
 from netpay.files import ensure_private_dir, load_or_create_secret, read_json, write_private
 from netpay.limits import DEFAULT_LIMITS, Limits
 from netpay.sqlstore import make_engine, sqlite_url
@@ -152,23 +152,8 @@ def start_broker(config: BrokerConfig, *, clock: Clock | None = None) -> BrokerH
     broker_id = _broker_id(data_dir, config.broker_id)
     store = open_store(data_dir, config.db_url)
     try:
-        services = BrokerServices(
-            store,
-            key,
-            broker_id,
-            limits=config.limits,
-            currencies=config.currencies,
-            demo_deposit_minor=config.demo_deposit_minor,
-            clock=clock or SystemClock(),
-            seed_vault=vault,
-        )
-        servicer = BrokerServicer(services)
-        server = create_grpc_server(
-            config.grpc_addr,
-            [lambda s: broker_pb2_grpc.add_BrokerServicer_to_server(servicer, s)],  # type: ignore[no-untyped-call]
-            [SERVICE_NAME],
-            insecure=config.insecure,
-        )
+        services = _services(config, store, key, broker_id, vault, clock or SystemClock())
+        server = _grpc_server(config, services)
     except BaseException:
         store.dispose()
         raise
@@ -195,14 +180,48 @@ def start_broker(config: BrokerConfig, *, clock: Clock | None = None) -> BrokerH
         _web=web,
     )
     if config.refund_interval_s > 0:
-        handle._loop = threading.Thread(
-            target=_refund_loop,
-            args=(services, handle._loop_stop, config.refund_interval_s),
-            name="broker-refunds",
-            daemon=True,
-        )
-        handle._loop.start()
+        _start_refund_loop(handle, config.refund_interval_s)
     return handle
+
+
+def _services(
+    config: BrokerConfig,
+    store: BrokerStore,
+    key: SigningKey,
+    broker_id: str,
+    vault: SeedVault,
+    clock: Clock,
+) -> BrokerServices:
+    return BrokerServices(
+        store,
+        key,
+        broker_id,
+        limits=config.limits,
+        currencies=config.currencies,
+        demo_deposit_minor=config.demo_deposit_minor,
+        clock=clock,
+        seed_vault=vault,
+    )
+
+
+def _grpc_server(config: BrokerConfig, services: BrokerServices) -> GrpcServer:
+    servicer = BrokerServicer(services)
+    return create_grpc_server(
+        config.grpc_addr,
+        [lambda s: broker_pb2_grpc.add_BrokerServicer_to_server(servicer, s)],  # type: ignore[no-untyped-call]
+        [SERVICE_NAME],
+        insecure=config.insecure,
+    )
+
+
+def _start_refund_loop(handle: BrokerHandle, interval_s: float) -> None:
+    handle._loop = threading.Thread(
+        target=_refund_loop,
+        args=(handle.services, handle._loop_stop, interval_s),
+        name="broker-refunds",
+        daemon=True,
+    )
+    handle._loop.start()
 
 
 def _refund_loop(services: BrokerServices, stop: threading.Event, interval_s: float) -> None:
