@@ -2,9 +2,11 @@
 tests call: :class:`BrokerServices`, every broker use case as a one-line delegation
 to the area that holds it.
 
-Areas and what they may call (no cycles): ``ledger`` <- ``identity`` <- ``accounts``,
-``wallets`` <- ``custody``; ``ledger`` <- ``coins``, ``redemption``; ``history``
-alone. See docs/architecture.md for the map from use case to module.
+What an area may import (no cycles): ``ports`` and ``common`` are for all;
+``ledger`` is called by ``identity``, ``coins`` and ``redemption``; ``identity`` by
+``accounts`` and ``wallets``; ``wallets`` by ``custody``; ``credits`` by ``custody``
+and ``redemption``; ``epochs`` by ``custody``; ``refunds`` by ``redemption``;
+``history`` and ``reconcile`` by nobody. Only this module composes them.
 """
 
 from __future__ import annotations

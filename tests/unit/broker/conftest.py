@@ -17,17 +17,6 @@ from tests.unit.broker.fakes import FakeUnitOfWork
 
 PASSWORD = "correct horse battery"
 DEPOSIT_MINOR = 1_000
-# Small allowances so the acquire bound (20 + 50 + 100 + 30 = 200 units for a
-# unit value of 1) is cheap to cross in a test.
-LIMITS = DEFAULT_LIMITS.replace(
-    max_checkpoint_indexes=20,
-    max_unreported_units=20,
-    max_window_units=50,
-    max_gap_units=100,
-    max_click_amount_minor=30,
-)
-
-
 @dataclass
 class Vendor:
     vendor_id: str
@@ -65,7 +54,7 @@ def services(uow: FakeUnitOfWork, clock: FakeClock) -> BrokerServices:
         uow,
         SigningKey.generate(),
         "broker",
-        limits=LIMITS,
+        limits=DEFAULT_LIMITS,
         currencies=("EUR",),
         demo_deposit_minor=DEPOSIT_MINOR,
         clock=clock,
