@@ -17,6 +17,8 @@ from tests.unit.broker.fakes import FakeUnitOfWork
 
 PASSWORD = "correct horse battery"
 DEPOSIT_MINOR = 1_000
+
+
 @dataclass
 class Vendor:
     vendor_id: str
