@@ -12,7 +12,6 @@ from pathlib import Path
 
 from ewallet_client.domain import CoinEvent, CoinState
 from ewallet_client.store import NewCoin, WalletStore
-from ewallet_client.wallet import Wallet
 from ewallet_client.wallet.coins import new_coin
 
 from .conftest import DAY_MS, add_coin, allocate
