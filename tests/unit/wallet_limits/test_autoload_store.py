@@ -13,8 +13,9 @@ from pathlib import Path
 from ewallet_client.domain import CoinEvent, CoinState
 from ewallet_client.store import NewCoin, WalletStore
 from ewallet_client.wallet.coins import new_coin
+from tests.fakes.broker import DAY_MS
 
-from .conftest import DAY_MS, add_coin, allocate
+from .conftest import add_coin, allocate
 
 NOW_MS = 1_800_000_000_000
 

@@ -19,8 +19,8 @@ from netpay.clock import FakeClock
 from netpay.errors import BrokerUnavailable, Insufficient, InvalidArgument
 from netpay.v1 import broker_pb2
 from netpay.v1 import statements_pb2 as pb
-
-from .conftest import DAY_MS, FakeBroker, FakeVendor
+from tests.fakes.broker import DAY_MS, FakeBroker
+from tests.fakes.vendor import FakeVendor
 
 BANK = 10_000  # the fake broker's opening deposit
 
