@@ -215,7 +215,9 @@ class Coins:
             resp = client.buy_coin(token, request)
         except NetPayError as err:
             if _sale_refused(err):
-                self._change_state(coin.ecoin_id, CoinEvent.REFUSED)
+                with self._uow() as unit:
+                    unit.coins.change_state(coin.ecoin_id, CoinEvent.REFUSED)
+                    unit.commit()
             raise
         st = self._link.settings()
         assert st.broker_public_key is not None and st.broker_id is not None
@@ -238,27 +240,15 @@ class Coins:
                 coin.ecoin_id,
                 coin.n * coin.unit_value_minor,
             )
-        return self._change_state(
-            coin.ecoin_id,
-            CoinEvent.SOLD,
-            touchstone=resp.touchstone.SerializeToString(),
-            expires_at_ms=touchstone.expires_at_ms,
-        )
-
-    def _change_state(
-        self,
-        ecoin_id: str,
-        event: CoinEvent,
-        *,
-        touchstone: bytes | None = None,
-        expires_at_ms: int | None = None,
-    ) -> CoinView:
         with self._uow() as unit:
-            view = unit.coins.change_state(
-                ecoin_id, event, touchstone=touchstone, expires_at_ms=expires_at_ms
+            active = unit.coins.change_state(
+                coin.ecoin_id,
+                CoinEvent.SOLD,
+                touchstone=resp.touchstone.SerializeToString(),
+                expires_at_ms=touchstone.expires_at_ms,
             )
             unit.commit()
-            return view
+            return active
 
     def coin(self, ecoin_id: str) -> CoinView:
         with self._uow() as unit:

@@ -190,11 +190,8 @@ class FakeVendor:
         self.coins[cred.ecoin_id] = (cred.index, cred.payword)
         return None
 
-    def pay(self, item: str, auth: str) -> Response:
-        """A click paid with a NetPay header."""
-        self.paid_requests.append(auth)
-        if self.inject:
-            return self.inject.pop(0)
+    def _credentials(self, auth: str) -> tuple[Credentials, pb.Touchstone] | Response:
+        """The header and its coin's touchstone, or the refusal to send."""
         try:
             cred = parse_authorization(auth)
         except Malformed as exc:
@@ -202,6 +199,17 @@ class FakeVendor:
         ts = self.broker.coins.get(cred.ecoin_id)
         if ts is None:
             return self.error(402, "bad_payword")
+        return cred, ts
+
+    def pay(self, item: str, auth: str) -> Response:
+        """A click paid with a NetPay header."""
+        self.paid_requests.append(auth)
+        if self.inject:
+            return self.inject.pop(0)
+        found = self._credentials(auth)
+        if isinstance(found, Response):
+            return found
+        cred, ts = found
         replay = self.clicks.get((cred.ecoin_id, cred.index, cred.payword))
         if replay is not None:
             if replay[0] != item:
@@ -269,13 +277,10 @@ class FakeVendor:
         if auth in self.window_headers:  # a retry: the same window, nothing spent
             body, handle = self.window_headers[auth]
             return self.window_answer(json.loads(body), handle)
-        try:
-            cred = parse_authorization(auth)
-        except Malformed as exc:
-            return json_response(400, {"error": "malformed", "detail": exc.detail})
-        ts = self.broker.coins.get(cred.ecoin_id)
-        if ts is None:
-            return self.error(402, "bad_payword")
+        found = self._credentials(auth)
+        if isinstance(found, Response):
+            return found
+        cred, ts = found
         refused = self._spend(cred, ts, None)
         if refused is not None:
             return refused
