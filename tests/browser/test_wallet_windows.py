@@ -30,7 +30,7 @@ from werkzeug.serving import make_server
 from broker.server import BrokerConfig, add_vendor, start_broker
 from ewallet_client import Wallet
 from ewallet_client.bridge import BridgeHandle, start_bridge
-from tests.browser.conftest import PageServer
+from tests.fakes.pages import PageServer
 from vendor.server import VendorConfig, start_vendor
 
 pytestmark = pytest.mark.browser

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ewallet_client.domain import CoinState
 from ewallet_client.wallet import Wallet
+from ewallet_client.wallet.coins import new_coin
 from netpay.envelope import open_envelope
 from netpay.v1 import broker_pb2
 from netpay.v1 import statements_pb2 as pb
@@ -78,7 +79,7 @@ def test_a_reused_request_id_after_a_crash_does_not_buy_twice(world: World) -> N
     # The process stored the purchase as pending, sent BuyCoin, and died before
     # the reply: the broker sold the coin, the wallet does not know it yet.
     claimed = wallet.store.claim_autoload(
-        Wallet._new_coin(100, 1, "EUR"), now_ms=10**13, skew_ms=0
+        new_coin(100, 1, "EUR"), now_ms=10**13, skew_ms=0
     )  # far in the future, every coin has expired: the usable balance is 0
     assert claimed is not None
     pending = claimed[0]

@@ -82,8 +82,8 @@ def test_a_window_the_vendor_does_not_honour_falls_back_to_per_click(world: Worl
     art = world.articles("daily")[0]
     window = wallet.open_window(art["url"], 50)
     # The wallet's copy of the handle is wrong (a stale or foreign handle).
-    with wallet.store._uow() as s:  # reach into the test's own store
-        row = s.get(WindowRow, window.window_id)
+    with wallet.store.begin() as s:  # reach into the test's own store
+        row = s.session.get(WindowRow, window.window_id)
         assert row is not None
         row.handle = "A" * 43
         s.commit()

@@ -13,14 +13,14 @@ from typing import Any
 
 import pytest
 
-import ewallet_client.wallet
+import ewallet_client
 from ewallet_client.domain import CoinEvent, CoinState
 from ewallet_client.store import DB_NAME, PEBBLE_EVERY, WalletStore
 from netpay.chain import Chain, hash_down, new_ecoin_id, new_seed
 from netpay.clock import FakeClock
 from netpay.errors import Insufficient, PreconditionFailed
 
-REPO = Path(ewallet_client.wallet.__file__).resolve().parents[1]
+REPO = Path(ewallet_client.__file__).resolve().parents[1]
 
 
 def _mode(p: Path) -> int:

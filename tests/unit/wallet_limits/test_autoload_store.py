@@ -12,15 +12,16 @@ from pathlib import Path
 
 from ewallet_client.domain import CoinEvent, CoinState
 from ewallet_client.store import NewCoin, WalletStore
-from ewallet_client.wallet import Wallet
+from ewallet_client.wallet.coins import new_coin
+from tests.fakes.broker import DAY_MS
 
-from .conftest import DAY_MS, add_coin, allocate
+from .conftest import add_coin, allocate
 
 NOW_MS = 1_800_000_000_000
 
 
 def _new(units: int = 100, unit_value: int = 1, currency: str = "EUR") -> NewCoin:
-    return Wallet._new_coin(units, unit_value, currency)
+    return new_coin(units, unit_value, currency)
 
 
 def test_an_agreement_is_set_changed_and_turned_off(store: WalletStore) -> None:

@@ -14,12 +14,13 @@ import pytest
 from ewallet_client.bridge import Bridge
 from ewallet_client.domain import CoinState
 from ewallet_client.wallet import Wallet
+from ewallet_client.wallet.coins import new_coin
 from netpay.clock import FakeClock
 from netpay.errors import BrokerUnavailable, Insufficient, InvalidArgument
 from netpay.v1 import broker_pb2
 from netpay.v1 import statements_pb2 as pb
-
-from .conftest import DAY_MS, FakeBroker, FakeVendor
+from tests.fakes.broker import DAY_MS, FakeBroker
+from tests.fakes.vendor import FakeVendor
 
 BANK = 10_000  # the fake broker's opening deposit
 
@@ -137,7 +138,7 @@ def test_a_crash_before_or_after_buycoin_does_not_buy_twice(
     # the process stores the next purchase as pending, sends BuyCoin, and dies.
     st = wallet.store.settings()
     claimed = wallet.store.claim_autoload(
-        Wallet._new_coin(100, 1, "EUR"), now_ms=10**13, skew_ms=0
+        new_coin(100, 1, "EUR"), now_ms=10**13, skew_ms=0
     )  # every coin is past its expiry then: the usable balance is 0
     assert claimed is not None and claimed[1]
     pending = claimed[0]

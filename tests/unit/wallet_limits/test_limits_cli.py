@@ -15,8 +15,9 @@ import pytest
 
 from ewallet_client import cli
 from netpay.errors import NetPayError
-
-from .conftest import PASSWORD, FakeBroker, FakeVendor
+from tests.fakes.broker import FakeBroker
+from tests.fakes.vendor import FakeVendor
+from tests.fakes.wallet_fixtures import PASSWORD
 
 
 def _parser() -> argparse.ArgumentParser:

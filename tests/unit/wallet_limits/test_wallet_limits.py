@@ -13,8 +13,7 @@ from ewallet_client.wallet import Wallet
 from netpay.clock import FakeClock
 from netpay.errors import LimitExceeded
 from netpay.spending import DAY_MS, utc_day
-
-from .conftest import FakeVendor
+from tests.fakes.vendor import FakeVendor
 
 
 def _today(wallet: Wallet) -> dict[str, tuple[int, int]]:

@@ -13,8 +13,8 @@ from ewallet_client.bridge import BridgeCaps, BridgeHandle, start_bridge
 from ewallet_client.wallet import Wallet
 from netpay.clock import FakeClock
 from netpay.header import parse_authorization
-
-from .conftest import FakeBroker, FakeVendor
+from tests.fakes.broker import FakeBroker
+from tests.fakes.vendor import FakeVendor
 
 
 @pytest.fixture

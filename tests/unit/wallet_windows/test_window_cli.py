@@ -18,8 +18,7 @@ from ewallet_client import cli
 from ewallet_client.wallet import Wallet
 from netpay.clock import FakeClock
 from netpay.errors import NetPayError
-
-from .conftest import FakeVendor
+from tests.fakes.vendor import FakeVendor
 
 
 @pytest.fixture

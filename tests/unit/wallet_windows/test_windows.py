@@ -14,8 +14,7 @@ from netpay.envelope import SigningKey
 from netpay.errors import InvalidArgument, Malformed, NotFound, SignatureInvalid
 from netpay.header import parse_authorization
 from netpay.v1 import statements_pb2 as pb
-
-from .conftest import FakeVendor
+from tests.fakes.vendor import FakeVendor
 
 PRICE = 5
 

@@ -1,26 +1,19 @@
-"""Shared fakes for the wallet's unit tests (tests/unit/wallet, tests/unit/wallet_windows).
+"""The wallet-side fake broker (tests/unit/wallet*, through tests/fakes/wallet_fixtures.py).
 
 ``FakeBroker`` is an in-process broker with the wallet-facing RPCs (a
 ``BrokerApi``, the wallet's ``broker_factory``): readers, tokens, balances
 and coins in dicts, touchstones and vendor certificates signed with its own
 key. ``FakeBrokerServicer`` puts the same fake behind a real gRPC server (for
-the BrokerClient and the CLI). ``Server`` serves a fake newspaper (a Flask
-app) with werkzeug on 127.0.0.1:0; ``json_response`` is the newspapers'
-``{"error", "detail"}`` answer. The newspapers themselves stay in each
-folder's conftest: the click-only one in tests/unit/wallet, the one with
-cookie-cache windows in tests/unit/wallet_windows.
+the BrokerClient and the CLI). The fake newspaper is tests/fakes/vendor.py,
+the page server tests/fakes/pages.py.
 """
 
 from __future__ import annotations
 
-import json
 import secrets
-import threading
 from typing import Any
 
 import grpc
-from flask import Flask, Response
-from werkzeug.serving import make_server
 
 from netpay.clock import FakeClock
 from netpay.envelope import SigningKey, seal
@@ -38,13 +31,7 @@ from netpay.transport.status import maps_errors
 from netpay.v1 import broker_pb2, broker_pb2_grpc
 from netpay.v1 import statements_pb2 as pb
 
-__all__ = [
-    "DAY_MS",
-    "FakeBroker",
-    "FakeBrokerServicer",
-    "Server",
-    "json_response",
-]
+__all__ = ["DAY_MS", "FakeBroker", "FakeBrokerServicer"]
 
 DAY_MS = 86_400_000
 
@@ -260,31 +247,3 @@ class FakeBrokerServicer(broker_pb2_grpc.BrokerServicer):  # type: ignore[misc]
     def GetVendorCertificate(self, request: Any, context: grpc.ServicerContext) -> Any:
         env = self.fake.get_vendor_certificate(request.vendor_id)
         return broker_pb2.GetVendorCertificateResponse(certificate=env)
-
-
-def json_response(
-    status: int, obj: dict[str, object], headers: dict[str, str] | None = None
-) -> Response:
-    return Response(
-        json.dumps(obj), status=status, headers=headers or {}, mimetype="application/json"
-    )
-
-
-class Server:
-    """A fake newspaper's Flask app served by werkzeug on 127.0.0.1:0 (a thread)."""
-
-    def __init__(self, app: Flask) -> None:
-        self.server = make_server("127.0.0.1", 0, app, threaded=True)
-        self.thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
-        self.thread.start()
-
-    @property
-    def origin(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_port}"
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(5)
