@@ -48,6 +48,7 @@ from broker.server import BrokerConfig, BrokerHandle, add_vendor, start_broker
 from ewallet_client import Wallet
 from ewallet_client.bridge import BridgeHandle, normalize_origin, start_bridge
 from netpay.money import Money
+from tests.fakes.wallet_store import shortcuts
 from vendor.server import VendorConfig, VendorHandle, start_vendor
 from vendor.web import format_money
 
@@ -136,7 +137,7 @@ class World:
 
     def approve(self, origin: str) -> None:
         """What ``netpay wallet approve-origin ORIGIN`` does (default caps)."""
-        self.wallet.store.approve_origin(
+        shortcuts(self.wallet).approve_origin(
             normalize_origin(origin),
             max_click_minor=None,
             max_day_minor=None,

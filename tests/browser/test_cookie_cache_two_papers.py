@@ -46,6 +46,7 @@ from ewallet_client.bridge import BridgeHandle, normalize_origin, start_bridge
 from netpay.envelope import open_envelope
 from netpay.money import Money
 from netpay.v1 import statements_pb2 as pb
+from tests.fakes.wallet_store import shortcuts
 from vendor.domain import CloseReason, WindowState
 from vendor.server import VendorConfig, VendorHandle, start_vendor
 from vendor.web import format_money
@@ -80,7 +81,7 @@ class World:
 
     def approve(self, origin: str) -> None:
         """What ``netpay wallet approve-origin ORIGIN`` does (default caps)."""
-        self.wallet.store.approve_origin(
+        shortcuts(self.wallet).approve_origin(
             normalize_origin(origin),
             max_click_minor=None,
             max_day_minor=None,

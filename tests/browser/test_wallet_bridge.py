@@ -32,6 +32,7 @@ from broker.server import BrokerConfig, add_vendor, start_broker
 from ewallet_client import Wallet
 from ewallet_client.bridge import BridgeHandle, start_bridge
 from tests.fakes.pages import PageServer
+from tests.fakes.wallet_store import shortcuts
 from vendor.server import VendorConfig, start_vendor
 
 pytestmark = pytest.mark.browser
@@ -81,7 +82,7 @@ def site(tmp_path: Path, page_server: Callable[..., PageServer]) -> Iterator[Sit
         wallet = Wallet(tmp_path / "wallet")
         wallet.register(broker.grpc_address, "ann", "browser bridge pass")
         wallet.buy(200)
-        wallet.store.approve_origin(
+        shortcuts(wallet).approve_origin(
             newspaper.origin, max_click_minor=None, max_day_minor=None, now_ms=0
         )
         bridge = start_bridge(Wallet(tmp_path / "wallet"), listen="127.0.0.1:0", close_wallet=True)

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from ewallet_client.domain import CoinEvent
-from ewallet_client.store import PEBBLE_EVERY, WalletStore
+from ewallet_client.store import PEBBLE_EVERY
 from ewallet_client.wallet import Wallet
 from netpay.chain import Chain, new_ecoin_id, new_seed
 from netpay.clock import FakeClock
@@ -26,6 +26,7 @@ from netpay.v1 import broker_pb2_grpc
 from tests.fakes.broker import DAY_MS, FakeBroker, FakeBrokerServicer
 from tests.fakes.pages import Server
 from tests.fakes.vendor import FakeVendor
+from tests.fakes.wallet_store import StoreShortcuts
 
 __all__ = [
     "PASSWORD",
@@ -109,8 +110,9 @@ def wallet(make_wallet: Callable[[], Wallet]) -> Wallet:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[WalletStore]:
-    s = WalletStore(tmp_path / "store")
+def store(tmp_path: Path) -> Iterator[StoreShortcuts]:
+    """A wallet file of its own (no Wallet), seen through its one-unit shortcuts."""
+    s = StoreShortcuts.open(tmp_path / "store")
     yield s
     s.close()
 
@@ -129,7 +131,7 @@ def grpc_broker(broker: FakeBroker) -> Iterator[str]:
 
 
 def add_active_coin(
-    store: WalletStore,
+    store: StoreShortcuts,
     now_ms: int,
     n: int = 1000,
     *,

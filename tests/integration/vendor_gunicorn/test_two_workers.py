@@ -52,6 +52,7 @@ from netpay.encoding import b64url_decode
 from netpay.envelope import open_envelope
 from netpay.files import read_json
 from netpay.v1 import statements_pb2 as pb
+from tests.fakes.wallet_store import shortcuts
 from tests.integration.vendor_gunicorn.conftest import VENDOR_ID, World
 from vendor.broker_client import GrpcBrokerClient
 
@@ -298,7 +299,7 @@ def test_a_cookie_cache_window_is_spent_concurrently_on_both_workers(
         coin = wallet.buy(400)
         window = wallet.open_window(f"{world.web}/articles/{articles[0]}", 200)
         assert (window.window_from, window.window_top) == (0, 200)
-        handle = wallet.store.window_handle(window.window_id)
+        handle = shortcuts(wallet).window_handle(window.window_id)
         assert handle is not None
 
         # The wallet's own read pays from the window (a cookie, no Authorization).

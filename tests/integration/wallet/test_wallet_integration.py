@@ -16,6 +16,7 @@ from netpay.envelope import open_envelope
 from netpay.errors import LimitExceeded, PermissionDenied
 from netpay.header import parse_authorization
 from netpay.v1 import statements_pb2 as pb
+from tests.fakes.wallet_store import shortcuts
 
 PASSWORD = "integration pass phrase"
 
@@ -143,4 +144,4 @@ def test_the_cap_and_a_foreign_broker_are_refused(world: Any, wallet: Wallet) ->
             wallet.login(other.grpc_address, "ann", PASSWORD)
     finally:
         other.stop()
-    assert wallet.store.settings().broker_addr == world.broker.grpc_address
+    assert shortcuts(wallet).settings().broker_addr == world.broker.grpc_address

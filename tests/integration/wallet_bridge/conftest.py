@@ -19,6 +19,7 @@ import requests
 from broker.server import BrokerConfig, BrokerHandle, add_vendor, start_broker
 from ewallet_client import Wallet
 from ewallet_client.bridge import BridgeCaps, BridgeHandle, start_bridge
+from tests.fakes.wallet_store import shortcuts
 from vendor.server import VendorConfig, VendorHandle, start_vendor
 
 PASSWORD = "bridge pass phrase"
@@ -53,7 +54,7 @@ class World:
         return str(next(a["url"] for a in items if a["amount"] == 0))
 
     def approve(self, vendor_id: str, **caps: int | None) -> None:
-        self.wallet.store.approve_origin(
+        shortcuts(self.wallet).approve_origin(
             self.origin(vendor_id),
             max_click_minor=caps.get("max_click_minor"),
             max_day_minor=caps.get("max_day_minor"),

@@ -13,11 +13,12 @@ from urllib.parse import urlsplit
 import requests
 
 from ewallet_client.bridge import BridgeCaps, utc_day
+from tests.fakes.wallet_store import shortcuts
 
 
 def _spent(world: Any, vendor_id: str) -> dict[str, tuple[int, int]]:
     day = utc_day(world.wallet.clock.now_ms())
-    spent: dict[str, tuple[int, int]] = world.wallet.store.bridge_spending(
+    spent: dict[str, tuple[int, int]] = shortcuts(world.wallet).bridge_spending(
         world.origin(vendor_id), day
     )
     return spent
@@ -194,7 +195,7 @@ def test_a_revoked_origin_is_refused(world: Any) -> None:
     world.approve("daily")
     art = world.article("daily")
     assert world.post(world.bridge.url, art["url"], origin=world.origin("daily")).ok
-    assert world.wallet.store.revoke_origin(world.origin("daily"))
+    assert shortcuts(world.wallet).revoke_origin(world.origin("daily"))
     resp = world.post(world.bridge.url, art["url"], origin=world.origin("daily"))
     assert resp.status_code == 403
     assert world.index() == art["amount"]

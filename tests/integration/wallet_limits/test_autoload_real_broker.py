@@ -8,13 +8,14 @@ from ewallet_client.wallet.coins import new_coin
 from netpay.envelope import open_envelope
 from netpay.v1 import broker_pb2
 from netpay.v1 import statements_pb2 as pb
+from tests.fakes.wallet_store import shortcuts
 
 from .conftest import BANK_MINOR, World
 
 
 def _broker_coins(wallet: Wallet) -> list[str]:
     """The reader's coins as the broker lists them (ListCoins), by e-coin id."""
-    st = wallet.store.settings()
+    st = shortcuts(wallet).settings()
     assert st.token is not None and st.broker_public_key is not None
     key = st.broker_public_key
     return sorted(
@@ -58,7 +59,7 @@ def test_a_broker_outage_never_fails_the_payment_and_the_auto_load_is_retried(
     assert result.status == 200 and result.receipt is not None
     [failed] = during.autoloads
     assert failed.error is not None and failed.error.code in ("broker_unavailable", "unavailable")
-    assert during.store.coin(failed.ecoin_id).state is CoinState.PENDING
+    assert shortcuts(during).coin(failed.ecoin_id).state is CoinState.PENDING
 
     world.restart_broker()
     after = world.new_wallet()
@@ -68,7 +69,7 @@ def test_a_broker_outage_never_fails_the_payment_and_the_auto_load_is_retried(
     assert retried.bought and retried.ecoin_id == failed.ecoin_id
     assert world.bank_minor(after) == BANK_MINOR - 30 - 100
     assert _broker_coins(after) == sorted([old.ecoin_id, failed.ecoin_id])
-    agreement = after.store.autoload("EUR")
+    agreement = shortcuts(after).autoload("EUR")
     assert agreement is not None and agreement.last_error is None and not agreement.pending
 
 
@@ -78,12 +79,12 @@ def test_a_reused_request_id_after_a_crash_does_not_buy_twice(world: World) -> N
     wallet.set_autoload("EUR", below_minor=20, units=100)
     # The process stored the purchase as pending, sent BuyCoin, and died before
     # the reply: the broker sold the coin, the wallet does not know it yet.
-    claimed = wallet.store.claim_autoload(
+    claimed = shortcuts(wallet).claim_autoload(
         new_coin(100, 1, "EUR"), now_ms=10**13, skew_ms=0
     )  # far in the future, every coin has expired: the usable balance is 0
     assert claimed is not None
     pending = claimed[0]
-    token = wallet.store.settings().token
+    token = shortcuts(wallet).settings().token
     assert token is not None
     wallet._broker().buy_coin(
         token,
@@ -104,6 +105,6 @@ def test_a_reused_request_id_after_a_crash_does_not_buy_twice(world: World) -> N
     assert result.status == 200
     [resumed] = restarted.autoloads
     assert resumed.bought and resumed.ecoin_id == pending.ecoin_id
-    assert restarted.store.coin(pending.ecoin_id).state is CoinState.ACTIVE
+    assert shortcuts(restarted).coin(pending.ecoin_id).state is CoinState.ACTIVE
     assert world.bank_minor(restarted) == BANK_MINOR - 20 - 100  # one sale, one charge
     assert len(_broker_coins(restarted)) == 2

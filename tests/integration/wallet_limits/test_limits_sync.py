@@ -7,6 +7,7 @@ import pytest
 
 from netpay.errors import LimitExceeded
 from netpay.spending import SpendingLimits
+from tests.fakes.wallet_store import shortcuts
 
 from .conftest import PASSWORD, World
 
@@ -28,7 +29,7 @@ def test_limits_set_in_the_wallet_are_kept_at_the_broker(world: World) -> None:
     world.stop_broker()
     world.wallet.set_spending_limits("EUR", max_click_minor=9)
     assert world.wallet.limits_sync_error is not None
-    assert world.wallet.store.spending_limits("EUR") == SpendingLimits("EUR", 9, 300)
+    assert shortcuts(world.wallet).spending_limits("EUR") == SpendingLimits("EUR", 9, 300)
     world.restart_broker()
 
 
@@ -41,7 +42,7 @@ def test_limits_set_on_the_portal_reach_the_wallet_at_login(world: World) -> Non
     world.broker.services.set_spending_limits(reader_id, SpendingLimits("EUR", 3, None))
     fresh = world.new_wallet()
     fresh.login(None, "ann", PASSWORD)
-    assert fresh.store.spending_limits("EUR") == SpendingLimits("EUR", 3, None)
+    assert shortcuts(fresh).spending_limits("EUR") == SpendingLimits("EUR", 3, None)
     with pytest.raises(LimitExceeded):
         fresh.read(world.article(5))  # 5 cents > 3 per click
     world.broker.services.set_spending_limits(reader_id, SpendingLimits("EUR", 10, None))

@@ -18,6 +18,7 @@ from broker.server import BrokerConfig, BrokerHandle, add_vendor, start_broker
 from ewallet_client import Wallet
 from netpay.clock import FakeClock
 from netpay.v1 import statements_pb2 as pb
+from tests.fakes.wallet_store import shortcuts
 from vendor.server import VendorConfig, VendorHandle, start_vendor
 
 PASSWORD = "window pass phrase"
@@ -39,7 +40,7 @@ class World:
         return self.wallet._broker().get_vendor_certificate(vendor_id)
 
     def broker_key(self) -> bytes:
-        key = self.wallet.store.settings().broker_public_key
+        key = shortcuts(self.wallet).settings().broker_public_key
         assert key is not None
         return key
 

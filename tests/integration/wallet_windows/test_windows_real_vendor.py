@@ -11,6 +11,7 @@ from ewallet_client.domain import WindowState
 from ewallet_client.store import WindowRow
 from netpay.envelope import open_envelope
 from netpay.v1 import statements_pb2 as pb
+from tests.fakes.wallet_store import shortcuts
 
 from .conftest import COIN_UNITS, World
 
@@ -56,7 +57,7 @@ def test_open_read_three_close_refund_then_per_click(world: World) -> None:
         pb.Envelope.FromString(closed.window.credit), pb.WindowCredit, cert.public_key
     )
     assert stored == credit
-    assert wallet.store.window_handle(window.window_id) is None
+    assert shortcuts(wallet).window_handle(window.window_id) is None
 
     after = wallet.read(paid[0]["url"])
     assert after.status == 200 and after.window_id is None
@@ -74,7 +75,7 @@ def test_another_newspaper_does_not_use_the_first_ones_window(world: World) -> N
     assert result.receipt is not None and result.receipt.vendor_id == "gazette"
     # Paid from the range above the window.
     assert result.receipt.from_index >= window.window_top
-    assert wallet.store.window(window.window_id).consumed_index == 0
+    assert shortcuts(wallet).window(window.window_id).consumed_index == 0
 
 
 def test_a_window_the_vendor_does_not_honour_falls_back_to_per_click(world: World) -> None:
@@ -90,7 +91,7 @@ def test_a_window_the_vendor_does_not_honour_falls_back_to_per_click(world: Worl
     result = wallet.read(art["url"])
     assert result.status == 200 and result.window_id is None
     assert result.receipt is not None and result.receipt.from_index == 50
-    assert wallet.store.window(window.window_id).state is WindowState.UNUSABLE
+    assert shortcuts(wallet).window(window.window_id).state is WindowState.UNUSABLE
     gone = wallet.close_window(art["url"])
     assert gone.credit is None and gone.window.state is WindowState.GONE
 
@@ -104,7 +105,7 @@ def test_window_sizes_at_the_bounds(world: World, units: int) -> None:
 def test_a_bridge_window_is_opened_by_the_page_and_pays_its_clicks(world: World) -> None:
     """What netpay-bridge.js does, with a requests.Session standing in for the browser."""
     site = world.origin("daily")
-    world.wallet.store.approve_origin(
+    shortcuts(world.wallet).approve_origin(
         site, max_click_minor=None, max_day_minor=None, now_ms=world.clock.now_ms()
     )
     bridge = start_bridge(

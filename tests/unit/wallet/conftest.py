@@ -27,15 +27,15 @@ from tests.fakes.wallet_fixtures import (  # noqa: F401 (fixtures, re-exported)
     wallet,
     wallet_dir,
 )
+from tests.fakes.wallet_store import StoreShortcuts
 
 
 @pytest.fixture
 def add_coin(clock: FakeClock) -> Any:  # noqa: F811 (the re-exported fixture)
     """Put an active coin straight into a store (no broker); returns its id."""
-    from ewallet_client.store import WalletStore
 
     def add(
-        store: WalletStore,
+        store: StoreShortcuts,
         n: int = 1000,
         unit_value_minor: int = 1,
         currency: str = "EUR",

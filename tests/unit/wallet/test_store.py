@@ -19,6 +19,7 @@ from ewallet_client.store import DB_NAME, PEBBLE_EVERY, WalletStore
 from netpay.chain import Chain, hash_down, new_ecoin_id, new_seed
 from netpay.clock import FakeClock
 from netpay.errors import Insufficient, PreconditionFailed
+from tests.fakes.wallet_store import StoreShortcuts
 
 REPO = Path(ewallet_client.__file__).resolve().parents[1]
 
@@ -31,7 +32,7 @@ def test_store_files_are_private(tmp_path: Path, add_coin: Any) -> None:
     wallet_dir = tmp_path / "w"
     wallet_dir.mkdir(mode=0o755)
     os.chmod(wallet_dir, 0o755)
-    store = WalletStore(wallet_dir)
+    store = StoreShortcuts.open(wallet_dir)
     add_coin(store)  # writes: the WAL and shared-memory files exist now
     try:
         assert _mode(wallet_dir) == 0o700
@@ -49,7 +50,7 @@ def test_store_files_are_private(tmp_path: Path, add_coin: Any) -> None:
 
 @pytest.mark.parametrize("n", [1, 63, 64, 65, 130, 200])
 def test_word_from_pebbles_matches_the_chain(tmp_path: Path, n: int) -> None:
-    store = WalletStore(tmp_path / "w")
+    store = StoreShortcuts.open(tmp_path / "w")
     ecoin = new_ecoin_id()
     seed = new_seed()
     chain = Chain.make(ecoin, n, seed, pebble_every=PEBBLE_EVERY)
@@ -77,7 +78,7 @@ def test_word_from_pebbles_matches_the_chain(tmp_path: Path, n: int) -> None:
 def test_allocation_moves_the_index_and_never_reuses_a_range(
     tmp_path: Path, add_coin: Any, clock: FakeClock
 ) -> None:
-    store = WalletStore(tmp_path / "w")
+    store = StoreShortcuts.open(tmp_path / "w")
     ecoin = add_coin(store, n=20)
     try:
         ranges = []
@@ -121,7 +122,7 @@ def test_allocation_never_overlaps_across_threads(
     tmp_path: Path, add_coin: Any, clock: FakeClock
 ) -> None:
     wallet_dir = tmp_path / "w"
-    setup = WalletStore(wallet_dir)
+    setup = StoreShortcuts.open(wallet_dir)
     ecoin = add_coin(setup, n=1000)
     setup.close()
     per_thread, threads = 40, 4
@@ -131,7 +132,7 @@ def test_allocation_never_overlaps_across_threads(
     errors: list[BaseException] = []
 
     def work() -> None:
-        store = WalletStore(wallet_dir)  # each thread its own engine, like its own command
+        store = StoreShortcuts.open(wallet_dir)  # each thread its own engine, like its own command
         try:
             start.wait()
             for _ in range(per_thread):
@@ -164,9 +165,9 @@ def test_allocation_never_overlaps_across_threads(
 _ALLOCATOR = """
 import json, sys
 from pathlib import Path
-from ewallet_client.store import WalletStore
+from tests.fakes.wallet_store import StoreShortcuts
 
-store = WalletStore(Path(sys.argv[1]))
+store = StoreShortcuts.open(Path(sys.argv[1]))
 sys.stdin.readline()  # start together
 out = []
 for _ in range(int(sys.argv[2])):
@@ -182,7 +183,7 @@ def test_allocation_never_overlaps_across_processes(
     tmp_path: Path, add_coin: Any, clock: FakeClock
 ) -> None:
     wallet_dir = tmp_path / "w"
-    setup = WalletStore(wallet_dir)
+    setup = StoreShortcuts.open(wallet_dir)
     ecoin = add_coin(setup, n=1000)
     setup.close()
     count = 60
@@ -215,7 +216,7 @@ def test_allocation_never_overlaps_across_processes(
 def test_resync_only_moves_up_and_settles_headers(
     tmp_path: Path, add_coin: Any, clock: FakeClock
 ) -> None:
-    store = WalletStore(tmp_path / "w")
+    store = StoreShortcuts.open(tmp_path / "w")
     ecoin = add_coin(store, n=100)
     try:
         store.allocate(
@@ -232,7 +233,7 @@ def test_resync_only_moves_up_and_settles_headers(
 
 
 def test_coin_states_go_through_one_transition_function(tmp_path: Path, add_coin: Any) -> None:
-    store = WalletStore(tmp_path / "w")
+    store = StoreShortcuts.open(tmp_path / "w")
     try:
         ecoin = add_coin(store)
         assert store.coin(ecoin).state is CoinState.ACTIVE
@@ -248,7 +249,7 @@ def test_coin_states_go_through_one_transition_function(tmp_path: Path, add_coin
 def test_expired_and_foreign_coins_are_not_chosen(
     tmp_path: Path, add_coin: Any, clock: FakeClock
 ) -> None:
-    store = WalletStore(tmp_path / "w")
+    store = StoreShortcuts.open(tmp_path / "w")
     try:
         add_coin(store, n=100, expires_in_ms=3000)  # within the skew of its expiry
         add_coin(store, n=100, currency="USD")

@@ -30,6 +30,7 @@ from netpay.errors import (
 )
 from netpay.header import parse_authorization
 from netpay.v1 import statements_pb2 as pb
+from tests.fakes.wallet_store import shortcuts
 
 PASSWORD = "correct horse battery staple"
 
@@ -63,7 +64,7 @@ def test_default_wallet_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> 
 
 
 def test_register_pins_the_broker_and_keeps_a_token(wallet: Wallet, broker: Any) -> None:
-    st = wallet.store.settings()
+    st = shortcuts(wallet).settings()
     assert st.broker_id == "broker"
     assert st.broker_public_key == broker.key.public_key
     assert st.reader_id == "r-1"
@@ -72,11 +73,11 @@ def test_register_pins_the_broker_and_keeps_a_token(wallet: Wallet, broker: Any)
 
 
 def test_a_changed_broker_key_is_refused(wallet: Wallet, broker: Any) -> None:
-    before = wallet.store.settings()
+    before = shortcuts(wallet).settings()
     broker.key = SigningKey.generate()  # same id and address, another key
     with pytest.raises(PermissionDenied, match="broker key changed"):
         wallet.login(None, "ann", PASSWORD)
-    after = wallet.store.settings()
+    after = shortcuts(wallet).settings()
     assert after.broker_public_key == before.broker_public_key
     assert after.token == before.token
 
@@ -85,14 +86,14 @@ def test_a_changed_broker_id_is_refused(wallet: Wallet, broker: Any) -> None:
     broker.broker_id = "other"
     with pytest.raises(PermissionDenied, match="broker id changed"):
         wallet.login("127.0.0.1:7001", "ann", PASSWORD)
-    assert wallet.store.settings().broker_addr == "127.0.0.1:7000"
+    assert shortcuts(wallet).settings().broker_addr == "127.0.0.1:7000"
 
 
 def test_login_with_a_wrong_password_keeps_the_old_token(wallet: Wallet) -> None:
-    token = wallet.store.settings().token
+    token = shortcuts(wallet).settings().token
     with pytest.raises(Unauthenticated):
         wallet.login(None, "ann", "wrong")
-    assert wallet.store.settings().token == token
+    assert shortcuts(wallet).settings().token == token
 
 
 def test_the_password_never_reaches_the_disk(wallet: Wallet, wallet_dir: Path, vendor: Any) -> None:
@@ -120,7 +121,7 @@ def test_buy_verifies_the_touchstone(wallet: Wallet, broker: Any, clock: FakeClo
     assert broker.balances["r-1"] == 10_000 - 200
     req = broker.buy_requests[-1]
     assert req.wallet_kind == pb.WALLET_KIND_CLIENT_SIDE
-    assert req.root == wallet.store.word(coin.ecoin_id, 0)
+    assert req.root == shortcuts(wallet).word(coin.ecoin_id, 0)
     assert [c.ecoin_id for c in wallet.coins()] == [coin.ecoin_id]
 
 
@@ -158,7 +159,7 @@ def test_a_refused_sale_abandons_the_coin(wallet: Wallet, broker: Any) -> None:
     with pytest.raises(Insufficient):
         wallet.buy(20_000)
     assert wallet.coins() == []
-    assert [c.state for c in wallet.store.coins()] == [CoinState.ABANDONED]
+    assert [c.state for c in shortcuts(wallet).coins()] == [CoinState.ABANDONED]
     coin = wallet.buy(100)  # a new coin with a new request id
     assert len({r.request_id for r in broker.buy_requests}) == 2
     assert coin.state is CoinState.ACTIVE
@@ -211,7 +212,7 @@ def test_read_pays_and_verifies_receipts(wallet: Wallet, vendor: Any, broker: An
     raw = b64url_decode(str(history[0]["receipt"]))
     receipt = open_envelope(pb.Envelope.FromString(raw), pb.Receipt, vendor.key.public_key)
     assert receipt.ecoin_id == coin.ecoin_id
-    assert wallet.store.outstanding_words(coin.ecoin_id) == 0
+    assert shortcuts(wallet).outstanding_words(coin.ecoin_id) == 0
     assert broker.certificate_calls == 1  # the certificate is kept in the store
 
 
@@ -345,7 +346,7 @@ def test_resync_needs_the_coins_own_payword(wallet: Wallet, vendor: Any, broker:
     assert len(vendor.paid_requests) == 1
 
     # Another wallet with this coin (a restored copy) really spent up to 60.
-    vendor.move(coin.ecoin_id, 60, wallet.store.word(coin.ecoin_id, 60))
+    vendor.move(coin.ecoin_id, 60, shortcuts(wallet).word(coin.ecoin_id, 60))
     r = wallet.read(_article(vendor))
     assert r.receipt is not None
     assert (r.receipt.from_index, r.receipt.to_index) == (60, 65)
@@ -355,7 +356,7 @@ def test_resync_needs_the_coins_own_payword(wallet: Wallet, vendor: Any, broker:
 
 def test_resync_attempts_are_bounded(wallet: Wallet, vendor: Any) -> None:
     coin = wallet.buy(200)
-    word = wallet.store.word(coin.ecoin_id, 150)
+    word = shortcuts(wallet).word(coin.ecoin_id, 150)
     # The vendor keeps answering already_spent with a genuine (index, payword).
     for _ in range(5):
         vendor.inject.append(vendor.error_at(409, "already_spent", 150, word))
@@ -413,7 +414,7 @@ def test_outstanding_headers_warn_near_the_gap_limit(
         r = w.read(_article(vendor))
         assert len(r.warnings) == 1 and "20 words" in r.warnings[0]
         assert r.receipt is not None and (r.receipt.from_index, r.receipt.to_index) == (20, 25)
-        assert w.store.outstanding_words(r.receipt.ecoin_id) == 0
+        assert shortcuts(w).outstanding_words(r.receipt.ecoin_id) == 0
         for _ in range(4):
             w.authorize(_article(vendor))
             assert w.warnings == []
@@ -451,9 +452,9 @@ def test_two_wallet_commands_at_once_never_share_a_range(
 
 def test_a_chain_made_by_the_wallet_is_the_protocol_chain(wallet: Wallet) -> None:
     coin = wallet.buy(70)
-    seed = wallet.store.word(coin.ecoin_id, 70)
+    seed = shortcuts(wallet).word(coin.ecoin_id, 70)
     full = Chain.make(bytes.fromhex(coin.ecoin_id), 70, seed)
-    assert all(wallet.store.word(coin.ecoin_id, j) == full.word(j) for j in range(71))
+    assert all(shortcuts(wallet).word(coin.ecoin_id, j) == full.word(j) for j in range(71))
 
 
 def test_an_expired_coin_is_not_used(
@@ -501,10 +502,10 @@ def test_headers_used_elsewhere_are_settled_by_the_brokers_latest_word(
         assert len(w.warnings) == 1 and broker.get_coin_calls == 1
         assert w.coins()[0].index == 25
         # The vendor checkpointed index 20 at the broker: headers up to 20 are settled.
-        broker.latest[coin.ecoin_id] = (20, w.store.word(coin.ecoin_id, 20))
+        broker.latest[coin.ecoin_id] = (20, shortcuts(w).word(coin.ecoin_id, 20))
         w.authorize(_article(vendor))
         assert w.warnings == [] and broker.get_coin_calls == 2
-        assert w.store.outstanding_words(coin.ecoin_id) == 10
+        assert shortcuts(w).outstanding_words(coin.ecoin_id) == 10
 
 
 def test_certificates_are_reused_for_an_hour_and_refetched_when_the_vendor_moved(

@@ -1,8 +1,9 @@
 """The bridge's tables in the wallet store: approved origins and the daily cap.
 
 The cap is checked in the transaction that moves a coin's index, so these
-tests drive ``WalletStore.allocate`` directly, also from several threads each
-with its own store (as separate processes on one wallet would).
+tests drive ``ranges.allocate`` directly (``StoreShortcuts.allocate``,
+tests/fakes/wallet_store.py), also from several threads each with its own
+store (as separate processes on one wallet would).
 """
 
 from __future__ import annotations
@@ -18,18 +19,18 @@ from ewallet_client.store import (
     MAX_APPROVED_ORIGINS,
     ApprovedOrigin,
     BridgeCharge,
-    WalletStore,
     effective_caps,
 )
 from netpay.chain import Chain, new_ecoin_id, new_seed
 from netpay.errors import Insufficient, InvalidArgument, LimitExceeded, PermissionDenied
+from tests.fakes.wallet_store import StoreShortcuts
 
 ORIGIN = "http://127.0.0.1:8001"
 NOW_MS = 1_700_000_000_000
 DAY = NOW_MS // 86_400_000
 
 
-def _coin(store: WalletStore, n: int = 1000, currency: str = "EUR") -> str:
+def _coin(store: StoreShortcuts, n: int = 1000, currency: str = "EUR") -> str:
     ecoin = new_ecoin_id()
     seed = new_seed()
     chain = Chain.make(ecoin, n, seed, pebble_every=64)
@@ -51,7 +52,7 @@ def _charge(click: int = 100, day: int = 500, origin: str = ORIGIN) -> BridgeCha
     return BridgeCharge(origin=origin, day=DAY, max_click_minor=click, max_day_minor=day)
 
 
-def _allocate(store: WalletStore, amount: int, charge: BridgeCharge | None) -> int:
+def _allocate(store: StoreShortcuts, amount: int, charge: BridgeCharge | None) -> int:
     alloc = store.allocate(
         amount_minor=amount,
         currency="EUR",
@@ -65,13 +66,13 @@ def _allocate(store: WalletStore, amount: int, charge: BridgeCharge | None) -> i
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[WalletStore]:
-    s = WalletStore(tmp_path / "wallet")
+def store(tmp_path: Path) -> Iterator[StoreShortcuts]:
+    s = StoreShortcuts.open(tmp_path / "wallet")
     yield s
     s.close()
 
 
-def test_approve_revoke_and_list(store: WalletStore) -> None:
+def test_approve_revoke_and_list(store: StoreShortcuts) -> None:
     assert store.approved_origins() == []
     a = store.approve_origin(ORIGIN, max_click_minor=None, max_day_minor=50, now_ms=NOW_MS)
     assert a == ApprovedOrigin(ORIGIN, None, 50, NOW_MS)
@@ -91,7 +92,7 @@ def test_approve_revoke_and_list(store: WalletStore) -> None:
     assert store.approved_origin("x" * 1000) is None
 
 
-def test_the_number_of_approved_origins_is_bounded(store: WalletStore) -> None:
+def test_the_number_of_approved_origins_is_bounded(store: StoreShortcuts) -> None:
     for i in range(MAX_APPROVED_ORIGINS):
         store.approve_origin(
             f"http://127.0.0.1:{i + 1}", max_click_minor=None, max_day_minor=None, now_ms=NOW_MS
@@ -111,7 +112,7 @@ def test_effective_caps_take_the_lower() -> None:
     assert effective_caps(high, max_click_minor=100, max_day_minor=500) == (100, 500)
 
 
-def test_a_charge_for_an_unapproved_origin_moves_nothing(store: WalletStore) -> None:
+def test_a_charge_for_an_unapproved_origin_moves_nothing(store: StoreShortcuts) -> None:
     ecoin = _coin(store)
     with pytest.raises(PermissionDenied):
         _allocate(store, 5, _charge())
@@ -120,7 +121,7 @@ def test_a_charge_for_an_unapproved_origin_moves_nothing(store: WalletStore) -> 
     assert store.bridge_spending(ORIGIN, DAY) == {}
 
 
-def test_the_daily_cap_refuses_and_moves_nothing(store: WalletStore) -> None:
+def test_the_daily_cap_refuses_and_moves_nothing(store: StoreShortcuts) -> None:
     ecoin = _coin(store)
     store.approve_origin(ORIGIN, max_click_minor=None, max_day_minor=12, now_ms=NOW_MS)
     assert _allocate(store, 5, _charge()) == 5
@@ -139,7 +140,7 @@ def test_the_daily_cap_refuses_and_moves_nothing(store: WalletStore) -> None:
     assert store.bridge_spending(ORIGIN, DAY + 1) == {"EUR": (5, 1)}
 
 
-def test_the_click_cap_and_the_bridge_caps(store: WalletStore) -> None:
+def test_the_click_cap_and_the_bridge_caps(store: StoreShortcuts) -> None:
     ecoin = _coin(store)
     store.approve_origin(ORIGIN, max_click_minor=4, max_day_minor=None, now_ms=NOW_MS)
     with pytest.raises(LimitExceeded, match="per-click cap of 4"):
@@ -154,7 +155,7 @@ def test_the_click_cap_and_the_bridge_caps(store: WalletStore) -> None:
     assert store.coin(ecoin).index == 5
 
 
-def test_a_revoked_origin_cannot_spend_any_more(store: WalletStore) -> None:
+def test_a_revoked_origin_cannot_spend_any_more(store: StoreShortcuts) -> None:
     _coin(store)
     store.approve_origin(ORIGIN, max_click_minor=None, max_day_minor=None, now_ms=NOW_MS)
     _allocate(store, 5, _charge())
@@ -167,7 +168,7 @@ def test_a_revoked_origin_cannot_spend_any_more(store: WalletStore) -> None:
         _allocate(store, 5, _charge())
 
 
-def test_an_insufficient_wallet_charges_nothing(store: WalletStore) -> None:
+def test_an_insufficient_wallet_charges_nothing(store: StoreShortcuts) -> None:
     _coin(store, n=3)
     store.approve_origin(ORIGIN, max_click_minor=None, max_day_minor=None, now_ms=NOW_MS)
     with pytest.raises(Insufficient):
@@ -175,7 +176,7 @@ def test_an_insufficient_wallet_charges_nothing(store: WalletStore) -> None:
     assert store.bridge_spending(ORIGIN, DAY) == {}
 
 
-def test_caps_are_per_origin(store: WalletStore) -> None:
+def test_caps_are_per_origin(store: StoreShortcuts) -> None:
     _coin(store)
     other = "http://127.0.0.1:8002"
     for o in (ORIGIN, other):
@@ -189,15 +190,15 @@ def test_caps_are_per_origin(store: WalletStore) -> None:
 def test_concurrent_clicks_never_pass_the_daily_cap(tmp_path: Path) -> None:
     """Twelve writers, each with its own store (engine), race for a cap of 5 clicks."""
     wallet_dir = tmp_path / "wallet"
-    first = WalletStore(wallet_dir)
+    first = StoreShortcuts.open(wallet_dir)
     ecoin = _coin(first)
     first.approve_origin(ORIGIN, max_click_minor=None, max_day_minor=25, now_ms=NOW_MS)
-    stores = [WalletStore(wallet_dir) for _ in range(12)]
+    stores = [StoreShortcuts.open(wallet_dir) for _ in range(12)]
     start = threading.Barrier(len(stores))
     outcomes: list[str] = []
     lock = threading.Lock()
 
-    def click(s: WalletStore) -> None:
+    def click(s: StoreShortcuts) -> None:
         start.wait()
         try:
             _allocate(s, 5, _charge())

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from ewallet_client.store import WalletStore
 from tests.fakes.wallet_fixtures import add_active_coin as add_coin
 from tests.fakes.wallet_fixtures import (  # noqa: F401 (fixtures, re-exported)
     broker,
@@ -24,12 +23,13 @@ from tests.fakes.wallet_fixtures import (  # noqa: F401 (fixtures, re-exported)
     wallet,
     wallet_dir,
 )
+from tests.fakes.wallet_store import StoreShortcuts
 
 __all__ = ["add_coin", "allocate"]
 
 
 def allocate(
-    store: WalletStore,  # noqa: F811 (not the fixture)
+    store: StoreShortcuts,  # noqa: F811 (not the fixture)
     amount: int,
     now_ms: int,
     **kwargs: Any,

@@ -11,9 +11,10 @@ import threading
 from pathlib import Path
 
 from ewallet_client.domain import CoinEvent, CoinState
-from ewallet_client.store import NewCoin, WalletStore
+from ewallet_client.store import NewCoin
 from ewallet_client.wallet.coins import new_coin
 from tests.fakes.broker import DAY_MS
+from tests.fakes.wallet_store import StoreShortcuts
 
 from .conftest import add_coin, allocate
 
@@ -24,7 +25,7 @@ def _new(units: int = 100, unit_value: int = 1, currency: str = "EUR") -> NewCoi
     return new_coin(units, unit_value, currency)
 
 
-def test_an_agreement_is_set_changed_and_turned_off(store: WalletStore) -> None:
+def test_an_agreement_is_set_changed_and_turned_off(store: StoreShortcuts) -> None:
     assert store.autoload("EUR") is None and store.autoloads() == []
     a = store.set_autoload("EUR", below_minor=50, units=100, unit_value_minor=1, now_ms=NOW_MS)
     assert a.to_json() == {
@@ -51,7 +52,7 @@ def test_an_agreement_is_set_changed_and_turned_off(store: WalletStore) -> None:
 
 
 def test_the_usable_value_counts_active_unexpired_coins_of_the_currency(
-    store: WalletStore,
+    store: StoreShortcuts,
 ) -> None:
     add_coin(store, NOW_MS, 100)
     add_coin(store, NOW_MS, 10, unit_value_minor=3)
@@ -72,7 +73,7 @@ def test_the_usable_value_counts_active_unexpired_coins_of_the_currency(
     assert store.usable_value_minor("EUR", now_ms=NOW_MS, skew_ms=5000) == 100 + 30 - 30
 
 
-def test_a_purchase_is_claimed_only_below_the_threshold(store: WalletStore) -> None:
+def test_a_purchase_is_claimed_only_below_the_threshold(store: StoreShortcuts) -> None:
     add_coin(store, NOW_MS, 60)
     store.set_autoload("EUR", below_minor=50, units=100, unit_value_minor=1, now_ms=NOW_MS)
     assert store.claim_autoload(_new(), now_ms=NOW_MS, skew_ms=0) is None  # 60 >= 50
@@ -108,7 +109,7 @@ def test_a_purchase_is_claimed_only_below_the_threshold(store: WalletStore) -> N
     assert store.claim_autoload(_new(), now_ms=NOW_MS, skew_ms=0) is None
 
 
-def test_an_abandoned_purchase_lets_the_next_claim_start_a_new_one(store: WalletStore) -> None:
+def test_an_abandoned_purchase_lets_the_next_claim_start_a_new_one(store: StoreShortcuts) -> None:
     store.set_autoload("EUR", below_minor=50, units=100, unit_value_minor=1, now_ms=NOW_MS)
     first = store.claim_autoload(_new(), now_ms=NOW_MS, skew_ms=0)
     assert first is not None
@@ -126,15 +127,15 @@ def test_an_abandoned_purchase_lets_the_next_claim_start_a_new_one(store: Wallet
 
 def test_concurrent_wallets_start_one_purchase(tmp_path: Path) -> None:
     wallet_dir = tmp_path / "store"
-    first = WalletStore(wallet_dir)
+    first = StoreShortcuts.open(wallet_dir)
     first.set_autoload("EUR", below_minor=50, units=64, unit_value_minor=1, now_ms=NOW_MS)
-    stores = [WalletStore(wallet_dir) for _ in range(6)]
+    stores = [StoreShortcuts.open(wallet_dir) for _ in range(6)]
     coins = [_new(64) for _ in stores]
     barrier = threading.Barrier(len(stores))
     claims: list[tuple[str, bool]] = []
     lock = threading.Lock()
 
-    def claim(s: WalletStore, coin: NewCoin) -> None:
+    def claim(s: StoreShortcuts, coin: NewCoin) -> None:
         barrier.wait()
         got = s.claim_autoload(coin, now_ms=NOW_MS, skew_ms=0)
         assert got is not None

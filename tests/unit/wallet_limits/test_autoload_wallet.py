@@ -21,6 +21,7 @@ from netpay.v1 import broker_pb2
 from netpay.v1 import statements_pb2 as pb
 from tests.fakes.broker import DAY_MS, FakeBroker
 from tests.fakes.vendor import FakeVendor
+from tests.fakes.wallet_store import shortcuts
 
 BANK = 10_000  # the fake broker's opening deposit
 
@@ -54,7 +55,7 @@ def test_one_coin_is_bought_when_the_balance_falls_below_the_threshold(
         wallet.read(url)
         assert wallet.autoloads == []
     assert len(broker.buy_requests) == 2 and _bank(broker) == BANK - 120
-    stored = wallet.store.autoload("EUR")
+    stored = shortcuts(wallet).autoload("EUR")
     assert stored is not None and stored.last_ecoin_id == loaded.ecoin_id
     assert stored.last_error is None and not stored.pending
 
@@ -89,7 +90,7 @@ def test_a_broker_outage_never_fails_the_payment_and_the_same_purchase_is_retrie
     assert not failed.bought and failed.error is not None
     assert failed.error.code == "broker_unavailable"
     assert failed.to_json()["error"] == "broker_unavailable"
-    agreement = wallet.store.autoload("EUR")
+    agreement = shortcuts(wallet).autoload("EUR")
     assert agreement is not None and agreement.pending
     assert agreement.last_error == "broker_unavailable: the broker is down"
     assert _bank(broker) == BANK - 10
@@ -100,7 +101,7 @@ def test_a_broker_outage_never_fails_the_payment_and_the_same_purchase_is_retrie
     assert retried.bought and retried.ecoin_id == failed.ecoin_id
     assert _request_ids(broker)[-1] == _request_ids(broker)[-2]
     assert _bank(broker) == BANK - 10 - 100
-    after = later.store.autoload("EUR")
+    after = shortcuts(later).autoload("EUR")
     assert after is not None and not after.pending and after.last_error is None
 
 
@@ -114,7 +115,7 @@ def test_a_lost_reply_is_retried_with_its_request_id_and_charged_once(
     [lost] = wallet.autoloads
     assert not lost.bought
     assert _bank(broker) == BANK - 5 - 100  # the broker did sell it
-    assert wallet.store.coin(lost.ecoin_id).state is CoinState.PENDING
+    assert shortcuts(wallet).coin(lost.ecoin_id).state is CoinState.PENDING
     wallet.buy(10)  # a manual purchase: the balance is above the threshold again
     wallet.read(vendor.url + "/articles/2")
     [completed] = wallet.autoloads
@@ -136,8 +137,8 @@ def test_a_crash_before_or_after_buycoin_does_not_buy_twice(
     assert first.bought
     # Use the new coin down below the threshold without a payment finishing:
     # the process stores the next purchase as pending, sends BuyCoin, and dies.
-    st = wallet.store.settings()
-    claimed = wallet.store.claim_autoload(
+    st = shortcuts(wallet).settings()
+    claimed = shortcuts(wallet).claim_autoload(
         new_coin(100, 1, "EUR"), now_ms=10**13, skew_ms=0
     )  # every coin is past its expiry then: the usable balance is 0
     assert claimed is not None and claimed[1]
@@ -174,7 +175,7 @@ def test_an_empty_bank_account_abandons_the_coin_and_the_next_payment_tries_agai
     wallet.read(vendor.url + "/articles/1")
     [refused] = wallet.autoloads
     assert refused.error is not None and refused.error.code == "insufficient"
-    assert wallet.store.coin(refused.ecoin_id).state is CoinState.ABANDONED
+    assert shortcuts(wallet).coin(refused.ecoin_id).state is CoinState.ABANDONED
     wallet.read(vendor.url + "/articles/1")
     [again] = wallet.autoloads
     assert not again.bought and again.ecoin_id != refused.ecoin_id
@@ -242,7 +243,7 @@ def test_the_bridge_runs_the_agreement_after_a_payment(
 ) -> None:
     wallet.buy(10)
     wallet.set_autoload("EUR", below_minor=10, units=100)
-    wallet.store.approve_origin(vendor.url, max_click_minor=None, max_day_minor=None, now_ms=0)
+    shortcuts(wallet).approve_origin(vendor.url, max_click_minor=None, max_day_minor=None, now_ms=0)
     answer = Bridge(wallet).authorize(vendor.url, vendor.url + "/articles/1")
     assert answer["amount"] == 5
     assert [a.bought for a in wallet.autoloads] == [True]
@@ -265,4 +266,4 @@ def test_bad_terms_are_refused_and_nothing_is_stored(
 ) -> None:
     with pytest.raises(InvalidArgument):
         wallet.set_autoload(currency, below, units, unit_value)
-    assert wallet.store.autoloads(enabled_only=False) == []
+    assert shortcuts(wallet).autoloads(enabled_only=False) == []

@@ -1,10 +1,11 @@
 """The reader's spending limits in the wallet store: one rule, one transaction.
 
-``WalletStore.allocate`` checks the limits (``netpay.spending.check_spend``)
+``ranges.allocate`` checks the limits (``netpay.spending.check_spend``)
 and counts the UTC day's spending with a compare-and-set in the transaction
-that moves the coin's index, so these tests drive it directly — also from
-several threads, each with its own store (its own connections), as separate
-wallet processes would.
+that moves the coin's index, so these tests drive it directly (through
+``StoreShortcuts.allocate``, tests/fakes/wallet_store.py) — also from several
+threads, each with its own store (its own connections), as separate wallet
+processes would.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from ewallet_client.store import KEEP, BridgeCharge, WalletStore, WindowRequest
+from ewallet_client.store import KEEP, BridgeCharge, WindowRequest
 from netpay.errors import InvalidArgument, LimitExceeded
 from netpay.spending import SpendingLimits, utc_day
+from tests.fakes.wallet_store import StoreShortcuts
 
 from .conftest import add_coin, allocate
 
@@ -25,7 +27,7 @@ DAY = utc_day(NOW_MS)
 NEXT_DAY_MS = (DAY + 1) * 86_400_000
 
 
-def test_limits_are_set_kept_and_cleared_per_currency(store: WalletStore) -> None:
+def test_limits_are_set_kept_and_cleared_per_currency(store: StoreShortcuts) -> None:
     assert store.spending_limits("EUR") is None
     assert store.set_spending_limits("EUR", now_ms=NOW_MS, max_click_minor=10) == SpendingLimits(
         "EUR", 10, None
@@ -46,14 +48,16 @@ def test_limits_are_set_kept_and_cleared_per_currency(store: WalletStore) -> Non
 
 
 @pytest.mark.parametrize("bad", [-1, 10_000_001])
-def test_a_limit_out_of_range_is_refused_and_nothing_changes(store: WalletStore, bad: int) -> None:
+def test_a_limit_out_of_range_is_refused_and_nothing_changes(
+    store: StoreShortcuts, bad: int
+) -> None:
     store.set_spending_limits("EUR", now_ms=NOW_MS, max_click_minor=7)
     with pytest.raises(InvalidArgument):
         store.set_spending_limits("EUR", now_ms=NOW_MS, max_day_minor=bad)
     assert store.spending_limits("EUR") == SpendingLimits("EUR", 7, None)
 
 
-def test_the_click_limit_refuses_and_moves_nothing(store: WalletStore) -> None:
+def test_the_click_limit_refuses_and_moves_nothing(store: StoreShortcuts) -> None:
     ecoin = add_coin(store, NOW_MS)
     store.set_spending_limits("EUR", now_ms=NOW_MS, max_click_minor=5)
     assert allocate(store, 5, NOW_MS) == 5  # exactly the limit is allowed
@@ -65,7 +69,7 @@ def test_the_click_limit_refuses_and_moves_nothing(store: WalletStore) -> None:
 
 
 def test_the_day_limit_refuses_moves_nothing_and_resets_the_next_utc_day(
-    store: WalletStore,
+    store: StoreShortcuts,
 ) -> None:
     ecoin = add_coin(store, NOW_MS)
     store.set_spending_limits("EUR", now_ms=NOW_MS, max_day_minor=12)
@@ -85,7 +89,7 @@ def test_the_day_limit_refuses_moves_nothing_and_resets_the_next_utc_day(
     assert store.spending(DAY + 1) == {"EUR": (5, 1)}
 
 
-def test_other_currencies_have_their_own_limits_and_days(store: WalletStore) -> None:
+def test_other_currencies_have_their_own_limits_and_days(store: StoreShortcuts) -> None:
     add_coin(store, NOW_MS)
     usd = add_coin(store, NOW_MS, currency="USD")
     store.set_spending_limits("EUR", now_ms=NOW_MS, max_day_minor=0)
@@ -99,7 +103,7 @@ def test_other_currencies_have_their_own_limits_and_days(store: WalletStore) -> 
 
 
 def test_spending_is_counted_without_limits_and_a_later_day_limit_counts_it(
-    store: WalletStore,
+    store: StoreShortcuts,
 ) -> None:
     add_coin(store, NOW_MS)
     allocate(store, 8, NOW_MS)
@@ -110,7 +114,7 @@ def test_spending_is_counted_without_limits_and_a_later_day_limit_counts_it(
     assert allocate(store, 2, NOW_MS) == 10
 
 
-def test_a_window_counts_against_the_day_only(store: WalletStore) -> None:
+def test_a_window_counts_against_the_day_only(store: StoreShortcuts) -> None:
     ecoin = add_coin(store, NOW_MS)
     store.set_spending_limits("EUR", now_ms=NOW_MS, max_click_minor=5, max_day_minor=60)
     # 50 words at once: above the click limit, but a window is not a click.
@@ -140,7 +144,7 @@ def test_a_window_counts_against_the_day_only(store: WalletStore) -> None:
     assert allocate(store, 5, NOW_MS) == 55
 
 
-def test_a_header_reissued_for_the_same_click_is_not_counted(store: WalletStore) -> None:
+def test_a_header_reissued_for_the_same_click_is_not_counted(store: StoreShortcuts) -> None:
     add_coin(store, NOW_MS)
     store.set_spending_limits("EUR", now_ms=NOW_MS, max_day_minor=5)
     assert allocate(store, 5, NOW_MS) == 5
@@ -149,7 +153,7 @@ def test_a_header_reissued_for_the_same_click_is_not_counted(store: WalletStore)
 
 
 def test_a_reader_limit_and_a_bridge_cap_refuse_together_in_one_transaction(
-    store: WalletStore,
+    store: StoreShortcuts,
 ) -> None:
     ecoin = add_coin(store, NOW_MS)
     origin = "http://127.0.0.1:8001"
@@ -172,16 +176,16 @@ def test_a_reader_limit_and_a_bridge_cap_refuse_together_in_one_transaction(
 def test_concurrent_wallets_never_pass_the_day_limit_together(tmp_path: Path) -> None:
     """Eight writers, each with its own store on one file, race for a 20-cent day."""
     wallet_dir = tmp_path / "store"
-    first = WalletStore(wallet_dir)
+    first = StoreShortcuts.open(wallet_dir)
     ecoin = add_coin(first, NOW_MS)
     first.set_spending_limits("EUR", now_ms=NOW_MS, max_day_minor=20)
     allocate(first, 5, NOW_MS)
-    stores = [WalletStore(wallet_dir) for _ in range(8)]
+    stores = [StoreShortcuts.open(wallet_dir) for _ in range(8)]
     barrier = threading.Barrier(len(stores))
     outcomes: list[str] = []
     lock = threading.Lock()
 
-    def pay(s: WalletStore) -> None:
+    def pay(s: StoreShortcuts) -> None:
         barrier.wait()
         try:
             allocate(s, 5, NOW_MS)

@@ -14,10 +14,11 @@ from netpay.clock import FakeClock
 from netpay.errors import LimitExceeded
 from netpay.spending import DAY_MS, utc_day
 from tests.fakes.vendor import FakeVendor
+from tests.fakes.wallet_store import shortcuts
 
 
 def _today(wallet: Wallet) -> dict[str, tuple[int, int]]:
-    return wallet.store.spending(utc_day(wallet.clock.now_ms()))
+    return shortcuts(wallet).spending(utc_day(wallet.clock.now_ms()))
 
 
 def _to_midnight(clock: FakeClock) -> None:
@@ -35,8 +36,8 @@ def test_a_click_above_the_click_limit_is_refused_before_anything_moves(
     with pytest.raises(LimitExceeded):
         wallet.authorize(url)
     assert vendor.paid_clicks == 0
-    assert wallet.store.coin(coin.ecoin_id).index == 0
-    assert wallet.store.outstanding_words(coin.ecoin_id) == 0
+    assert shortcuts(wallet).coin(coin.ecoin_id).index == 0
+    assert shortcuts(wallet).outstanding_words(coin.ecoin_id) == 0
     assert _today(wallet) == {}
     wallet.set_spending_limits("EUR", max_click_minor=5)
     assert wallet.read(url).status == 200
@@ -55,7 +56,7 @@ def test_read_and_authorize_share_the_day_limit_until_midnight_utc(
     with pytest.raises(LimitExceeded, match="spent 10 of your daily limit of 12"):
         wallet.read(vendor.url + "/articles/3")
     assert vendor.paid_clicks == 1
-    assert wallet.store.coin(coin.ecoin_id).index == 10
+    assert shortcuts(wallet).coin(coin.ecoin_id).index == 10
     report = wallet.spending_report("EUR")[0]
     assert (report["spent_today_minor"], report["left_today_minor"]) == (10, 2)
     _to_midnight(clock)
@@ -85,10 +86,10 @@ def test_a_window_counts_against_the_day_and_its_clicks_against_the_click_limit(
     assert wallet.open_windows()[0].window_id == window.window_id
     vendor.price_minor = 5
     # A second window past the day: refused, the coin's index does not move.
-    index = wallet.store.coin(coin.ecoin_id).index
+    index = shortcuts(wallet).coin(coin.ecoin_id).index
     with pytest.raises(LimitExceeded, match="daily limit of 60"):
         wallet.authorize_window(vendor.url + "/articles/1", 11)
-    assert wallet.store.coin(coin.ecoin_id).index == index
+    assert shortcuts(wallet).coin(coin.ecoin_id).index == index
     assert _today(wallet) == {"EUR": (50, 1)}
 
 
@@ -98,7 +99,7 @@ def test_a_click_resynchronised_after_already_spent_is_counted_once(
     coin = wallet.buy(100)
     wallet.set_spending_limits("EUR", max_day_minor=5)
     # A copy of the wallet spent (0, 5] at this vendor: the first header is refused.
-    vendor.coins[coin.ecoin_id] = (5, wallet.store.word(coin.ecoin_id, 5))
+    vendor.coins[coin.ecoin_id] = (5, shortcuts(wallet).word(coin.ecoin_id, 5))
     result = wallet.read(vendor.url + "/articles/1")
     assert result.receipt is not None
     assert (result.receipt.from_index, result.receipt.to_index) == (5, 10)
@@ -110,7 +111,7 @@ def test_the_bridge_is_held_to_the_readers_limits_on_top_of_its_caps(
 ) -> None:
     coin = wallet.buy(200)
     origin = vendor.url
-    wallet.store.approve_origin(origin, max_click_minor=None, max_day_minor=None, now_ms=0)
+    shortcuts(wallet).approve_origin(origin, max_click_minor=None, max_day_minor=None, now_ms=0)
     bridge = Bridge(wallet)  # caps 100 per click, 500 per day
     day = utc_day(wallet.clock.now_ms())
     wallet.set_spending_limits("EUR", max_click_minor=4)
@@ -118,15 +119,15 @@ def test_the_bridge_is_held_to_the_readers_limits_on_top_of_its_caps(
         bridge.authorize(origin, origin + "/articles/1")
     with pytest.raises(LimitExceeded, match="your limit of 4 per click"):
         bridge.window(origin, origin + "/articles/1", 10)
-    assert wallet.store.bridge_spending(origin, day) == {}
+    assert shortcuts(wallet).bridge_spending(origin, day) == {}
     wallet.set_spending_limits("EUR", max_click_minor=None, max_day_minor=25)
     assert bridge.authorize(origin, origin + "/articles/1")["amount"] == 5
     assert bridge.window(origin, origin + "/articles/1", 20)["amount"] == 20
     with pytest.raises(LimitExceeded, match="spent 25 of your daily limit of 25"):
         bridge.authorize(origin, origin + "/articles/2")
-    assert wallet.store.bridge_spending(origin, day) == {"EUR": (25, 2)}
+    assert shortcuts(wallet).bridge_spending(origin, day) == {"EUR": (25, 2)}
     assert _today(wallet) == {"EUR": (25, 2)}
-    assert wallet.store.coin(coin.ecoin_id).index == 25
+    assert shortcuts(wallet).coin(coin.ecoin_id).index == 25
 
 
 def test_the_spending_report_lists_currencies_with_limits_spending_or_coins(

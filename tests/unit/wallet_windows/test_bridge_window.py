@@ -15,6 +15,7 @@ from netpay.clock import FakeClock
 from netpay.header import parse_authorization
 from tests.fakes.broker import FakeBroker
 from tests.fakes.vendor import FakeVendor
+from tests.fakes.wallet_store import shortcuts
 
 
 @pytest.fixture
@@ -32,7 +33,7 @@ def bridge(
 
 
 def _approve(wallet: Wallet, v: FakeVendor, **caps: int | None) -> None:
-    wallet.store.approve_origin(
+    shortcuts(wallet).approve_origin(
         v.url,
         max_click_minor=caps.get("max_click_minor"),
         max_day_minor=caps.get("max_day_minor"),
@@ -85,7 +86,7 @@ def test_an_approved_page_gets_a_window_header_and_opens_it_itself(
     assert opened.json()["window_top"] == 30
     assert "netpay_window=" in opened.headers["Set-Cookie"]
     assert wallet.windows() == []
-    assert wallet.store.bridge_spending(vendor.url, wallet.clock.now_ms() // 86_400_000) == {
+    assert shortcuts(wallet).bridge_spending(vendor.url, wallet.clock.now_ms() // 86_400_000) == {
         "EUR": (30, 1)
     }
 

@@ -19,6 +19,7 @@ from ewallet_client.wallet import Wallet
 from netpay.clock import FakeClock
 from netpay.errors import NetPayError
 from tests.fakes.vendor import FakeVendor
+from tests.fakes.wallet_store import shortcuts
 
 
 @pytest.fixture
@@ -59,7 +60,7 @@ def test_window_commands(
     window = json.loads(out)
     assert (window["window_from"], window["window_top"], window["words_left"]) == (5, 25, 20)
     assert window["state"] == "open" and "handle" not in window
-    handle = wallet.store.window_handle(window["window_id"])
+    handle = shortcuts(wallet).window_handle(window["window_id"])
     assert handle is not None and handle not in out + err
 
     code, out, err = run(capsys, "wallet", "--wallet-dir", d, "read", article, "--json-receipt")
@@ -105,7 +106,7 @@ def test_window_commands(
     )
     assert code == 0, err
     printed = json.loads(out)
-    assert printed["handle"] == wallet.store.window_handle(printed["window_id"])
+    assert printed["handle"] == shortcuts(wallet).window_handle(printed["window_id"])
 
 
 def test_open_window_help_says_the_handle_is_a_bearer_secret(

@@ -10,16 +10,17 @@ from pathlib import Path
 import pytest
 
 from ewallet_client.domain import CoinEvent, WindowEvent, WindowState
-from ewallet_client.store import BridgeCharge, WalletStore, WindowRequest
+from ewallet_client.store import BridgeCharge, WindowRequest
 from netpay.chain import Chain, new_ecoin_id, new_seed
 from netpay.errors import Insufficient, LimitExceeded, PermissionDenied, PreconditionFailed
+from tests.fakes.wallet_store import StoreShortcuts
 
 ORIGIN = "http://127.0.0.1:8001"
 NOW_MS = 1_700_000_000_000
 DAY = NOW_MS // 86_400_000
 
 
-def _coin(store: WalletStore, n: int = 1000, unit_value: int = 1) -> str:
+def _coin(store: StoreShortcuts, n: int = 1000, unit_value: int = 1) -> str:
     ecoin = new_ecoin_id()
     seed = new_seed()
     chain = Chain.make(ecoin, n, seed, pebble_every=64)
@@ -38,7 +39,7 @@ def _coin(store: WalletStore, n: int = 1000, unit_value: int = 1) -> str:
 
 
 def _window(
-    store: WalletStore,
+    store: StoreShortcuts,
     units: int,
     *,
     price: int = 5,
@@ -59,7 +60,7 @@ def _window(
     return alloc.prev, alloc.index, alloc.window_id
 
 
-def _click(store: WalletStore, amount: int = 3, realm: str = "daily") -> tuple[int, int]:
+def _click(store: StoreShortcuts, amount: int = 3, realm: str = "daily") -> tuple[int, int]:
     alloc = store.allocate(
         amount_minor=amount,
         currency="EUR",
@@ -72,13 +73,13 @@ def _click(store: WalletStore, amount: int = 3, realm: str = "daily") -> tuple[i
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[WalletStore]:
-    s = WalletStore(tmp_path / "wallet")
+def store(tmp_path: Path) -> Iterator[StoreShortcuts]:
+    s = StoreShortcuts.open(tmp_path / "wallet")
     yield s
     s.close()
 
 
-def test_a_window_moves_the_index_by_m_and_records_the_window(store: WalletStore) -> None:
+def test_a_window_moves_the_index_by_m_and_records_the_window(store: StoreShortcuts) -> None:
     ecoin = _coin(store)
     assert _click(store) == (0, 3)
     prev, index, window_id = _window(store, 20)
@@ -99,13 +100,13 @@ def test_a_window_moves_the_index_by_m_and_records_the_window(store: WalletStore
     assert store.window_handle(window_id) == "h" * 43
 
 
-def test_the_bridge_window_records_no_window(store: WalletStore) -> None:
+def test_the_bridge_window_records_no_window(store: StoreShortcuts) -> None:
     _coin(store)
     assert _window(store, 10, origin=None) == (0, 10, None)
     assert store.windows() == []
 
 
-def test_windows_need_enough_words_and_a_dividing_unit_value(store: WalletStore) -> None:
+def test_windows_need_enough_words_and_a_dividing_unit_value(store: StoreShortcuts) -> None:
     _coin(store, n=30, unit_value=2)
     with pytest.raises(Insufficient):
         _window(store, 31, price=4)
@@ -114,7 +115,7 @@ def test_windows_need_enough_words_and_a_dividing_unit_value(store: WalletStore)
     assert _window(store, 30, price=4)[:2] == (0, 30)
 
 
-def test_a_coin_with_a_window_elsewhere_comes_last(store: WalletStore) -> None:
+def test_a_coin_with_a_window_elsewhere_comes_last(store: StoreShortcuts) -> None:
     first = _coin(store)
     second = _coin(store)
     _, _, window_id = _window(store, 10)
@@ -134,7 +135,7 @@ def test_a_coin_with_a_window_elsewhere_comes_last(store: WalletStore) -> None:
     assert alloc.coin.ecoin_id in (first, second)
 
 
-def test_window_states_move_only_through_the_transition_function(store: WalletStore) -> None:
+def test_window_states_move_only_through_the_transition_function(store: StoreShortcuts) -> None:
     _coin(store)
     _, _, window_id = _window(store, 10)
     assert window_id is not None
@@ -153,7 +154,7 @@ def test_window_states_move_only_through_the_transition_function(store: WalletSt
 
 def test_concurrent_windows_and_clicks_never_overlap(tmp_path: Path) -> None:
     wallet_dir = tmp_path / "wallet"
-    setup = WalletStore(wallet_dir)
+    setup = StoreShortcuts.open(wallet_dir)
     ecoin = _coin(setup, n=5000)
     ranges: list[tuple[int, int]] = []
     lock = threading.Lock()
@@ -161,7 +162,7 @@ def test_concurrent_windows_and_clicks_never_overlap(tmp_path: Path) -> None:
     start = threading.Barrier(6)
 
     def worker(k: int) -> None:
-        store = WalletStore(wallet_dir)  # as another process would
+        store = StoreShortcuts.open(wallet_dir)  # as another process would
         try:
             start.wait()
             for i in range(15):
@@ -196,7 +197,7 @@ def _charge(click: int = 10, day: int = 100) -> BridgeCharge:
 
 
 def test_a_bridge_window_counts_m_times_u_against_the_daily_cap_only(
-    store: WalletStore,
+    store: StoreShortcuts,
 ) -> None:
     _coin(store, unit_value=2)
     store.approve_origin(ORIGIN, max_click_minor=None, max_day_minor=None, now_ms=NOW_MS)
@@ -215,7 +216,7 @@ def test_a_bridge_window_counts_m_times_u_against_the_daily_cap_only(
 
 def test_concurrent_bridge_windows_never_pass_the_daily_cap(tmp_path: Path) -> None:
     wallet_dir = tmp_path / "wallet"
-    setup = WalletStore(wallet_dir)
+    setup = StoreShortcuts.open(wallet_dir)
     _coin(setup, n=5000)
     setup.approve_origin(ORIGIN, max_click_minor=None, max_day_minor=None, now_ms=NOW_MS)
     granted: list[int] = []
@@ -224,7 +225,7 @@ def test_concurrent_bridge_windows_never_pass_the_daily_cap(tmp_path: Path) -> N
     start = threading.Barrier(8)
 
     def worker() -> None:
-        store = WalletStore(wallet_dir)
+        store = StoreShortcuts.open(wallet_dir)
         try:
             start.wait()
             for _ in range(5):

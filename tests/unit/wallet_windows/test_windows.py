@@ -15,6 +15,7 @@ from netpay.errors import InvalidArgument, Malformed, NotFound, SignatureInvalid
 from netpay.header import parse_authorization
 from netpay.v1 import statements_pb2 as pb
 from tests.fakes.vendor import FakeVendor
+from tests.fakes.wallet_store import shortcuts
 
 PRICE = 5
 
@@ -34,7 +35,7 @@ def test_open_read_three_close_then_per_click(wallet: Wallet, vendor: FakeVendor
     assert (window.vendor_id, window.epoch, window.words_left) == ("daily", 7, 20)
     coin = wallet.coins()[0]
     assert (coin.index, coin.accepted_index, coin.last_vendor) == (20, 20, "daily")
-    assert wallet.store.outstanding_words(coin.ecoin_id) == 0
+    assert shortcuts(wallet).outstanding_words(coin.ecoin_id) == 0
     header = vendor.requests[-1]["Authorization"]
     cred = parse_authorization(header)
     assert (cred.prev, cred.index, cred.window) == (0, 20, 20)
@@ -60,7 +61,7 @@ def test_open_read_three_close_then_per_click(wallet: Wallet, vendor: FakeVendor
     assert _coin_index(wallet) == 20  # the clicks moved no coin index
     history = wallet.history()
     assert [(h["from_index"], h["to_index"]) for h in history] == [(0, 5), (5, 10), (10, 15)]
-    assert wallet.store.window(window.window_id).consumed_index == 15
+    assert shortcuts(wallet).window(window.window_id).consumed_index == 15
 
     closed = wallet.close_window(vendor.url + "/")
     assert closed.credit is not None
@@ -69,7 +70,7 @@ def test_open_read_three_close_then_per_click(wallet: Wallet, vendor: FakeVendor
     assert closed.window.state is WindowState.CLOSED
     assert (closed.window.refund_units, closed.window.words_left) == (5, 0)
     assert closed.window.credit is not None
-    assert wallet.store.window_handle(window.window_id) is None  # the secret is gone
+    assert shortcuts(wallet).window_handle(window.window_id) is None  # the secret is gone
     assert "Cookie" in vendor.requests[-1]
     assert wallet.open_windows() == []
 
@@ -102,7 +103,7 @@ def test_a_refused_window_click_falls_back_to_paying_per_click(
     result = wallet.read(_article(vendor))
     assert result.status == 200 and result.window_id is None
     assert result.receipt is not None and result.receipt.from_index == 10
-    assert wallet.store.window(window.window_id).state is WindowState.UNUSABLE
+    assert shortcuts(wallet).window(window.window_id).state is WindowState.UNUSABLE
     assert any("no longer usable" in w for w in result.warnings)
     # The next read does not try the window again.
     before = len(vendor.requests)
@@ -117,7 +118,7 @@ def test_a_window_too_small_for_the_price_is_not_used(wallet: Wallet, vendor: Fa
     window = wallet.open_window(_article(vendor), 3)
     result = wallet.read(_article(vendor))
     assert result.window_id is None and vendor.window_clicks == 0
-    assert wallet.store.window(window.window_id).state is WindowState.OPEN
+    assert shortcuts(wallet).window(window.window_id).state is WindowState.OPEN
 
 
 def test_an_expired_window_is_not_used(
@@ -153,7 +154,7 @@ def test_opening_again_closes_the_old_window_first(wallet: Wallet, vendor: FakeV
     first = wallet.open_window(_article(vendor), 10)
     wallet.read(_article(vendor))
     second = wallet.open_window(_article(vendor), 10)
-    old = wallet.store.window(first.window_id)
+    old = shortcuts(wallet).window(first.window_id)
     assert old.state is WindowState.CLOSED and old.refund_units == 5
     assert (second.window_from, second.window_top) == (10, 20)
     assert [w.window_id for w in wallet.open_windows()] == [second.window_id]
@@ -179,7 +180,7 @@ def test_a_window_that_does_not_match_the_header_is_refused(
         wallet.open_window(_article(vendor), 10)
     [window] = wallet.windows()
     assert window.state is WindowState.FAILED
-    assert wallet.store.window_handle(window.window_id) is None
+    assert shortcuts(wallet).window_handle(window.window_id) is None
     assert wallet.open_windows() == []
     # The range stays spent: the next click pays above it.
     assert wallet.read(_article(vendor)).receipt is not None
@@ -209,7 +210,7 @@ def test_a_window_receipt_outside_the_window_or_wrong_is_reported(
     assert result.status == 200 and result.receipt is None
     assert isinstance(result.receipt_error, SignatureInvalid)
     assert wallet.history() == []
-    assert wallet.store.window(window.window_id).consumed_index == 0
+    assert shortcuts(wallet).window(window.window_id).consumed_index == 0
 
 
 def test_a_window_receipt_signed_by_another_key_is_reported(
@@ -240,7 +241,7 @@ def test_a_window_credit_that_does_not_match_is_refused(
     vendor.tamper_credit = tamper
     with pytest.raises(SignatureInvalid):
         wallet.close_window(vendor.url)
-    kept = wallet.store.window(window.window_id)
+    kept = shortcuts(wallet).window(window.window_id)
     assert kept.state is WindowState.OPEN and kept.credit is None
 
 
@@ -258,7 +259,7 @@ def test_closing_a_window_the_vendor_closed_itself(wallet: Wallet, vendor: FakeV
     vendor.windows[0].open = False  # expired or handed off at the vendor
     closed = wallet.close_window(vendor.url)
     assert closed.credit is None and closed.window.state is WindowState.GONE
-    assert wallet.store.window_handle(window.window_id) is None
+    assert shortcuts(wallet).window_handle(window.window_id) is None
     with pytest.raises(NotFound):
         wallet.close_window(vendor.url)
 
@@ -280,7 +281,7 @@ def test_a_retried_window_click_is_not_counted_twice(wallet: Wallet, vendor: Fak
     again = wallet.read(_article(vendor, "1"))  # the vendor re-serves the same receipt
     assert first.receipt is not None and again.receipt is not None
     assert first.receipt == again.receipt
-    assert wallet.store.window(window.window_id).consumed_index == 5
+    assert shortcuts(wallet).window(window.window_id).consumed_index == 5
     assert len(wallet.history()) == 1
 
 
@@ -289,7 +290,7 @@ def test_the_handle_stays_out_of_logs_and_views(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     window = wallet.open_window(_article(vendor), 20)
-    handle = wallet.store.window_handle(window.window_id)
+    handle = shortcuts(wallet).window_handle(window.window_id)
     assert handle is not None and len(handle) == 43
     wallet.read(_article(vendor))
     wallet.close_window(vendor.url)
