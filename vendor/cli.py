@@ -9,13 +9,10 @@ import sys
 from pathlib import Path
 
 from netpay.ready import install_stop_handlers, print_ready
-from vendor.redemption import (
-    DEFAULT_REDEEM_AT,
-    MAX_HISTORY_ROWS,
-    MAX_REFUND_REASON_CHARS,
-    write_history_csv,
-)
 from vendor.server import VendorConfig, history_now, redeem_now, refund_now, start_vendor
+from vendor.services.redeem import DEFAULT_REDEEM_AT
+from vendor.services.refunds import MAX_REFUND_REASON_CHARS
+from vendor.services.reports import MAX_HISTORY_ROWS, write_history_csv
 
 __all__ = ["add_commands"]
 

@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine
-from sqlalchemy.orm import Session
 
 from netpay.clock import Clock, SystemClock
 from netpay.envelope import SigningKey, load_or_create_key, open_envelope
@@ -54,18 +53,17 @@ from vendor.dashboard import (
     set_dashboard_password,
 )
 from vendor.peer_client import GrpcPeerClient
-from vendor.redemption import (
-    DEFAULT_REDEEM_AT,
-    Redeemer,
-    RefundRecord,
-    history,
-    next_redemption_ms,
-    parse_time_of_day,
-    record_refund,
-)
 from vendor.rpc import SERVICE_NAME, RpcDeps, VendorServicer
 from vendor.services import VendorIdentity, VendorServices
-from vendor.storage import Base
+from vendor.services.redeem import (
+    DEFAULT_REDEEM_AT,
+    Redeemer,
+    next_redemption_ms,
+    parse_time_of_day,
+)
+from vendor.services.refunds import RefundRecord, Refunds
+from vendor.services.reports import Reports
+from vendor.storage import Base, VendorUnit
 from vendor.web import WebDeps, create_app
 from vendor.wsgi import CONFIG_ENV, KEY_FILE, STATE_FILE, web_config
 
@@ -454,7 +452,7 @@ def start_vendor(config: VendorConfig, *, clock: Clock | None = None) -> VendorH
         db_url = config.db_url or os.environ.get(DB_ENV) or sqlite_url(data_dir / DB_FILE)
         engine = make_engine(db_url, private=True)
         cleanup.append(_Disposer(engine))
-        uow = UnitOfWork(engine)
+        uow = UnitOfWork(engine, VendorUnit)
         uow.create_all(Base)
         identity = VendorIdentity(
             vendor_id=vendor_id,
@@ -563,7 +561,7 @@ def start_vendor(config: VendorConfig, *, clock: Clock | None = None) -> VendorH
 def redeem_now(data_dir: Path, db_url: str | None = None, *, clock: Clock | None = None) -> Any:
     """``netpay vendor redeem``: one redemption run from the data dir (the vendor may be
     serving meanwhile: batch building is serialised in the database). Returns the
-    :class:`vendor.redemption.RedeemReport`."""
+    :class:`vendor.services.redeem.RedeemReport`."""
     data_dir = Path(data_dir).resolve()
     state = _load_state(data_dir)
     if not state.get("vendor_id") or not state.get("vendor_token"):
@@ -581,7 +579,7 @@ def redeem_now(data_dir: Path, db_url: str | None = None, *, clock: Clock | None
     engine = make_engine(url, private=True)
     broker = GrpcBrokerClient(str(state["broker_addr"]), token=str(state["vendor_token"]))
     try:
-        uow = UnitOfWork(engine)
+        uow = UnitOfWork(engine, VendorUnit)
         uow.create_all(Base)
         redeemer = Redeemer(uow=uow, identity=identity, broker=broker, clock=clock or SystemClock())
         return redeemer.redeem()
@@ -612,10 +610,10 @@ def _offline_identity(data_dir: Path) -> VendorIdentity:
     )
 
 
-def _offline_uow(data_dir: Path, db_url: str | None) -> tuple[UnitOfWork[Session], Engine]:
+def _offline_uow(data_dir: Path, db_url: str | None) -> tuple[UnitOfWork[VendorUnit], Engine]:
     url = db_url or os.environ.get(DB_ENV) or sqlite_url(data_dir / DB_FILE)
     engine = make_engine(url, private=True)
-    uow = UnitOfWork(engine)
+    uow = UnitOfWork(engine, VendorUnit)
     uow.create_all(Base)  # a data dir from before a table was added gains it here
     return uow, engine
 
@@ -637,10 +635,7 @@ def refund_now(
     identity = _offline_identity(data_dir)
     uow, engine = _offline_uow(data_dir, db_url)
     try:
-        return record_refund(
-            uow,
-            identity,
-            clock or SystemClock(),
+        return Refunds(uow, identity, clock or SystemClock()).record(
             ecoin_id=ecoin_id,
             receipt_to_index=receipt_to_index,
             amount_minor=amount_minor,
@@ -653,12 +648,12 @@ def refund_now(
 
 def history_now(data_dir: Path, db_url: str | None = None, *, limit: int = 100) -> list[Any]:
     """``netpay vendor history``: the redemption history rows, newest first
-    (:func:`vendor.redemption.history`)."""
+    (:meth:`vendor.services.reports.Reports.history`)."""
     data_dir = Path(data_dir).resolve()
     _enrolled_state(data_dir)  # an enrolled vendor's data dir, not a typo
     uow, engine = _offline_uow(data_dir, db_url)
     try:
-        return history(uow, limit=limit)
+        return Reports(uow, SystemClock()).history(limit=limit)
     finally:
         engine.dispose()
 

@@ -80,7 +80,6 @@ from vendor.dashboard import (
     verify_password,
 )
 from vendor.domain import VendorCoinState
-from vendor.redemption import history as redemption_history
 from vendor.services import PaymentResult, VendorServices, WindowOpened
 
 __all__ = [
@@ -900,7 +899,7 @@ def create_app(deps: WebDeps | Callable[[], WebDeps], *, data_dir: Path | None =
         d = _deps()
         view = d.services.dashboard(clicks_limit=_RECENT_CLICKS, coins_limit=_COINS_SHOWN)
         titles = {a.article_id: d.newspaper.headline(a) for a in d.newspaper.articles}
-        redemptions = redemption_history(d.services.unit_of_work, limit=_RECENT_CLICKS)
+        redemptions = d.services.redemption_history(limit=_RECENT_CLICKS)
         return _dashboard_response(
             render_template(
                 "dashboard.html",
