@@ -24,6 +24,7 @@ from netpay.limits import Limits
 from netpay.sqlstore import UnitOfWork, make_engine
 from vendor.articles import load_newspaper
 from vendor.broker_client import GrpcBrokerClient
+from vendor.datadir import KEY_FILE, STATE_FILE
 from vendor.peer_client import GrpcPeerClient
 from vendor.services import VendorIdentity, VendorServices
 from vendor.storage import VendorUnit
@@ -32,8 +33,6 @@ from vendor.web import WebDeps, create_app
 __all__ = ["CONFIG_ENV", "create_app_from_env", "load_web_deps", "web_config"]
 
 CONFIG_ENV = "NETPAY_VENDOR_WEB_CONFIG"
-KEY_FILE = "vendor.key"
-STATE_FILE = "vendor.json"
 log = logging.getLogger(__name__)
 
 

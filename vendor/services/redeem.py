@@ -140,7 +140,7 @@ class RedeemReport:
                 totals[currency] += amount
         return dict(totals)
 
-    def as_json(self) -> dict[str, object]:
+    def as_json(self) -> dict[str, Any]:
         return {
             "batches": [
                 {
