@@ -46,8 +46,7 @@ from vendor.domain import BatchEvent, ClaimEvent, ClaimStatus, RefundEvent, Refu
 from vendor.services.ports import RedeemClient, UnitOfWorkFactory, VendorIdentity
 from vendor.services.refunds import Refunds
 from vendor.services.reports import Reports
-from vendor.storage import NewClaim, RefundRecord, VendorUnit
-from vendor.storage.refunds import PendingRefund
+from vendor.storage import NewClaim, PendingRefund, RefundRecord, VendorUnit
 
 __all__ = [
     "DEFAULT_REDEEM_AT",

@@ -19,8 +19,7 @@ from netpay.errors import AlreadyExists, InvalidArgument, NotFound, Precondition
 from netpay.v1 import statements_pb2 as pb
 from vendor.domain import ClaimStatus
 from vendor.services.ports import UnitOfWorkFactory, VendorIdentity
-from vendor.storage import RefundRecord, VendorUnit
-from vendor.storage.refunds import PaidClick
+from vendor.storage import PaidClick, RefundRecord, VendorUnit
 
 __all__ = ["MAX_REFUND_REASON_CHARS", "RefundRecord", "Refunds"]
 

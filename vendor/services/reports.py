@@ -17,8 +17,7 @@ from netpay.errors import InvalidArgument
 from netpay.money import Money
 from vendor.domain import CoinView, VendorCoinState, WindowView
 from vendor.services.ports import UnitOfWorkFactory
-from vendor.storage import ClaimRecord, ClickRecord, RefundRecord, Revenue
-from vendor.storage.reports import BatchLine
+from vendor.storage import BatchLine, ClaimRecord, ClickRecord, RefundRecord, Revenue
 
 __all__ = ["HISTORY_FIELDS", "MAX_HISTORY_ROWS", "Dashboard", "Reports", "write_history_csv"]
 

@@ -17,8 +17,8 @@ Nothing here is SQLite-only.
 
 from vendor.storage.coins import ClickRecord, CoinRepo, EpochGrant, StoredCoin
 from vendor.storage.redemption import ClaimRecord, NewClaim, RedemptionRepo
-from vendor.storage.refunds import RefundRecord, RefundRepo
-from vendor.storage.reports import ReportRepo, Revenue
+from vendor.storage.refunds import PaidClick, PendingRefund, RefundRecord, RefundRepo
+from vendor.storage.reports import BatchLine, ReportRepo, Revenue
 from vendor.storage.sessions import WalletSession, WalletSessionRepo
 from vendor.storage.tables import (
     Base,
@@ -38,6 +38,7 @@ from vendor.storage.windows import WindowClickRecord, WindowRecord, WindowRepo
 
 __all__ = [
     "Base",
+    "BatchLine",
     "ClaimRecord",
     "ClaimStateRow",
     "ClickRecord",
@@ -47,6 +48,8 @@ __all__ = [
     "CoinRow",
     "EpochGrant",
     "NewClaim",
+    "PaidClick",
+    "PendingRefund",
     "RedemptionBatchRow",
     "RedemptionLockRow",
     "RedemptionRepo",
