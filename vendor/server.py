@@ -298,7 +298,7 @@ class _Plan:
     key: SigningKey
     state: dict[str, Any]
     broker_addr: str
-    redeem_at: int | None  # ms after midnight UTC; None: no daily redemption
+    redeem_at_ms_of_day: int | None  # None: no daily redemption
     articles_file: Path | None
     newspaper: Newspaper
     display_name: str
@@ -372,7 +372,7 @@ def _plan(config: VendorConfig) -> _Plan:
         key=key,
         state=state,
         broker_addr=broker_addr,
-        redeem_at=redeem_at,
+        redeem_at_ms_of_day=redeem_at,
         articles_file=articles_file,
         newspaper=newspaper,
         display_name=config.display_name or newspaper.name,
@@ -487,7 +487,7 @@ def _open_services(
         uow=uow, identity=identity, broker=broker, peers=peers, limits=enrolled.limits, clock=clock
     )
     redeemer = Redeemer(uow=uow, identity=identity, broker=broker, clock=clock)
-    daily = _DailyRedemption(redeemer, clock, plan.redeem_at)
+    daily = _DailyRedemption(redeemer, clock, plan.redeem_at_ms_of_day)
     # A restarted vendor holds no lease until it has renewed.
     services.reset_leases()
     try:

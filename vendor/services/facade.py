@@ -2,15 +2,20 @@
 server, composed of the use-case areas; every method is a one-line
 delegation to the area that holds the use case.
 
-The areas and what each may call (no cycles)::
+The areas and what each may import (no cycles; an arrow points at what is
+imported)::
 
-    paying ────────> custody ──> credits
-    windows ───────> paying, custody, credits
-    wallet_sessions > windows, custody
-    reports, refunds; redeem ──> refunds, reports
+    credits          -> ports
+    custody          -> credits, certificates, ports
+    paying           -> custody, ports
+    windows          -> paying, custody, credits, ports
+    wallet_sessions  -> windows, paying, custody, ports
+    reports, refunds -> ports
+    redeem           -> refunds, reports, ports
 
 Every area receives :class:`vendor.services.ports.VendorPorts` (or the part
-of it it needs) and the areas it calls, in ``__init__``.
+of it it needs) and the areas it calls, in ``__init__``; only this facade
+knows them all.
 """
 
 from __future__ import annotations
