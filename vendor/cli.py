@@ -1,4 +1,9 @@
-"""`netpay vendor ...`: run a newspaper (a NetPay vendor)."""
+"""`netpay vendor ...`: run a newspaper (a NetPay vendor).
+
+Each command is a small handler function, registered in :data:`_COMMANDS`
+with its help, description, examples (the epilog) and arguments;
+:func:`add_commands` builds the argparse tree from that table.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +11,17 @@ import argparse
 import json
 import logging
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from netpay.ready import install_stop_handlers, print_ready
-from vendor.redemption import (
-    DEFAULT_REDEEM_AT,
-    MAX_HISTORY_ROWS,
-    MAX_REFUND_REASON_CHARS,
-    write_history_csv,
-)
-from vendor.server import VendorConfig, history_now, redeem_now, refund_now, start_vendor
+from vendor.offline import history_now, redeem_now, refund_now
+from vendor.server import VendorConfig, start_vendor
+from vendor.services.redeem import DEFAULT_REDEEM_AT
+from vendor.services.refunds import MAX_REFUND_REASON_CHARS
+from vendor.services.reports import MAX_HISTORY_ROWS, write_history_csv
 
 __all__ = ["add_commands"]
 
@@ -71,166 +77,6 @@ Once every listener is bound and answering, prints one JSON line:
   {"grpc": "127.0.0.1:40123", "web": "http://127.0.0.1:8001"}
 SIGINT or SIGTERM stops the vendor (exit code 0).
 """
-
-
-def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = sub.add_parser(
-        "vendor",
-        help="run a NetPay vendor (a demo newspaper)",
-        description="A NetPay vendor: a newspaper site paid by the word, plus its gRPC service.",
-        epilog=VENDOR_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    commands = parser.add_subparsers(dest="vendor_command", required=True, metavar="COMMAND")
-    serve = commands.add_parser(
-        "serve",
-        help="serve the newspaper web site and the vendor gRPC service",
-        description="Register with the broker, then serve gRPC and the web site.",
-        epilog=SERVE_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    serve.add_argument("--data-dir", required=True, type=Path, help="the vendor's data directory")
-    serve.add_argument("--broker", metavar="H:P", help="broker gRPC address (first start)")
-    serve.add_argument("--enroll", metavar="TOKEN", help="one-time enrollment token (first start)")
-    serve.add_argument(
-        "--grpc-addr",
-        default="127.0.0.1:0",
-        metavar="H:P",
-        help="gRPC listen address (port 0: any)",
-    )
-    serve.add_argument(
-        "--web-addr", default="127.0.0.1:0", metavar="H:P", help="web listen address (port 0: any)"
-    )
-    serve.add_argument(
-        "--db-url",
-        metavar="URL",
-        help="database URL (default: SQLite in the data dir; env NETPAY_DB_URL)",
-    )
-    serve.add_argument(
-        "--insecure",
-        action="store_true",
-        help="allow plaintext listeners on non-loopback addresses",
-    )
-    serve.add_argument(
-        "--workers",
-        type=int,
-        default=2,
-        metavar="N",
-        help="gunicorn web workers (0: in-process server)",
-    )
-    serve.add_argument(
-        "--name",
-        metavar="NAME",
-        help='newspaper: "The Daily Hash", "The Chain Gazette" or a new name',
-    )
-    serve.add_argument(
-        "--articles",
-        type=Path,
-        metavar="FILE",
-        help="articles JSON file (default: the packaged demo set)",
-    )
-    serve.add_argument(
-        "--dashboard-password-file",
-        type=Path,
-        metavar="FILE",
-        help="set the /dashboard operator password (first line of FILE); kept for later starts",
-    )
-    serve.add_argument(
-        "--redeem-at",
-        default=DEFAULT_REDEEM_AT,
-        metavar="HH:MM",
-        help=f"daily redemption time, UTC (default {DEFAULT_REDEEM_AT}); 'off' to redeem "
-        "only with `netpay vendor redeem`",
-    )
-    serve.set_defaults(func=_serve)
-
-    redeem = commands.add_parser(
-        "redeem",
-        help="redeem the spent paywords with the broker now",
-        description=(
-            "Send the broker every claim that can be made now (clicks and closed windows "
-            "above what was already claimed), after any batch left pending by an earlier "
-            "run. A batch is stored before it is sent, so a crash or a lost reply never "
-            "pays twice or loses a payment. Exit code 0, or 3 when the broker could not "
-            "be reached (the batch stays pending for the next run)."
-        ),
-        epilog=REDEEM_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    redeem.add_argument("--data-dir", required=True, type=Path, help="the vendor's data directory")
-    redeem.add_argument("--db-url", metavar="URL", help="database URL (default: the data dir's)")
-    redeem.add_argument("--json", action="store_true", help="print the report as one JSON line")
-    redeem.set_defaults(func=_redeem)
-
-    refund = commands.add_parser(
-        "refund",
-        help="give a reader money back for a paid click (netted at the next redemption)",
-        description=(
-            "Record a refund for returned goods: AMOUNT of the paid click whose receipt "
-            "ends at index --receipt-to of coin --ecoin goes back to the reader. The "
-            "vendor signs a VendorRefund and keeps it pending; the next redemption batch "
-            "that can carry it (once the click's claim is sent) nets it from the payout. "
-            "At most what the click paid, less its earlier refunds. The same --refund-id "
-            "again records nothing new. Needs no broker."
-        ),
-        epilog=REFUND_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    refund.add_argument("--data-dir", required=True, type=Path, help="the vendor's data directory")
-    refund.add_argument("--db-url", metavar="URL", help="database URL (default: the data dir's)")
-    refund.add_argument("--ecoin", required=True, metavar="ID", help="the coin (32 hex characters)")
-    refund.add_argument(
-        "--receipt-to",
-        required=True,
-        type=int,
-        metavar="INDEX",
-        help="the to-index of the click's receipt",
-    )
-    refund.add_argument(
-        "--amount-minor",
-        required=True,
-        type=int,
-        metavar="A",
-        help="minor units to give back, in the click's currency",
-    )
-    refund.add_argument(
-        "--reason",
-        required=True,
-        metavar="TEXT",
-        help=f"why (1..{MAX_REFUND_REASON_CHARS} printable characters; signed into the refund)",
-    )
-    refund.add_argument(
-        "--refund-id",
-        metavar="ID",
-        help="idempotency key, 1..64 of [A-Za-z0-9_-] (default: a random one)",
-    )
-    refund.add_argument("--json", action="store_true", help="print the refund as one JSON line")
-    refund.set_defaults(func=_refund)
-
-    hist = commands.add_parser(
-        "history",
-        help="list redemption batches, claims and refunds",
-        description=(
-            "The vendor's redemption history, newest first: one row per batch (state, "
-            "claims, refunds), per claim (status, units, amount paid, the broker's "
-            "reason) and per refund (status, amount as a negative number, the receipt "
-            "it refunds). Read from the data dir; needs no broker."
-        ),
-        epilog=HISTORY_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    hist.add_argument("--data-dir", required=True, type=Path, help="the vendor's data directory")
-    hist.add_argument("--db-url", metavar="URL", help="database URL (default: the data dir's)")
-    hist.add_argument("--json", action="store_true", help="print one JSON object per line")
-    hist.add_argument(
-        "--limit",
-        type=int,
-        default=100,
-        metavar="N",
-        help=f"at most N rows (1..{MAX_HISTORY_ROWS}, default 100)",
-    )
-    hist.add_argument("--csv", type=Path, metavar="FILE", help="also write the rows as CSV")
-    hist.set_defaults(func=_history)
 
 
 def _refund(args: argparse.Namespace) -> int:
@@ -332,3 +178,215 @@ def _serve(args: argparse.Namespace) -> int:
     finally:
         handle.stop()
     return 0
+
+
+# -- the command table ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Arg:
+    """One ``add_argument`` call: its flags and its keyword options."""
+
+    flags: tuple[str, ...]
+    options: dict[str, Any]
+
+
+def _arg(*flags: str, **options: Any) -> _Arg:
+    return _Arg(flags, options)
+
+
+@dataclass(frozen=True)
+class _Command:
+    name: str
+    help: str
+    description: str
+    epilog: str  # the examples
+    arguments: tuple[_Arg, ...]
+    handler: Callable[[argparse.Namespace], int]
+
+
+_DATA_DIR = _arg("--data-dir", required=True, type=Path, help="the vendor's data directory")
+_DB_URL = _arg("--db-url", metavar="URL", help="database URL (default: the data dir's)")
+
+_SERVE_ARGS = (
+    _DATA_DIR,
+    _arg("--broker", metavar="H:P", help="broker gRPC address (first start)"),
+    _arg("--enroll", metavar="TOKEN", help="one-time enrollment token (first start)"),
+    _arg(
+        "--grpc-addr",
+        default="127.0.0.1:0",
+        metavar="H:P",
+        help="gRPC listen address (port 0: any)",
+    ),
+    _arg(
+        "--web-addr", default="127.0.0.1:0", metavar="H:P", help="web listen address (port 0: any)"
+    ),
+    _arg(
+        "--db-url",
+        metavar="URL",
+        help="database URL (default: SQLite in the data dir; env NETPAY_DB_URL)",
+    ),
+    _arg(
+        "--insecure",
+        action="store_true",
+        help="allow plaintext listeners on non-loopback addresses",
+    ),
+    _arg(
+        "--workers",
+        type=int,
+        default=2,
+        metavar="N",
+        help="gunicorn web workers (0: in-process server)",
+    ),
+    _arg(
+        "--name",
+        metavar="NAME",
+        help='newspaper: "The Daily Hash", "The Chain Gazette" or a new name',
+    ),
+    _arg(
+        "--articles",
+        type=Path,
+        metavar="FILE",
+        help="articles JSON file (default: the packaged demo set)",
+    ),
+    _arg(
+        "--dashboard-password-file",
+        type=Path,
+        metavar="FILE",
+        help="set the /dashboard operator password (first line of FILE); kept for later starts",
+    ),
+    _arg(
+        "--redeem-at",
+        default=DEFAULT_REDEEM_AT,
+        metavar="HH:MM",
+        help=f"daily redemption time, UTC (default {DEFAULT_REDEEM_AT}); 'off' to redeem "
+        "only with `netpay vendor redeem`",
+    ),
+)
+
+_REDEEM_ARGS = (
+    _DATA_DIR,
+    _DB_URL,
+    _arg("--json", action="store_true", help="print the report as one JSON line"),
+)
+
+_REFUND_ARGS = (
+    _DATA_DIR,
+    _DB_URL,
+    _arg("--ecoin", required=True, metavar="ID", help="the coin (32 hex characters)"),
+    _arg(
+        "--receipt-to",
+        required=True,
+        type=int,
+        metavar="INDEX",
+        help="the to-index of the click's receipt",
+    ),
+    _arg(
+        "--amount-minor",
+        required=True,
+        type=int,
+        metavar="A",
+        help="minor units to give back, in the click's currency",
+    ),
+    _arg(
+        "--reason",
+        required=True,
+        metavar="TEXT",
+        help=f"why (1..{MAX_REFUND_REASON_CHARS} printable characters; signed into the refund)",
+    ),
+    _arg(
+        "--refund-id",
+        metavar="ID",
+        help="idempotency key, 1..64 of [A-Za-z0-9_-] (default: a random one)",
+    ),
+    _arg("--json", action="store_true", help="print the refund as one JSON line"),
+)
+
+_HISTORY_ARGS = (
+    _DATA_DIR,
+    _DB_URL,
+    _arg("--json", action="store_true", help="print one JSON object per line"),
+    _arg(
+        "--limit",
+        type=int,
+        default=100,
+        metavar="N",
+        help=f"at most N rows (1..{MAX_HISTORY_ROWS}, default 100)",
+    ),
+    _arg("--csv", type=Path, metavar="FILE", help="also write the rows as CSV"),
+)
+
+_COMMANDS = (
+    _Command(
+        "serve",
+        help="serve the newspaper web site and the vendor gRPC service",
+        description="Register with the broker, then serve gRPC and the web site.",
+        epilog=SERVE_EPILOG,
+        arguments=_SERVE_ARGS,
+        handler=_serve,
+    ),
+    _Command(
+        "redeem",
+        help="redeem the spent paywords with the broker now",
+        description=(
+            "Send the broker every claim that can be made now (clicks and closed windows "
+            "above what was already claimed), after any batch left pending by an earlier "
+            "run. A batch is stored before it is sent, so a crash or a lost reply never "
+            "pays twice or loses a payment. Exit code 0, or 3 when the broker could not "
+            "be reached (the batch stays pending for the next run)."
+        ),
+        epilog=REDEEM_EPILOG,
+        arguments=_REDEEM_ARGS,
+        handler=_redeem,
+    ),
+    _Command(
+        "refund",
+        help="give a reader money back for a paid click (netted at the next redemption)",
+        description=(
+            "Record a refund for returned goods: AMOUNT of the paid click whose receipt "
+            "ends at index --receipt-to of coin --ecoin goes back to the reader. The "
+            "vendor signs a VendorRefund and keeps it pending; the next redemption batch "
+            "that can carry it (once the click's claim is sent) nets it from the payout. "
+            "At most what the click paid, less its earlier refunds. The same --refund-id "
+            "again records nothing new. Needs no broker."
+        ),
+        epilog=REFUND_EPILOG,
+        arguments=_REFUND_ARGS,
+        handler=_refund,
+    ),
+    _Command(
+        "history",
+        help="list redemption batches, claims and refunds",
+        description=(
+            "The vendor's redemption history, newest first: one row per batch (state, "
+            "claims, refunds), per claim (status, units, amount paid, the broker's "
+            "reason) and per refund (status, amount as a negative number, the receipt "
+            "it refunds). Read from the data dir; needs no broker."
+        ),
+        epilog=HISTORY_EPILOG,
+        arguments=_HISTORY_ARGS,
+        handler=_history,
+    ),
+)
+
+
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = sub.add_parser(
+        "vendor",
+        help="run a NetPay vendor (a demo newspaper)",
+        description="A NetPay vendor: a newspaper site paid by the word, plus its gRPC service.",
+        epilog=VENDOR_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="vendor_command", required=True, metavar="COMMAND")
+    for command in _COMMANDS:
+        sub_parser = commands.add_parser(
+            command.name,
+            help=command.help,
+            description=command.description,
+            epilog=command.epilog,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        for arg in command.arguments:
+            sub_parser.add_argument(*arg.flags, **arg.options)
+        sub_parser.set_defaults(func=command.handler)

@@ -19,6 +19,12 @@ A **window** (protocol.md, "Windows") is a run of words ``(window_from,
 window_top]`` the reader prepaid with one payment; the vendor consumes one
 price per click from it. Its state is ``OPEN`` or ``CLOSED`` and every move
 goes through :func:`window_transition`; a closed window never reopens.
+
+Redemption keeps three more stateful things, each with its enum and its one
+transition function: a stored Redeem **batch** (:class:`BatchState`,
+:func:`batch_transition`), a **claim** in it (:class:`ClaimStatus`,
+:func:`claim_transition`) and a **refund** for returned goods
+(:class:`RefundStatus`, :func:`refund_transition`).
 """
 
 from __future__ import annotations
@@ -41,23 +47,32 @@ from netpay.limits import Limits
 from netpay.money import Money, words_for
 
 __all__ = [
+    "BatchEvent",
+    "BatchState",
+    "ClaimEvent",
+    "ClaimStatus",
     "CloseReason",
     "CoinEvent",
     "CoinView",
     "IllegalTransition",
     "Item",
     "PaymentPlan",
+    "RefundEvent",
+    "RefundStatus",
     "VendorCoinState",
     "WindowClick",
     "WindowEvent",
     "WindowState",
     "WindowView",
+    "batch_transition",
     "check_payment",
     "check_window_click",
     "check_window_open",
+    "claim_transition",
     "lease_deadline_ms",
     "lease_is_live",
     "needs_checkpoint",
+    "refund_transition",
     "transition",
     "verify_payword",
     "window_expiry_ms",
@@ -337,3 +352,110 @@ def check_window_click(window: WindowView, item: Item, now_ms: int) -> WindowCli
             f"the window has {window.words_left} words left, the price is {words} words"
         )
     return WindowClick(window.consumed_index, window.consumed_index + words, words)
+
+
+# -- redemption: batches, claims, refunds ------------------------------------------
+
+
+class BatchState(enum.Enum):
+    """A stored Redeem batch (``vendor_redemptions.state``)."""
+
+    PENDING = "pending"  # stored with its exact request, not answered yet
+    DONE = "done"  # the broker's reply is recorded (final)
+    FAILED = "failed"  # the broker refused the whole batch (final; its words go again)
+
+
+class BatchEvent(enum.Enum):
+    STORED = "stored"  # built and stored before it is sent
+    ANSWERED = "answered"  # the broker answered claim by claim
+    REFUSED = "refused"  # the broker refused the batch whole (nothing changed there)
+
+
+_BATCH_MOVES: dict[tuple[BatchState | None, BatchEvent], BatchState] = {
+    (None, BatchEvent.STORED): BatchState.PENDING,
+    (BatchState.PENDING, BatchEvent.ANSWERED): BatchState.DONE,
+    (BatchState.PENDING, BatchEvent.REFUSED): BatchState.FAILED,
+}
+
+
+def batch_transition(state: BatchState | None, event: BatchEvent) -> BatchState:
+    """The batch's state after ``event`` (``None``: not stored yet); DONE and
+    FAILED never move. Raises :class:`IllegalTransition` otherwise."""
+    try:
+        return _BATCH_MOVES[(state, event)]
+    except KeyError:
+        name = state.value if state is not None else "absent"
+        raise IllegalTransition(f"no batch transition from {name} on {event.value}") from None
+
+
+class ClaimStatus(enum.Enum):
+    """One claim of a batch (``vendor_claims.status``)."""
+
+    PENDING = "pending"  # in a stored batch, not answered yet
+    ACCEPTED = "accepted"  # paid (final)
+    REJECTED = "rejected"  # refused for good (final)
+
+
+class ClaimEvent(enum.Enum):
+    BATCHED = "batched"  # stored with its batch
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"  # the broker said "never"
+    # The broker said "not now" (or refused the whole batch): the claim is
+    # forgotten and its words are claimed again by a later batch.
+    WITHDRAWN = "withdrawn"
+
+
+_CLAIM_MOVES: dict[tuple[ClaimStatus | None, ClaimEvent], ClaimStatus | None] = {
+    (None, ClaimEvent.BATCHED): ClaimStatus.PENDING,
+    (ClaimStatus.PENDING, ClaimEvent.ACCEPTED): ClaimStatus.ACCEPTED,
+    (ClaimStatus.PENDING, ClaimEvent.REJECTED): ClaimStatus.REJECTED,
+    (ClaimStatus.PENDING, ClaimEvent.WITHDRAWN): None,
+}
+
+
+def claim_transition(state: ClaimStatus | None, event: ClaimEvent) -> ClaimStatus | None:
+    """The claim's status after ``event``; ``None`` is "no claim": before it is
+    batched, and after it is withdrawn (its row is deleted). ACCEPTED and
+    REJECTED never move. Raises :class:`IllegalTransition` otherwise."""
+    key = (state, event)
+    if key not in _CLAIM_MOVES:
+        name = state.value if state is not None else "absent"
+        raise IllegalTransition(f"no claim transition from {name} on {event.value}")
+    return _CLAIM_MOVES[key]
+
+
+class RefundStatus(enum.Enum):
+    """Where a refund is on its way to the broker (``vendor_refunds.status``)."""
+
+    PENDING = "pending"  # stored, waiting for a batch that can carry it
+    BATCHED = "batched"  # in a stored batch, waiting for the broker's answer
+    ACCEPTED = "accepted"  # netted: the reader got the money back
+    REJECTED = "rejected"  # final: the broker (or its claim's refusal) said no
+
+
+class RefundEvent(enum.Enum):
+    RECORDED = "recorded"
+    BATCHED = "batched"
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+    REQUEUED = "requeued"  # its batch was refused whole, or its claim goes again
+
+
+_REFUND_MOVES: dict[tuple[RefundStatus | None, RefundEvent], RefundStatus] = {
+    (None, RefundEvent.RECORDED): RefundStatus.PENDING,
+    (RefundStatus.PENDING, RefundEvent.BATCHED): RefundStatus.BATCHED,
+    (RefundStatus.PENDING, RefundEvent.REJECTED): RefundStatus.REJECTED,
+    (RefundStatus.BATCHED, RefundEvent.ACCEPTED): RefundStatus.ACCEPTED,
+    (RefundStatus.BATCHED, RefundEvent.REJECTED): RefundStatus.REJECTED,
+    (RefundStatus.BATCHED, RefundEvent.REQUEUED): RefundStatus.PENDING,
+}
+
+
+def refund_transition(state: RefundStatus | None, event: RefundEvent) -> RefundStatus:
+    """The one transition function of a refund; a move it does not allow is a bug
+    (:class:`IllegalTransition`)."""
+    try:
+        return _REFUND_MOVES[(state, event)]
+    except KeyError:
+        name = state.value if state is not None else "absent"
+        raise IllegalTransition(f"no refund transition from {name} on {event.value}") from None

@@ -1,51 +1,40 @@
 """Vendor process wiring: data dir -> broker registration -> storage ->
 services -> gRPC (Vendor service) + web site (gunicorn or in-process) +
-the background loop (checkpoint, reclaim, close expired windows).
+the background loop (checkpoint, reclaim, close expired windows, renew the
+certificate, the daily redemption).
 
-Data dir: ``vendor.key`` (Ed25519, 0600), ``vendor.json`` (0600: vendor id,
-vendor token, broker address, the pinned broker id and public key),
-``vendor.sqlite`` (unless ``--db-url`` / ``NETPAY_DB_URL``), ``web-secret.key``
-(0600, signs the dashboard's session cookie in every web worker),
-``dashboard-password.argon2`` (0600, once a dashboard password was set) and,
-with web workers, ``vendor-web.json`` (what each gunicorn worker needs).
+:func:`start_vendor` runs the steps in order: :func:`_plan` (the data dir,
+the key, the dashboard password and the articles, before anything listens),
+:func:`_enroll` (GetInfo and RegisterVendor; the state file),
+:func:`_open_services` (the database, the services, the first checkpoint),
+:func:`_attach_rpc`, :func:`_start_web` and :func:`_start_loop`; whatever
+was started is stopped again when a later step fails. The data dir's files
+are listed in :mod:`vendor.datadir`.
 """
 
 from __future__ import annotations
 
-import http.client
 import json
 import logging
-import os
-import signal
 import socket
-import subprocess
-import sys
 import threading
 from dataclasses import dataclass
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine
-from sqlalchemy.orm import Session
 
 from netpay.clock import Clock, SystemClock
 from netpay.envelope import SigningKey, load_or_create_key, open_envelope
 from netpay.errors import InvalidArgument, NetPayError, PermissionDenied, Unavailable
-from netpay.files import ensure_private_dir, read_json, write_private
-from netpay.limits import limits_from_proto
-from netpay.ready import child_env
-from netpay.sqlstore import UnitOfWork, make_engine, sqlite_url
-from netpay.transport.server import (
-    GrpcServer,
-    check_listen_address,
-    create_grpc_server,
-    split_host_port,
-)
+from netpay.files import ensure_private_dir, write_private
+from netpay.limits import Limits, limits_from_proto
+from netpay.sqlstore import UnitOfWork, make_engine
+from netpay.transport.server import GrpcServer, check_listen_address, create_grpc_server
 from netpay.v1 import broker_pb2
 from netpay.v1 import statements_pb2 as pb
 from netpay.webserver import InProcessWebServer, bind_listen_socket, socket_origin
-from vendor.articles import load_newspaper
+from vendor.articles import Newspaper, load_newspaper
 from vendor.broker_client import GrpcBrokerClient
 from vendor.dashboard import (
     ensure_secret_key,
@@ -53,41 +42,27 @@ from vendor.dashboard import (
     read_password_file,
     set_dashboard_password,
 )
+from vendor.datadir import KEY_FILE, STATE_FILE, WEB_CONFIG_FILE, database_url, load_state
 from vendor.peer_client import GrpcPeerClient
-from vendor.redemption import (
-    DEFAULT_REDEEM_AT,
-    Redeemer,
-    RefundRecord,
-    history,
-    next_redemption_ms,
-    parse_time_of_day,
-    record_refund,
-)
 from vendor.rpc import SERVICE_NAME, RpcDeps, VendorServicer
 from vendor.services import VendorIdentity, VendorServices
-from vendor.storage import Base
+from vendor.services.redeem import (
+    DEFAULT_REDEEM_AT,
+    Redeemer,
+    next_redemption_ms,
+    parse_time_of_day,
+)
+from vendor.storage import Base, VendorUnit
 from vendor.web import WebDeps, create_app
-from vendor.wsgi import CONFIG_ENV, KEY_FILE, STATE_FILE, web_config
+from vendor.webtier import WebTier, spawn_gunicorn, wait_web_ready
+from vendor.wsgi import web_config
 
-__all__ = [
-    "DB_ENV",
-    "VendorConfig",
-    "VendorHandle",
-    "history_now",
-    "redeem_now",
-    "refund_now",
-    "start_vendor",
-]
+__all__ = ["VendorConfig", "VendorHandle", "start_vendor"]
 
 log = logging.getLogger(__name__)
 
-DB_ENV = "NETPAY_DB_URL"
-DB_FILE = "vendor.sqlite"
-WEB_CONFIG_FILE = "vendor-web.json"
 _WEB_BACKLOG = 1024
-_READY_TIMEOUT_S = 60.0
 _STOP_TIMEOUT_S = 15.0
-_GUNICORN_THREADS = 4
 _PASSWORD_FILE_MAX_BYTES = 4096
 
 
@@ -111,32 +86,6 @@ class VendorConfig:
     redeem_at: str | None = DEFAULT_REDEEM_AT
 
 
-class _WebTier:
-    """The web site: a gunicorn subprocess or an in-process werkzeug server."""
-
-    def __init__(
-        self, process: subprocess.Popen[bytes] | None, server: InProcessWebServer | None
-    ) -> None:
-        self._process = process
-        self._server = server
-
-    def check_alive(self) -> None:
-        if self._process is not None and self._process.poll() is not None:
-            raise Unavailable(f"gunicorn exited with status {self._process.returncode}")
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.stop(_STOP_TIMEOUT_S)
-        if self._process is not None and self._process.poll() is None:
-            self._process.send_signal(signal.SIGTERM)
-            try:
-                self._process.wait(_STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                log.warning("gunicorn did not stop in time; killing it")
-                self._process.kill()
-                self._process.wait()
-
-
 class VendorHandle:
     """A running vendor; ``stop()`` shuts everything down (idempotent)."""
 
@@ -149,7 +98,7 @@ class VendorHandle:
         services: VendorServices,
         redeemer: Redeemer,
         grpc_server: GrpcServer,
-        web: _WebTier,
+        web: WebTier,
         engine: Engine,
         closers: list[Any],
         loop_stop: threading.Event,
@@ -209,16 +158,6 @@ def _setup_dashboard(data_dir: Path, password_file: Path | None) -> None:
     ensure_secret_key(data_dir)
 
 
-def _load_state(data_dir: Path) -> dict[str, Any]:
-    path = data_dir / STATE_FILE
-    if not path.exists():
-        return {}
-    mode = path.stat().st_mode & 0o777
-    if mode & 0o077:
-        raise PermissionDenied(f"{path} must be mode 0600, is {mode:04o}")
-    return read_json(path)
-
-
 def _register(
     broker: GrpcBrokerClient,
     key: SigningKey,
@@ -261,52 +200,6 @@ def _register(
     if state.get("vendor_id") and state["vendor_id"] != reply.vendor_id:
         raise PermissionDenied("the broker answered with another vendor id")
     return info, reply, cert
-
-
-def _spawn_gunicorn(
-    sock: socket.socket, workers: int, config_path: Path
-) -> subprocess.Popen[bytes]:
-    fd = sock.fileno()
-    cmd = [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        "--bind",
-        f"fd://{fd}",
-        "--workers",
-        str(workers),
-        "--threads",
-        str(_GUNICORN_THREADS),
-        "--graceful-timeout",
-        "10",
-        "--log-level",
-        "warning",
-        "--config",
-        "python:vendor.gunicorn_conf",
-    ]
-    major_minor = tuple(int(p) for p in version("gunicorn").split(".")[:2])
-    if major_minor >= (25, 1):
-        cmd.append("--no-control-socket")  # one per machine otherwise: vendors would collide
-    cmd.append("vendor.wsgi:create_app_from_env()")
-    env = child_env({**os.environ, CONFIG_ENV: str(config_path)})
-    return subprocess.Popen(cmd, pass_fds=(fd,), env=env, stdin=subprocess.DEVNULL)
-
-
-def _wait_web_ready(web_url: str, web: _WebTier) -> None:
-    """One GET /healthz: the socket already listens, so it waits for a worker."""
-    host, port = split_host_port(web_url.removeprefix("http://"))
-    conn = http.client.HTTPConnection(host, port, timeout=_READY_TIMEOUT_S)
-    try:
-        conn.request("GET", "/healthz", headers={"Accept": "application/json"})
-        resp = conn.getresponse()
-        body = resp.read()
-    except OSError as exc:
-        web.check_alive()
-        raise Unavailable(f"the web tier did not answer: {exc}") from exc
-    finally:
-        conn.close()
-    if resp.status != 200:
-        raise Unavailable(f"the web tier answered {resp.status}: {body[:200]!r}")
 
 
 class _CertificateKeeper:
@@ -397,142 +290,51 @@ def _background_loop(
             log.exception("daily redemption failed")
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """What a start knows before anything listens."""
+
+    data_dir: Path
+    key: SigningKey
+    state: dict[str, Any]
+    broker_addr: str
+    redeem_at_ms_of_day: int | None  # None: no daily redemption
+    articles_file: Path | None
+    newspaper: Newspaper
+    display_name: str
+
+
+@dataclass(frozen=True)
+class _Enrolled:
+    """What the broker said at registration."""
+
+    info: broker_pb2.BrokerInfo
+    reply: broker_pb2.RegisterVendorResponse
+    certificate: pb.VendorCertificate
+    identity: VendorIdentity
+    limits: Limits
+
+
+@dataclass(frozen=True)
+class _Parts:
+    """The database and the use cases over it."""
+
+    db_url: str
+    engine: Engine
+    peers: GrpcPeerClient
+    services: VendorServices
+    redeemer: Redeemer
+    daily: _DailyRedemption
+
+
 def start_vendor(config: VendorConfig, *, clock: Clock | None = None) -> VendorHandle:
     """Start a vendor: register with the broker, serve gRPC and the web site."""
     clock = clock or SystemClock()
-    if config.workers < 0:
-        raise InvalidArgument("workers must be >= 0")
-    data_dir = ensure_private_dir(Path(config.data_dir).resolve())
-    key = load_or_create_key(data_dir / KEY_FILE)
-    _setup_dashboard(data_dir, config.dashboard_password_file)
-    state = _load_state(data_dir)
-    broker_addr = config.broker_addr or state.get("broker_addr")
-    if not isinstance(broker_addr, str) or not broker_addr:
-        raise InvalidArgument("first start: --broker HOST:PORT is required")
-    check_listen_address(config.web_addr, insecure=config.insecure)
-    redeem_at = None if config.redeem_at is None else parse_time_of_day(config.redeem_at)
-    articles_file = Path(config.articles_file).resolve() if config.articles_file else None
-    newspaper = load_newspaper(config.display_name, articles_file)
-    display_name = config.display_name or newspaper.name
-
+    plan = _plan(config)
     cleanup: list[Any] = []  # things with close()/stop(), undone in reverse on failure
     web_sock = bind_listen_socket(config.web_addr, backlog=_WEB_BACKLOG)
     try:
-        web_url = socket_origin(web_sock)
-        servicer = VendorServicer()
-        grpc_server = create_grpc_server(
-            config.grpc_addr, [servicer.register], [SERVICE_NAME], insecure=config.insecure
-        )
-        cleanup.append(grpc_server)
-
-        broker = GrpcBrokerClient(broker_addr, token=state.get("vendor_token"))
-        cleanup.append(broker)
-        info, reply, cert = _register(
-            broker,
-            key,
-            state,
-            config,
-            grpc_address=grpc_server.address,
-            web_origin=web_url,
-            display_name=display_name,
-        )
-        vendor_id = reply.vendor_id
-        token = reply.vendor_token or state.get("vendor_token")
-        if not isinstance(token, str) or not token:
-            raise Unavailable("the broker enrolled the vendor without a vendor token")
-        broker.token = token
-        state = {
-            "vendor_id": vendor_id,
-            "vendor_token": token,
-            "broker_addr": broker_addr,
-            "broker_id": info.broker_id,
-            "broker_public_key": bytes(info.public_key).hex(),
-        }
-        write_private(data_dir / STATE_FILE, (json.dumps(state, indent=2) + "\n").encode())
-        limits = limits_from_proto(info.limits)
-
-        db_url = config.db_url or os.environ.get(DB_ENV) or sqlite_url(data_dir / DB_FILE)
-        engine = make_engine(db_url, private=True)
-        cleanup.append(_Disposer(engine))
-        uow = UnitOfWork(engine)
-        uow.create_all(Base)
-        identity = VendorIdentity(
-            vendor_id=vendor_id,
-            key=key,
-            broker_id=info.broker_id,
-            broker_public_key=bytes(info.public_key),
-        )
-        peers = GrpcPeerClient(vendor_id, key, clock)
-        cleanup.append(peers)
-        services = VendorServices(
-            uow=uow, identity=identity, broker=broker, peers=peers, limits=limits, clock=clock
-        )
-        redeemer = Redeemer(uow=uow, identity=identity, broker=broker, clock=clock)
-        daily = _DailyRedemption(redeemer, clock, redeem_at)
-        # A restarted vendor holds no lease until it has renewed.
-        services.reset_leases()
-        try:
-            services.checkpoint_all()
-        except NetPayError as err:
-            log.warning("first checkpoint failed: %s: %s", err.code, err.detail)
-        rpc_deps = RpcDeps(services=services, certificate=reply.certificate, clock=clock)
-        servicer.attach(rpc_deps)
-        keeper = _CertificateKeeper(
-            broker,
-            broker_pb2.RegisterVendorRequest(
-                public_key=key.public_key,
-                grpc_address=grpc_server.address,
-                web_origin=web_url,
-                display_name=display_name,
-            ),
-            servicer,
-            rpc_deps,
-            cert,
-        )
-
-        if config.workers == 0:
-            app = create_app(
-                WebDeps(
-                    services=services,
-                    newspaper=newspaper,
-                    clock=clock,
-                    portal_url=info.portal_url,
-                    web_origin=web_url,
-                ),
-                data_dir=data_dir,
-            )
-            web = _WebTier(None, InProcessWebServer(web_sock, app, name="vendor-web"))
-        else:
-            config_path = data_dir / WEB_CONFIG_FILE
-            payload = web_config(
-                data_dir=data_dir,
-                db_url=db_url,
-                vendor_id=vendor_id,
-                broker_addr=broker_addr,
-                broker_id=info.broker_id,
-                broker_public_key=bytes(info.public_key),
-                limits=limits,
-                display_name=config.display_name,
-                articles_file=articles_file,
-                portal_url=info.portal_url,
-                web_origin=web_url,
-            )
-            write_private(config_path, (json.dumps(payload, indent=2) + "\n").encode())
-            web = _WebTier(_spawn_gunicorn(web_sock, config.workers, config_path), None)
-        web_sock.close()  # the web tier holds its own copy
-        cleanup.append(web)
-        _wait_web_ready(web_url, web)
-
-        loop_stop = threading.Event()
-        loop_thread = None
-        if config.background:
-            loop_thread = threading.Thread(
-                target=_background_loop,
-                args=(services, keeper, daily, loop_stop, max(0.5, limits.lease_ttl_s / 4)),
-                name="vendor-leases",
-                daemon=True,
-            )
-            loop_thread.start()
+        handle = _start(config, plan, clock, web_sock, cleanup)
     except BaseException:
         web_sock.close()
         for item in reversed(cleanup):
@@ -542,125 +344,243 @@ def start_vendor(config: VendorConfig, *, clock: Clock | None = None) -> VendorH
                 log.exception("cleanup after a failed start")
         raise
     log.info(
-        "vendor %s serving gRPC on %s and the web on %s", vendor_id, grpc_server.address, web_url
+        "vendor %s serving gRPC on %s and the web on %s",
+        handle.vendor_id,
+        handle.grpc_address,
+        handle.web_url,
     )
-    return VendorHandle(
-        vendor_id=vendor_id,
+    return handle
+
+
+def _plan(config: VendorConfig) -> _Plan:
+    """Check the config and read the data dir (made 0700 if new)."""
+    if config.workers < 0:
+        raise InvalidArgument("workers must be >= 0")
+    data_dir = ensure_private_dir(Path(config.data_dir).resolve())
+    key = load_or_create_key(data_dir / KEY_FILE)
+    _setup_dashboard(data_dir, config.dashboard_password_file)
+    state = load_state(data_dir)
+    broker_addr = config.broker_addr or state.get("broker_addr")
+    if not isinstance(broker_addr, str) or not broker_addr:
+        raise InvalidArgument("first start: --broker HOST:PORT is required")
+    check_listen_address(config.web_addr, insecure=config.insecure)
+    redeem_at = None if config.redeem_at is None else parse_time_of_day(config.redeem_at)
+    articles_file = Path(config.articles_file).resolve() if config.articles_file else None
+    newspaper = load_newspaper(config.display_name, articles_file)
+    return _Plan(
+        data_dir=data_dir,
+        key=key,
+        state=state,
+        broker_addr=broker_addr,
+        redeem_at_ms_of_day=redeem_at,
+        articles_file=articles_file,
+        newspaper=newspaper,
+        display_name=config.display_name or newspaper.name,
+    )
+
+
+def _start(
+    config: VendorConfig,
+    plan: _Plan,
+    clock: Clock,
+    web_sock: socket.socket,
+    cleanup: list[Any],
+) -> VendorHandle:
+    web_url = socket_origin(web_sock)
+    servicer = VendorServicer()
+    grpc_server = create_grpc_server(
+        config.grpc_addr, [servicer.register], [SERVICE_NAME], insecure=config.insecure
+    )
+    cleanup.append(grpc_server)
+    broker = GrpcBrokerClient(plan.broker_addr, token=plan.state.get("vendor_token"))
+    cleanup.append(broker)
+    enrolled = _enroll(config, plan, broker, grpc_server.address, web_url)
+    parts = _open_services(config, plan, enrolled, broker, clock, cleanup)
+    keeper = _attach_rpc(
+        plan,
+        enrolled,
+        parts,
+        broker,
+        servicer,
+        clock,
         grpc_address=grpc_server.address,
         web_url=web_url,
-        services=services,
-        redeemer=redeemer,
+    )
+    web = _start_web(config, plan, enrolled, parts, clock, web_sock, web_url)
+    web_sock.close()  # the web tier holds its own copy
+    cleanup.append(web)
+    wait_web_ready(web_url, web)
+    loop_stop, loop_thread = _start_loop(config, parts, keeper, enrolled.limits)
+    return VendorHandle(
+        vendor_id=enrolled.identity.vendor_id,
+        grpc_address=grpc_server.address,
+        web_url=web_url,
+        services=parts.services,
+        redeemer=parts.redeemer,
         grpc_server=grpc_server,
         web=web,
-        engine=engine,
-        closers=[broker, peers],
+        engine=parts.engine,
+        closers=[broker, parts.peers],
         loop_stop=loop_stop,
         loop_thread=loop_thread,
         keeper=keeper,
     )
 
 
-def redeem_now(data_dir: Path, db_url: str | None = None, *, clock: Clock | None = None) -> Any:
-    """``netpay vendor redeem``: one redemption run from the data dir (the vendor may be
-    serving meanwhile: batch building is serialised in the database). Returns the
-    :class:`vendor.redemption.RedeemReport`."""
-    data_dir = Path(data_dir).resolve()
-    state = _load_state(data_dir)
-    if not state.get("vendor_id") or not state.get("vendor_token"):
-        raise InvalidArgument(
-            f"{data_dir} holds no enrolled vendor: run `netpay vendor serve` first"
-        )
-    key = load_or_create_key(data_dir / KEY_FILE)
+def _enroll(
+    config: VendorConfig,
+    plan: _Plan,
+    broker: GrpcBrokerClient,
+    grpc_address: str,
+    web_url: str,
+) -> _Enrolled:
+    """Register with the broker and remember it (and our token) in the state file."""
+    info, reply, cert = _register(
+        broker,
+        plan.key,
+        plan.state,
+        config,
+        grpc_address=grpc_address,
+        web_origin=web_url,
+        display_name=plan.display_name,
+    )
+    vendor_id = reply.vendor_id
+    token = reply.vendor_token or plan.state.get("vendor_token")
+    if not isinstance(token, str) or not token:
+        raise Unavailable("the broker enrolled the vendor without a vendor token")
+    broker.token = token
+    state = {
+        "vendor_id": vendor_id,
+        "vendor_token": token,
+        "broker_addr": plan.broker_addr,
+        "broker_id": info.broker_id,
+        "broker_public_key": bytes(info.public_key).hex(),
+    }
+    write_private(plan.data_dir / STATE_FILE, (json.dumps(state, indent=2) + "\n").encode())
     identity = VendorIdentity(
-        vendor_id=str(state["vendor_id"]),
-        key=key,
-        broker_id=str(state["broker_id"]),
-        broker_public_key=bytes.fromhex(str(state["broker_public_key"])),
+        vendor_id=vendor_id,
+        key=plan.key,
+        broker_id=info.broker_id,
+        broker_public_key=bytes(info.public_key),
     )
-    url = db_url or os.environ.get(DB_ENV) or sqlite_url(data_dir / DB_FILE)
-    engine = make_engine(url, private=True)
-    broker = GrpcBrokerClient(str(state["broker_addr"]), token=str(state["vendor_token"]))
+    return _Enrolled(info, reply, cert, identity, limits_from_proto(info.limits))
+
+
+def _open_services(
+    config: VendorConfig,
+    plan: _Plan,
+    enrolled: _Enrolled,
+    broker: GrpcBrokerClient,
+    clock: Clock,
+    cleanup: list[Any],
+) -> _Parts:
+    """The database, the services and the redeemer; leases reset, then renewed."""
+    db_url = database_url(plan.data_dir, config.db_url)
+    engine = make_engine(db_url, private=True)
+    cleanup.append(_Disposer(engine))
+    uow = UnitOfWork(engine, VendorUnit)
+    uow.create_all(Base)
+    identity = enrolled.identity
+    peers = GrpcPeerClient(identity.vendor_id, plan.key, clock)
+    cleanup.append(peers)
+    services = VendorServices(
+        uow=uow, identity=identity, broker=broker, peers=peers, limits=enrolled.limits, clock=clock
+    )
+    redeemer = Redeemer(uow=uow, identity=identity, broker=broker, clock=clock)
+    daily = _DailyRedemption(redeemer, clock, plan.redeem_at_ms_of_day)
+    # A restarted vendor holds no lease until it has renewed.
+    services.reset_leases()
     try:
-        uow = UnitOfWork(engine)
-        uow.create_all(Base)
-        redeemer = Redeemer(uow=uow, identity=identity, broker=broker, clock=clock or SystemClock())
-        return redeemer.redeem()
-    finally:
-        broker.close()
-        engine.dispose()
+        services.checkpoint_all()
+    except NetPayError as err:
+        log.warning("first checkpoint failed: %s: %s", err.code, err.detail)
+    return _Parts(db_url, engine, peers, services, redeemer, daily)
 
 
-def _enrolled_state(data_dir: Path) -> dict[str, Any]:
-    state = _load_state(data_dir)
-    if not state.get("vendor_id") or not state.get("broker_public_key"):
-        raise InvalidArgument(
-            f"{data_dir} holds no enrolled vendor: run `netpay vendor serve` first"
-        )
-    return state
-
-
-def _offline_identity(data_dir: Path) -> VendorIdentity:
-    """The enrolled vendor of ``data_dir`` (for commands that run beside the server)."""
-    state = _enrolled_state(data_dir)
-    if not (data_dir / KEY_FILE).is_file():
-        raise InvalidArgument(f"{data_dir} holds no vendor key ({KEY_FILE})")
-    return VendorIdentity(
-        vendor_id=str(state["vendor_id"]),
-        key=load_or_create_key(data_dir / KEY_FILE),
-        broker_id=str(state["broker_id"]),
-        broker_public_key=bytes.fromhex(str(state["broker_public_key"])),
-    )
-
-
-def _offline_uow(data_dir: Path, db_url: str | None) -> tuple[UnitOfWork[Session], Engine]:
-    url = db_url or os.environ.get(DB_ENV) or sqlite_url(data_dir / DB_FILE)
-    engine = make_engine(url, private=True)
-    uow = UnitOfWork(engine)
-    uow.create_all(Base)  # a data dir from before a table was added gains it here
-    return uow, engine
-
-
-def refund_now(
-    data_dir: Path,
-    db_url: str | None = None,
+def _attach_rpc(
+    plan: _Plan,
+    enrolled: _Enrolled,
+    parts: _Parts,
+    broker: GrpcBrokerClient,
+    servicer: VendorServicer,
+    clock: Clock,
     *,
-    ecoin_id: str,
-    receipt_to_index: int,
-    amount_minor: int,
-    reason: str,
-    refund_id: str | None = None,
-    clock: Clock | None = None,
-) -> RefundRecord:
-    """``netpay vendor refund``: record a refund for a paid click (the vendor may be
-    serving meanwhile); the next redemption nets it. No broker call."""
-    data_dir = Path(data_dir).resolve()
-    identity = _offline_identity(data_dir)
-    uow, engine = _offline_uow(data_dir, db_url)
-    try:
-        return record_refund(
-            uow,
-            identity,
-            clock or SystemClock(),
-            ecoin_id=ecoin_id,
-            receipt_to_index=receipt_to_index,
-            amount_minor=amount_minor,
-            reason=reason,
-            refund_id=refund_id,
+    grpc_address: str,
+    web_url: str,
+) -> _CertificateKeeper:
+    """The gRPC servicer answers from now on; the keeper renews its certificate."""
+    rpc_deps = RpcDeps(services=parts.services, certificate=enrolled.reply.certificate, clock=clock)
+    servicer.attach(rpc_deps)
+    return _CertificateKeeper(
+        broker,
+        broker_pb2.RegisterVendorRequest(
+            public_key=plan.key.public_key,
+            grpc_address=grpc_address,
+            web_origin=web_url,
+            display_name=plan.display_name,
+        ),
+        servicer,
+        rpc_deps,
+        enrolled.certificate,
+    )
+
+
+def _start_web(
+    config: VendorConfig,
+    plan: _Plan,
+    enrolled: _Enrolled,
+    parts: _Parts,
+    clock: Clock,
+    web_sock: socket.socket,
+    web_url: str,
+) -> WebTier:
+    """The site in process (``--workers 0``) or in gunicorn workers."""
+    info = enrolled.info
+    if config.workers == 0:
+        app = create_app(
+            WebDeps(
+                services=parts.services,
+                newspaper=plan.newspaper,
+                clock=clock,
+                portal_url=info.portal_url,
+                web_origin=web_url,
+            ),
+            data_dir=plan.data_dir,
         )
-    finally:
-        engine.dispose()
+        return WebTier(None, InProcessWebServer(web_sock, app, name="vendor-web"))
+    config_path = plan.data_dir / WEB_CONFIG_FILE
+    payload = web_config(
+        data_dir=plan.data_dir,
+        db_url=parts.db_url,
+        vendor_id=enrolled.identity.vendor_id,
+        broker_addr=plan.broker_addr,
+        broker_id=info.broker_id,
+        broker_public_key=bytes(info.public_key),
+        limits=enrolled.limits,
+        display_name=config.display_name,
+        articles_file=plan.articles_file,
+        portal_url=info.portal_url,
+        web_origin=web_url,
+    )
+    write_private(config_path, (json.dumps(payload, indent=2) + "\n").encode())
+    return WebTier(spawn_gunicorn(web_sock, config.workers, config_path), None)
 
 
-def history_now(data_dir: Path, db_url: str | None = None, *, limit: int = 100) -> list[Any]:
-    """``netpay vendor history``: the redemption history rows, newest first
-    (:func:`vendor.redemption.history`)."""
-    data_dir = Path(data_dir).resolve()
-    _enrolled_state(data_dir)  # an enrolled vendor's data dir, not a typo
-    uow, engine = _offline_uow(data_dir, db_url)
-    try:
-        return history(uow, limit=limit)
-    finally:
-        engine.dispose()
+def _start_loop(
+    config: VendorConfig, parts: _Parts, keeper: _CertificateKeeper, limits: Limits
+) -> tuple[threading.Event, threading.Thread | None]:
+    """The background loop (unless ``background=False``) and its stop event."""
+    loop_stop = threading.Event()
+    if not config.background:
+        return loop_stop, None
+    loop_thread = threading.Thread(
+        target=_background_loop,
+        args=(parts.services, keeper, parts.daily, loop_stop, max(0.5, limits.lease_ttl_s / 4)),
+        name="vendor-leases",
+        daemon=True,
+    )
+    loop_thread.start()
+    return loop_stop, loop_thread
 
 
 class _Disposer:

@@ -24,15 +24,15 @@ from netpay.limits import Limits
 from netpay.sqlstore import UnitOfWork, make_engine
 from vendor.articles import load_newspaper
 from vendor.broker_client import GrpcBrokerClient
+from vendor.datadir import KEY_FILE, STATE_FILE
 from vendor.peer_client import GrpcPeerClient
 from vendor.services import VendorIdentity, VendorServices
+from vendor.storage import VendorUnit
 from vendor.web import WebDeps, create_app
 
 __all__ = ["CONFIG_ENV", "create_app_from_env", "load_web_deps", "web_config"]
 
 CONFIG_ENV = "NETPAY_VENDOR_WEB_CONFIG"
-KEY_FILE = "vendor.key"
-STATE_FILE = "vendor.json"
 log = logging.getLogger(__name__)
 
 
@@ -83,7 +83,7 @@ def load_web_deps(config: dict[str, Any]) -> WebDeps:
     )
     engine = make_engine(config["db_url"], private=True)
     services = VendorServices(
-        uow=UnitOfWork(engine),
+        uow=UnitOfWork(engine, VendorUnit),
         identity=identity,
         broker=GrpcBrokerClient(config["broker_addr"], token=token),
         peers=GrpcPeerClient(identity.vendor_id, key, clock),

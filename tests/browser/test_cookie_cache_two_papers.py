@@ -285,7 +285,7 @@ def test_a_reader_reads_two_newspapers_from_cookie_cache_windows(
         credit = open_envelope(
             pb.Envelope.FromString(closed.credit or b""),
             pb.WindowCredit,
-            daily.services._id.key.public_key,
+            daily.services._ports.identity.key.public_key,
         )
         assert (credit.window_top, credit.consumed_index, credit.refund_units) == (60, 10, 50)
         assert credit.reason == "handoff"

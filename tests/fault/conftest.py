@@ -51,8 +51,8 @@ from netpay.v1 import statements_pb2 as pb
 from tests.dbs import BACKENDS, fresh_db_url
 from tests.fault.model_ledger import ModelLedger, ModelWindow
 from vendor.broker_client import GrpcBrokerClient
-from vendor.redemption import RedeemReport
 from vendor.server import VendorConfig, VendorHandle, start_vendor
+from vendor.services.redeem import RedeemReport
 
 NETPAY = [sys.executable, "-m", "netpay.cli.main"]
 DEPOSIT_MINOR = 100_000
@@ -349,7 +349,7 @@ def await_broker(vendor: VendorHandle) -> None:
     While the broker was down the vendor's calls failed, so gRPC backs off
     before reconnecting and fails calls fast meanwhile; this waits on the
     channel's own READY event instead of sleeping."""
-    client = vendor.services._broker
+    client = vendor.services._ports.broker
     assert isinstance(client, GrpcBrokerClient)
     client._broker()  # the channel, made on first use
     assert client._channel is not None

@@ -34,8 +34,8 @@ CONCURRENT = 60  # of the SENDS, sent from 8 threads at once
 
 def pending_batch(vendor: VendorHandle) -> bpb.RedeemRequest:
     """The one batch the vendor stored and could not send (read from its database)."""
-    with vendor.services._uow(read_only=True) as session:
-        [request] = session.scalars(
+    with vendor.services._ports.uow(read_only=True) as unit:
+        [request] = unit.session.scalars(
             select(RedemptionBatchRow.request).where(RedemptionBatchRow.state == "pending")
         ).all()
     return bpb.RedeemRequest.FromString(request)

@@ -105,8 +105,8 @@ def test_clicks_windows_hand_off_and_redemption_balance_the_books(
     again = v2.redeemer.redeem()  # after the restart: the stored reply, paid once
     assert [b.retried for b in again.batches] == [True]
     assert again.paid_minor == {"EUR": 10}
-    with v2.services._uow(read_only=True) as session:
-        row = session.get(RedemptionBatchRow, batch_id)
+    with v2.services._ports.uow(read_only=True) as unit:
+        row = unit.session.get(RedemptionBatchRow, batch_id)
         assert row is not None and row.state == "done"
 
     assert balance(broker, AccountRef.vendor_bank("daily-hash", "EUR")) == 30

@@ -177,7 +177,7 @@ def test_reclaim_and_record_handoff_race_one_wins(
                     vendor_id="daily-hash",
                     issued_at_ms=clock.now_ms(),
                 ),
-                v1.services._id.key,
+                v1.services._ports.identity.key,
             )
             outcomes = race(
                 partial(v2_broker.record_handoff, handed, None),

@@ -89,8 +89,8 @@ def test_a_retried_batch_pays_once_and_the_same_id_with_other_claims_is_refused(
     assert [b.retried for b in report.batches] == [True]
     assert report.paid_minor == {"EUR": 15}
     assert balance(broker, AccountRef.vendor_bank("daily-hash", "EUR")) == 15
-    with v1.services._uow(read_only=True) as session:
-        row = session.get(RedemptionBatchRow, batch_id)
+    with v1.services._ports.uow(read_only=True) as unit:
+        row = unit.session.get(RedemptionBatchRow, batch_id)
         assert row is not None and row.state == "done"
     assert books(broker, clock).conservation_cents == {"EUR": 0}
 
@@ -114,7 +114,7 @@ def test_a_claim_over_paid_words_is_refused_and_kept_as_a_dispute(
             payword=chain.word(10),
             ranges=[pb.ClaimedRange(from_index=0, to_index=10, item_id="7")],
         ),
-        v1.services._id.key,
+        v1.services._ports.identity.key,
     )
     try:
         reply = client.redeem(bpb.RedeemRequest(batch_id="replayed-claim", claims=[again]))

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from netpay.errors import InvalidArgument
-from vendor.server import history_now, refund_now
+from vendor.offline import history_now, refund_now
 
 from .conftest import books, money, pay
 

@@ -12,7 +12,8 @@ from netpay.v1 import broker_pb2 as bpb
 from netpay.v1 import statements_pb2 as pb
 from tests.dbs import BACKENDS, fresh_db_url
 from vendor.broker_client import GrpcBrokerClient
-from vendor.redemption import Redeemer, RefundRecord
+from vendor.services.redeem import Redeemer
+from vendor.services.refunds import RefundRecord
 
 from .conftest import books, click, close, handle_of, money, open_window, pay
 
@@ -48,7 +49,9 @@ def test_a_refund_after_redemption_is_netted_by_the_next_batch(
         "7",
     )
     signed = open_envelope(
-        pb.Envelope.FromString(record.envelope), pb.VendorRefund, v1.services._id.key.public_key
+        pb.Envelope.FromString(record.envelope),
+        pb.VendorRefund,
+        v1.services._ports.identity.key.public_key,
     )
     assert (signed.vendor_id, signed.ecoin_id, signed.receipt_to_index, signed.amount_minor) == (
         "daily-hash",
@@ -215,7 +218,8 @@ def test_the_same_refund_id_twice_is_netted_once(start, broker, reader, clock, t
         twin.amount_minor = 2
         other = client.redeem(
             bpb.RedeemRequest(
-                batch_id="other-refund", vendor_refunds=[seal(twin, v1.services._id.key)]
+                batch_id="other-refund",
+                vendor_refunds=[seal(twin, v1.services._ports.identity.key)],
             )
         )
     finally:
@@ -279,7 +283,12 @@ def test_a_refund_waits_when_its_claim_goes_again_and_is_dropped_when_it_is_refu
     refund(v1, ecoin, ten, 3)
 
     def redeemer(fake: ScriptedBroker) -> Redeemer:
-        return Redeemer(uow=v1.services._uow, identity=v1.services._id, broker=fake, clock=clock)
+        return Redeemer(
+            uow=v1.services._ports.uow,
+            identity=v1.services._ports.identity,
+            broker=fake,
+            clock=clock,
+        )
 
     busy = ScriptedBroker("limit_exceeded", "failed_precondition")
     report = redeemer(busy).redeem()
@@ -308,7 +317,12 @@ def test_a_refund_recorded_while_its_claim_is_in_flight_is_dropped_if_the_claim_
     ecoin = chain.ecoin_id.hex()
     ten = pay(v1, chain, 0, "7")
     refused = ScriptedBroker("already_spent", "failed_precondition")
-    fake = Redeemer(uow=v1.services._uow, identity=v1.services._id, broker=refused, clock=clock)
+    fake = Redeemer(
+        uow=v1.services._ports.uow,
+        identity=v1.services._ports.identity,
+        broker=refused,
+        clock=clock,
+    )
     assert fake._build_batch() is not None  # stored, not answered yet
     refund(v1, ecoin, ten, 3)  # the claim is in flight: the refund may wait for it
 

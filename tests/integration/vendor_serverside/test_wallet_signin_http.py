@@ -29,7 +29,7 @@ def credit_on_page(resp: requests.Response) -> str:
 
 def receipt(resp: requests.Response, vendor: VendorHandle) -> pb.Receipt:
     envelope = pb.Envelope.FromString(b64url_decode(resp.headers["NetPay-Receipt"]))
-    key = vendor.services._id.key.public_key
+    key = vendor.services._ports.identity.key.public_key
     return open_envelope(envelope, pb.Receipt, key)
 
 
@@ -87,7 +87,7 @@ def test_sign_in_read_and_move_to_a_second_newspaper(world: World, tmp_path: Pat
     credit = open_envelope(
         pb.Envelope.FromString(closed.credit or b""),
         pb.WindowCredit,
-        v1.services._id.key.public_key,
+        v1.services._ports.identity.key.public_key,
     )
     assert (credit.window_top, credit.consumed_index, credit.refund_units) == (50, 8, 42)
 

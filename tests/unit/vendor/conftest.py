@@ -28,7 +28,7 @@ from netpay.sqlstore import UnitOfWork, make_engine, sqlite_url
 from netpay.v1 import broker_pb2 as bpb
 from netpay.v1 import statements_pb2 as pb
 from vendor.services import HandOffResult, VendorIdentity, VendorServices
-from vendor.storage import Base
+from vendor.storage import Base, VendorUnit
 
 
 @dataclass
@@ -363,7 +363,7 @@ def make_vendor(
         address = broker.enroll(vendor_id, key)
         engine = make_engine(sqlite_url(tmp_path / f"{vendor_id}.sqlite"), private=True)
         engines.append(engine)
-        uow = UnitOfWork(engine)
+        uow = UnitOfWork(engine, VendorUnit)
         uow.create_all(Base)
         services = VendorServices(
             uow=uow,

@@ -6,8 +6,8 @@ import pytest
 
 from netpay.clock import FakeClock
 from netpay.errors import InvalidArgument
-from vendor.redemption import RedeemReport, next_redemption_ms, parse_time_of_day
 from vendor.server import _DailyRedemption
+from vendor.services.redeem import RedeemReport, next_redemption_ms, parse_time_of_day
 
 DAY_MS = 86_400_000
 THREE_AM = 3 * 3_600_000

@@ -35,7 +35,7 @@ def p(make_header):
     """pay(vendor, chain, prev, index, item=ART, word=...)"""
 
     def run(vendor, chain, prev, index, item=ART, **kw):
-        return vendor.pay(make_header(chain, prev, index, **kw), item, vendor._clock.now_ms())
+        return vendor.pay(make_header(chain, prev, index, **kw), item, vendor._ports.clock.now_ms())
 
     return run
 
@@ -43,7 +43,7 @@ def p(make_header):
 def receipt(result: PaymentResult, vendor) -> pb.Receipt:
     env = pb.Envelope()
     env.ParseFromString(result.receipt)
-    return open_envelope(env, pb.Receipt, vendor._id.key.public_key)
+    return open_envelope(env, pb.Receipt, vendor._ports.identity.key.public_key)
 
 
 # -- paying --------------------------------------------------------------------
@@ -191,7 +191,7 @@ def test_retry_after_retry_ttl_is_not_the_same_purchase(vendor, broker, p, clock
 
 def test_cas_race_exactly_one_payment_wins(vendor, broker, make_header) -> None:
     chain = broker.issue(100)
-    vendor.pay(make_header(chain, 0, 5), ART, vendor._clock.now_ms())
+    vendor.pay(make_header(chain, 0, 5), ART, vendor._ports.clock.now_ms())
     value = make_header(chain, 5, 10)
     barrier = threading.Barrier(2)
     outcomes: list[object] = []
@@ -199,7 +199,7 @@ def test_cas_race_exactly_one_payment_wins(vendor, broker, make_header) -> None:
     def run(item: Item) -> None:
         barrier.wait()
         try:
-            outcomes.append(vendor.pay(value, item, vendor._clock.now_ms()))
+            outcomes.append(vendor.pay(value, item, vendor._ports.clock.now_ms()))
         except Exception as err:
             outcomes.append(err)
 
@@ -224,7 +224,7 @@ def test_racing_twins_of_one_purchase_get_one_receipt(vendor, broker, make_heade
     def run() -> None:
         barrier.wait()
         try:
-            results.append(vendor.pay(value, ART, vendor._clock.now_ms()))
+            results.append(vendor.pay(value, ART, vendor._ports.clock.now_ms()))
         except Exception as err:
             results.append(err)
 
@@ -385,11 +385,11 @@ def test_hand_off_is_idempotent_and_refuses_another_vendor(make_vendor, broker, 
     ecoin = chain.ecoin_id.hex()
     p(v1, chain, 0, 5)
     grant = broker.hand_off_grant(ecoin, "chain-gazette")
-    now = v1._clock.now_ms()
+    now = v1._ports.clock.now_ms()
     first = v1.hand_off(grant, "chain-gazette", now)
     again = v1.hand_off(grant, "chain-gazette", now)
     assert first.SerializeToString() == again.SerializeToString()
-    ci = open_envelope(first, pb.CoinIndex, v1._id.key.public_key)
+    ci = open_envelope(first, pb.CoinIndex, v1._ports.identity.key.public_key)
     assert (ci.index, ci.payword, ci.to_vendor, ci.epoch) == (5, chain.word(5), "chain-gazette", 1)
     with pytest.raises(CoinBusy):
         v1.hand_off(broker.hand_off_grant(ecoin, "third"), "third", now)

@@ -8,7 +8,7 @@ import pytest
 
 from netpay.sqlstore import UnitOfWork, make_engine, sqlite_url
 from vendor.domain import VendorCoinState
-from vendor.storage import Base, EpochGrant, VendorRepository
+from vendor.storage import Base, EpochGrant, VendorUnit
 
 NOW = 1_800_000_000_000
 ECOIN = "00" * 16
@@ -17,7 +17,7 @@ ECOIN = "00" * 16
 @pytest.fixture
 def uow(tmp_path):
     engine = make_engine(sqlite_url(tmp_path / "v.sqlite"), private=True)
-    unit = UnitOfWork(engine)
+    unit = UnitOfWork(engine, VendorUnit)
     unit.create_all(Base)
     yield unit
     engine.dispose()
@@ -38,9 +38,8 @@ def grant(epoch: int = 1, base: int = 0, lease: int = NOW + 55_000) -> EpochGran
     )
 
 
-def spend(repo, session, *, epoch=1, frm=0, to=5, now=NOW) -> bool:
-    return repo.cas_pay(
-        session,
+def spend(unit, *, epoch=1, frm=0, to=5, now=NOW) -> bool:
+    return unit.coins.cas_pay(
         ecoin_id=ECOIN,
         epoch=epoch,
         from_index=frm,
@@ -51,37 +50,35 @@ def spend(repo, session, *, epoch=1, frm=0, to=5, now=NOW) -> bool:
 
 
 def test_cas_pay_needs_the_epoch_the_index_the_state_and_a_live_lease(uow) -> None:
-    repo = VendorRepository()
     with uow() as s:
-        repo.open_epoch(s, grant(), NOW)
+        s.coins.open_epoch(grant(), NOW)
         s.commit()
     with uow() as s:
-        assert not spend(repo, s, epoch=2)
-        assert not spend(repo, s, frm=1)
-        assert not spend(repo, s, now=NOW + 55_000)  # the lease has lapsed
-        assert spend(repo, s)
-        assert not spend(repo, s)  # the index moved: the same CAS loses
+        assert not spend(s, epoch=2)
+        assert not spend(s, frm=1)
+        assert not spend(s, now=NOW + 55_000)  # the lease has lapsed
+        assert spend(s)
+        assert not spend(s)  # the index moved: the same CAS loses
         s.commit()
     with uow() as s:
-        view = repo.get(s, ECOIN).view
+        view = s.coins.get(ECOIN).view
         assert (view.index, view.max_accepted_index) == (5, 5)
-        assert repo.start_handoff(
-            s, ecoin_id=ECOIN, epoch=1, index=5, to_vendor="v2", coin_index=b"ci", now_ms=NOW
+        assert s.coins.start_handoff(
+            ecoin_id=ECOIN, epoch=1, index=5, to_vendor="v2", coin_index=b"ci", now_ms=NOW
         )
-        assert not spend(repo, s, frm=5, to=10)  # HANDING_OFF accepts nothing
+        assert not spend(s, frm=5, to=10)  # HANDING_OFF accepts nothing
         s.commit()
 
 
 def test_open_epoch_keeps_an_existing_row_and_reopens_a_closed_one(uow) -> None:
-    repo = VendorRepository()
     with uow() as s:
-        repo.open_epoch(s, grant(), NOW)
-        assert spend(repo, s)
-        again = repo.open_epoch(s, grant(), NOW)  # a repeated reply: the row is authoritative
+        s.coins.open_epoch(grant(), NOW)
+        assert spend(s)
+        again = s.coins.open_epoch(grant(), NOW)  # a repeated reply: the row is authoritative
         assert again.view.index == 5
-        assert repo.close_epoch(s, ecoin_id=ECOIN, epoch=1, now_ms=NOW)
-        assert not repo.close_epoch(s, ecoin_id=ECOIN, epoch=1, now_ms=NOW)
-        reopened = repo.open_epoch(s, grant(epoch=3, base=7), NOW)
+        assert s.coins.close_epoch(ecoin_id=ECOIN, epoch=1, now_ms=NOW)
+        assert not s.coins.close_epoch(ecoin_id=ECOIN, epoch=1, now_ms=NOW)
+        reopened = s.coins.open_epoch(grant(epoch=3, base=7), NOW)
         assert (reopened.view.state, reopened.view.epoch, reopened.view.index) == (
             VendorCoinState.HELD,
             3,
@@ -92,24 +89,21 @@ def test_open_epoch_keeps_an_existing_row_and_reopens_a_closed_one(uow) -> None:
 
 
 def test_renew_lease_never_lowers_the_deadline_or_the_acknowledged_index(uow) -> None:
-    repo = VendorRepository()
     with uow() as s:
-        repo.open_epoch(s, grant(base=4), NOW)
-        repo.renew_lease(
-            s, ecoin_id=ECOIN, epoch=1, lease_deadline_ms=NOW + 10, acknowledged_index=2
+        s.coins.open_epoch(grant(base=4), NOW)
+        s.coins.renew_lease(
+            ecoin_id=ECOIN, epoch=1, lease_deadline_ms=NOW + 10, acknowledged_index=2
         )
-        view = repo.get(s, ECOIN).view
+        view = s.coins.get(ECOIN).view
         assert (view.lease_deadline_ms, view.acknowledged_index) == (NOW + 55_000, 4)
-        repo.drop_all_leases(s)
-        assert repo.get(s, ECOIN).view.lease_deadline_ms == 0
+        s.coins.drop_all_leases()
+        assert s.coins.get(ECOIN).view.lease_deadline_ms == 0
 
 
 def test_reclaimed_needs_handing_off(uow) -> None:
-    repo = VendorRepository()
     with uow() as s:
-        repo.open_epoch(s, grant(), NOW)
-        assert not repo.reclaimed(
-            s,
+        s.coins.open_epoch(grant(), NOW)
+        assert not s.coins.reclaimed(
             ecoin_id=ECOIN,
             old_epoch=1,
             new_epoch=2,

@@ -6,10 +6,9 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import event
 from sqlalchemy.engine.default import CACHE_HIT
-from sqlalchemy.exc import IntegrityError
 
 from netpay.sqlstore import UnitOfWork, make_engine, sqlite_url
-from vendor.storage import Base, ClickRecord, EpochGrant, VendorRepository
+from vendor.storage import Base, ClickRecord, EpochGrant, VendorUnit
 
 NOW = 1_800_000_000_000
 ECOIN = "00" * 16
@@ -25,7 +24,7 @@ def engine(tmp_path):
 
 @pytest.fixture
 def uow(engine):
-    unit = UnitOfWork(engine)
+    unit = UnitOfWork(engine, VendorUnit)
     unit.create_all(Base)
     return unit
 
@@ -60,9 +59,8 @@ def click(ecoin_id: str = ECOIN, *, frm: int = 0, to: int = 5, item: str = "a1")
     )
 
 
-def pay(repo, s, c: ClickRecord, *, epoch: int = 1, now: int = NOW) -> bool:
-    moved = repo.cas_pay(
-        s,
+def pay(s, c: ClickRecord, *, epoch: int = 1, now: int = NOW) -> bool:
+    moved = s.coins.cas_pay(
         ecoin_id=c.ecoin_id,
         epoch=epoch,
         from_index=c.from_index,
@@ -71,30 +69,29 @@ def pay(repo, s, c: ClickRecord, *, epoch: int = 1, now: int = NOW) -> bool:
         now_ms=now,
     )
     if moved:
-        repo.add_click(s, c)
+        s.coins.add_click(c)
     return moved
 
 
 def test_pay_lookup_reads_the_coin_and_only_the_click_that_took_the_index(uow) -> None:
-    repo = VendorRepository()
     with uow(read_only=True) as s:
-        assert repo.pay_lookup(s, ECOIN, 5) == (None, None)
+        assert s.coins.pay_lookup(ECOIN, 5) == (None, None)
     with uow() as s:
-        repo.open_epoch(s, grant(), NOW)
-        repo.open_epoch(s, grant(OTHER), NOW)
-        assert pay(repo, s, click(OTHER, to=5))  # same index, another coin
+        s.coins.open_epoch(grant(), NOW)
+        s.coins.open_epoch(grant(OTHER), NOW)
+        assert pay(s, click(OTHER, to=5))  # same index, another coin
         s.commit()
     with uow(read_only=True) as s:
-        coin, found = repo.pay_lookup(s, ECOIN, 5)
+        coin, found = s.coins.pay_lookup(ECOIN, 5)
     assert found is None
     assert coin is not None and coin.view.index == 0
     with uow() as s:
-        assert pay(repo, s, click(to=5))
+        assert pay(s, click(to=5))
         s.commit()
     with uow(read_only=True) as s:
-        coin, found = repo.pay_lookup(s, ECOIN, 5)
-        missing = [repo.pay_lookup(s, ECOIN, to)[1] for to in (4, 6)]
-        assert repo.get(s, ECOIN) == coin
+        coin, found = s.coins.pay_lookup(ECOIN, 5)
+        missing = [s.coins.pay_lookup(ECOIN, to)[1] for to in (4, 6)]
+        assert s.coins.get(ECOIN) == coin
     assert found == click(to=5)  # every field round-trips
     assert missing == [None, None]
     assert coin is not None
@@ -107,14 +104,12 @@ def test_pay_lookup_reads_the_coin_and_only_the_click_that_took_the_index(uow) -
 
 
 def test_cas_pay_never_lowers_the_highest_accepted_index(uow) -> None:
-    repo = VendorRepository()
     with uow() as s:
-        repo.open_epoch(s, grant(), NOW)
-        assert pay(repo, s, click(frm=0, to=9))
-        repo.close_epoch(s, ecoin_id=ECOIN, epoch=1, now_ms=NOW)
-        repo.open_epoch(s, grant(epoch=2, base=3), NOW)  # a stale base, below 9
-        assert repo.cas_pay(
-            s,
+        s.coins.open_epoch(grant(), NOW)
+        assert pay(s, click(frm=0, to=9))
+        s.coins.close_epoch(ecoin_id=ECOIN, epoch=1, now_ms=NOW)
+        s.coins.open_epoch(grant(epoch=2, base=3), NOW)  # a stale base, below 9
+        assert s.coins.cas_pay(
             ecoin_id=ECOIN,
             epoch=2,
             from_index=3,
@@ -122,10 +117,9 @@ def test_cas_pay_never_lowers_the_highest_accepted_index(uow) -> None:
             payword=b"w" * 32,
             now_ms=NOW,
         )
-        view = repo.get(s, ECOIN).view
+        view = s.coins.get(ECOIN).view
         assert (view.epoch, view.index, view.max_accepted_index) == (2, 4, 9)
-        assert not repo.cas_pay(  # the CAS needs a live lease
-            s,
+        assert not s.coins.cas_pay(  # the CAS needs a live lease
             ecoin_id=ECOIN,
             epoch=2,
             from_index=4,
@@ -137,14 +131,12 @@ def test_cas_pay_never_lowers_the_highest_accepted_index(uow) -> None:
 
 
 def test_a_taken_click_index_fails_the_insert_and_the_unit_rolls_back(uow) -> None:
-    repo = VendorRepository()
     with uow() as s:
-        repo.open_epoch(s, grant(), NOW)
-        assert pay(repo, s, click(to=5))
+        s.coins.open_epoch(grant(), NOW)
+        assert pay(s, click(to=5))
         s.commit()
     with uow() as s:
-        assert repo.cas_pay(
-            s,
+        assert s.coins.cas_pay(
             ecoin_id=ECOIN,
             epoch=1,
             from_index=5,
@@ -152,19 +144,17 @@ def test_a_taken_click_index_fails_the_insert_and_the_unit_rolls_back(uow) -> No
             payword=b"w" * 32,
             now_ms=NOW,
         )
-        with pytest.raises(IntegrityError):
-            repo.add_click(s, click(frm=4, to=5, item="other"))
+        assert not s.coins.add_click(click(frm=4, to=5, item="other"))  # the index is taken
         # left without commit: the compare-and-set is undone with the insert
     with uow(read_only=True) as s:
-        coin, found = repo.pay_lookup(s, ECOIN, 5)
+        coin, found = s.coins.pay_lookup(ECOIN, 5)
     assert coin is not None and coin.view.index == 5
     assert found == click(to=5)
 
 
 def test_a_paid_click_is_three_statements_all_cached_after_the_first(engine, uow) -> None:
-    repo = VendorRepository()
     with uow() as s:
-        repo.open_epoch(s, grant(), NOW)
+        s.coins.open_epoch(grant(), NOW)
         s.commit()
     hits: list[bool] = []
 
@@ -175,9 +165,9 @@ def test_a_paid_click_is_three_statements_all_cached_after_the_first(engine, uow
 
     for to in range(1, 4):
         with uow(read_only=True) as s:
-            repo.pay_lookup(s, ECOIN, to)
+            s.coins.pay_lookup(ECOIN, to)
         with uow() as s:
-            assert pay(repo, s, click(frm=to - 1, to=to))
+            assert pay(s, click(frm=to - 1, to=to))
             s.commit()
     assert len(hits) == 9
     assert hits[3:] == [True] * 6  # from the second click on, every statement is cached

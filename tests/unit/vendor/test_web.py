@@ -96,7 +96,7 @@ def test_paid_article(client, vendor, broker, paper, make_header) -> None:
     assert resp.headers["NetPay-Balance"] == "93"
     env = pb.Envelope()
     env.ParseFromString(b64url_decode(resp.headers["NetPay-Receipt"]))
-    receipt = open_envelope(env, pb.Receipt, vendor._id.key.public_key)
+    receipt = open_envelope(env, pb.Receipt, vendor._ports.identity.key.public_key)
     assert (receipt.to_index, receipt.item_id, receipt.amount_minor) == (7, article.article_id, 7)
     assert resp.headers["Cache-Control"] == "private, no-store"
 
@@ -139,7 +139,7 @@ def test_coin_busy_sets_retry_after(client, vendor, broker, make_vendor, paper, 
     client.get(f"/articles/{five.article_id}", headers={"Authorization": make_header(chain, 0, 5)})
     ecoin = chain.ecoin_id.hex()
     vendor.hand_off(
-        broker.hand_off_grant(ecoin, "chain-gazette"), "chain-gazette", vendor._clock.now_ms()
+        broker.hand_off_grant(ecoin, "chain-gazette"), "chain-gazette", vendor._ports.clock.now_ms()
     )
     resp = client.get(
         f"/articles/{five.article_id}",

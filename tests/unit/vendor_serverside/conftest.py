@@ -32,7 +32,7 @@ from tests.unit.vendor.conftest import (  # noqa: F401 (fixtures, re-exported)
     peer_registry,
 )
 from vendor.services import VendorServices
-from vendor.storage import Base
+from vendor.storage import Base, VendorUnit
 
 
 class FakeWalletClient(FakeBrokerClient):
@@ -166,7 +166,7 @@ def make_wallet_vendor(
         address = broker.enroll(vendor_id, key)
         engine = make_engine(sqlite_url(tmp_path / f"{vendor_id}.sqlite"), private=True)
         engines.append(engine)
-        uow = UnitOfWork(engine)
+        uow = UnitOfWork(engine, VendorUnit)
         uow.create_all(Base)
         client = FakeWalletClient(broker, vendor_id, codes)
         services = VendorServices(

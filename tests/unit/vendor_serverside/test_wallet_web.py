@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from netpay.errors import InvalidArgument
-from vendor.web import _local_path
+from vendor.web.wallet import _local_path
 
 
 @pytest.mark.parametrize("value", [None, "", "/", "/articles/1", "/articles/1?x=1#top"])

@@ -29,12 +29,12 @@ def window_header(chain: Chain, prev: int, units: int, **extra: object) -> str:
 
 
 def open_window(services: VendorServices, chain: Chain, prev: int, units: int) -> WindowOpened:
-    return services.open_window(window_header(chain, prev, units), services._clock.now_ms())
+    return services.open_window(window_header(chain, prev, units), services._ports.clock.now_ms())
 
 
 def receipt_of(result: PaymentResult, services: VendorServices) -> pb.Receipt:
     return open_envelope(
-        pb.Envelope.FromString(result.receipt), pb.Receipt, services._id.key.public_key
+        pb.Envelope.FromString(result.receipt), pb.Receipt, services._ports.identity.key.public_key
     )
 
 

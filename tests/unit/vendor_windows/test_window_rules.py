@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy.exc import IntegrityError
 
 from netpay.errors import (
     AlreadySpent,
@@ -34,7 +33,7 @@ from vendor.domain import (
 from vendor.storage import (
     Base,
     EpochGrant,
-    VendorRepository,
+    VendorUnit,
     WindowClickRecord,
     WindowRecord,
 )
@@ -140,7 +139,7 @@ def test_check_window_click() -> None:
 @pytest.fixture
 def uow(tmp_path):
     engine = make_engine(sqlite_url(tmp_path / "v.sqlite"), private=True)
-    unit = UnitOfWork(engine)
+    unit = UnitOfWork(engine, VendorUnit)
     unit.create_all(Base)
     yield unit
     engine.dispose()
@@ -161,11 +160,9 @@ def record(top: int, handle: bytes) -> WindowRecord:
     )
 
 
-def held(uow, lease_deadline_ms: int = NOW + 55_000) -> VendorRepository:
-    repo = VendorRepository()
+def held(uow, lease_deadline_ms: int = NOW + 55_000) -> None:
     with uow() as s:
-        repo.open_epoch(
-            s,
+        s.coins.open_epoch(
             EpochGrant(
                 ecoin_id=ECOIN,
                 epoch=1,
@@ -181,81 +178,79 @@ def held(uow, lease_deadline_ms: int = NOW + 55_000) -> VendorRepository:
             NOW,
         )
         s.commit()
-    return repo
 
 
-def consume(repo, s, wid: int, frm: int, to: int, now: int = NOW) -> bool:
-    return repo.cas_consume(
-        s, window_id=wid, ecoin_id=ECOIN, epoch=1, from_index=frm, to_index=to, now_ms=now
+def consume(s, wid: int, frm: int, to: int, now: int = NOW) -> bool:
+    return s.windows.cas_consume(
+        window_id=wid, ecoin_id=ECOIN, epoch=1, from_index=frm, to_index=to, now_ms=now
     )
 
 
 def test_the_database_holds_one_open_window_per_coin(uow) -> None:
-    repo = held(uow)
+    held(uow)
     with uow() as s:
-        wid = repo.add_window(s, record(10, b"a" * 32))
+        wid = s.windows.add(record(10, b"a" * 32))
         s.commit()
-    with uow() as s, pytest.raises(IntegrityError):
-        repo.add_window(s, record(20, b"b" * 32))
-    with uow() as s, pytest.raises(IntegrityError):  # a handle is never reused
-        repo.add_window(s, record(20, b"a" * 32))
     with uow() as s:
-        assert repo.close_window(
-            s, window_id=wid, consumed_index=0, reason=CloseReason.CLOSED, credit=b"c", now_ms=NOW
+        assert s.windows.add(record(20, b"b" * 32)) is None
+    with uow() as s:  # a handle is never reused
+        assert s.windows.add(record(20, b"a" * 32)) is None
+    with uow() as s:
+        assert s.windows.close(
+            window_id=wid, consumed_index=0, reason=CloseReason.CLOSED, credit=b"c", now_ms=NOW
         )
-        assert repo.add_window(s, record(20, b"b" * 32)) != wid
+        assert s.windows.add(record(20, b"b" * 32)) != wid
         s.commit()
     with uow(read_only=True) as s:
-        assert [w.state for w in repo.windows_of(s, ECOIN)] == [
+        assert [w.state for w in s.windows.of_coin(ECOIN)] == [
             WindowState.CLOSED,
             WindowState.OPEN,
         ]
-        assert repo.open_window_count(s) == 1
+        assert s.reports.open_window_count() == 1
 
 
 def test_consuming_is_a_compare_and_set(uow) -> None:
-    repo = held(uow)
+    held(uow)
     with uow() as s:
-        wid = repo.add_window(s, record(10, b"a" * 32))
-        assert consume(repo, s, wid, 0, 4)
-        assert not consume(repo, s, wid, 0, 4)  # the index moved
-        assert not consume(repo, s, wid, 4, 11)  # past the top
-        assert not consume(repo, s, wid, 4, 5, now=NOW + 55_000)  # no live lease
-        assert not consume(repo, s, wid, 4, 5, now=NOW + 60_000)  # expired window
-        assert consume(repo, s, wid, 4, 10)
-        repo.add_window_click(
-            s,
+        wid = s.windows.add(record(10, b"a" * 32))
+        assert consume(s, wid, 0, 4)
+        assert not consume(s, wid, 0, 4)  # the index moved
+        assert not consume(s, wid, 4, 11)  # past the top
+        assert not consume(s, wid, 4, 5, now=NOW + 55_000)  # no live lease
+        assert not consume(s, wid, 4, 5, now=NOW + 60_000)  # expired window
+        assert consume(s, wid, 4, 10)
+        s.windows.add_click(
             WindowClickRecord(wid, "x", 4, 10, 6, "EUR", b"r", NOW),
         )
         s.commit()
-    with uow() as s, pytest.raises(IntegrityError):
-        repo.add_window_click(s, WindowClickRecord(wid, "y", 4, 10, 6, "EUR", b"r", NOW))
+    with uow() as s:
+        assert not s.windows.add_click(WindowClickRecord(wid, "y", 4, 10, 6, "EUR", b"r", NOW))
     with uow() as s:
         # Closing needs the consumed index the credit was signed for.
-        assert not repo.close_window(
-            s, window_id=wid, consumed_index=4, reason=CloseReason.EXPIRED, credit=b"c", now_ms=NOW
+        assert not s.windows.close(
+            window_id=wid, consumed_index=4, reason=CloseReason.EXPIRED, credit=b"c", now_ms=NOW
         )
-        assert repo.close_window(
-            s, window_id=wid, consumed_index=10, reason=CloseReason.EXPIRED, credit=b"c", now_ms=NOW
+        assert s.windows.close(
+            window_id=wid, consumed_index=10, reason=CloseReason.EXPIRED, credit=b"c", now_ms=NOW
         )
-        assert not consume(repo, s, wid, 10, 10)
+        assert not consume(s, wid, 10, 10)
         s.commit()
     with uow(read_only=True) as s:
-        w = repo.window(s, wid)
+        w = s.windows.get(wid)
         assert w is not None
         assert (w.state, w.close_reason, w.credit) == (
             WindowState.CLOSED,
             CloseReason.EXPIRED,
             b"c",
         )
-        assert repo.window_click_for(s, wid, "x", NOW) is not None
-        assert repo.window_click_for(s, wid, "x", NOW + 1) is None
+        assert s.windows.click_for(wid, "x", NOW) is not None
+        assert s.windows.click_for(wid, "x", NOW + 1) is None
 
 
 def test_consuming_needs_the_coin_held_in_the_window_epoch(uow) -> None:
-    repo = held(uow)
+    held(uow)
     with uow() as s:
-        wid = repo.add_window(s, record(10, b"a" * 32))
-        repo.close_epoch(s, ecoin_id=ECOIN, epoch=1, now_ms=NOW)
-        assert not consume(repo, s, wid, 0, 1)
+        wid = s.windows.add(record(10, b"a" * 32))
+        s.coins.close_epoch(ecoin_id=ECOIN, epoch=1, now_ms=NOW)
+        assert not consume(s, wid, 0, 1)
         s.commit()

@@ -31,7 +31,7 @@ from .conftest import header, open_window, receipt_of, window_header
 
 
 def credit_of(envelope: pb.Envelope, vendor) -> pb.WindowCredit:
-    return open_envelope(envelope, pb.WindowCredit, vendor._id.key.public_key)
+    return open_envelope(envelope, pb.WindowCredit, vendor._ports.identity.key.public_key)
 
 
 def the_window(vendor, chain):
@@ -345,7 +345,9 @@ def test_hand_off_closes_the_window_in_the_same_step(make_vendor, broker, clock,
     stored = v1.coin(chain.ecoin_id.hex())
     assert stored is not None and stored.view.state is VendorCoinState.HANDING_OFF
     ci = open_envelope(
-        pb.Envelope.FromString(stored.handoff_coin_index), pb.CoinIndex, v1._id.key.public_key
+        pb.Envelope.FromString(stored.handoff_coin_index),
+        pb.CoinIndex,
+        v1._ports.identity.key.public_key,
     )
     assert (ci.index, ci.payword, ci.to_vendor) == (40, chain.word(40), "chain-gazette")
     [w] = v1.windows(chain.ecoin_id.hex())
@@ -398,7 +400,9 @@ def test_hand_off_without_a_window_carries_no_credit(make_vendor, broker, clock,
     )
     result = v1.hand_off_with_credit(grant, "chain-gazette", clock.now_ms())
     assert result.window_credit is None
-    assert open_envelope(result.coin_index, pb.CoinIndex, v1._id.key.public_key).index == 5
+    assert (
+        open_envelope(result.coin_index, pb.CoinIndex, v1._ports.identity.key.public_key).index == 5
+    )
 
 
 def test_concurrent_clicks_never_consume_more_than_the_window(vendor, broker, clock) -> None:

@@ -99,7 +99,7 @@ def test_window_clicks_carry_receipt_balance_and_window_headers(client, vendor, 
     # The page says what the number is: the window's, not the whole coin's.
     assert "Left in your reading window" in resp.get_data(as_text=True)
     env = pb.Envelope.FromString(b64url_decode(resp.headers["NetPay-Receipt"]))
-    receipt = open_envelope(env, pb.Receipt, vendor._id.key.public_key)
+    receipt = open_envelope(env, pb.Receipt, vendor._ports.identity.key.public_key)
     assert (receipt.from_index, receipt.to_index, receipt.item_id) == (0, 10, "7")
     same = get_with_window(client, "7", handle, **{"Sec-Fetch-Site": "same-origin"})
     assert same.headers["NetPay-Receipt"] == resp.headers["NetPay-Receipt"]  # a retry
@@ -185,7 +185,7 @@ def test_close_returns_the_credit_and_clears_the_cookie(client, vendor, broker) 
     credit = open_envelope(
         pb.Envelope.FromString(b64url_decode(body["window_credit"])),
         pb.WindowCredit,
-        vendor._id.key.public_key,
+        vendor._ports.identity.key.public_key,
     )
     assert (credit.window_top, credit.consumed_index, credit.refund_units, credit.reason) == (
         30,
