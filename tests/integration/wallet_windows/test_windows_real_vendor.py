@@ -1,4 +1,4 @@
-"""The wallet's windows against the real vendor (vendor/web.py), broker and chain."""
+"""The wallet's windows against the real vendor (vendor/web/), broker and chain."""
 
 from __future__ import annotations
 
