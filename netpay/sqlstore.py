@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Generic, TypeVar, overload
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
@@ -88,7 +88,7 @@ class Unit:
         self.session.commit()
 
 
-U = TypeVar("U")
+U = TypeVar("U", bound=Unit)
 
 
 class UnitOfWork(Generic[U]):
@@ -100,15 +100,9 @@ class UnitOfWork(Generic[U]):
     writer.
     """
 
-    @overload
-    def __init__(self: UnitOfWork[Session], engine: Engine) -> None: ...
-
-    @overload
-    def __init__(self, engine: Engine, unit: Callable[[Session], U]) -> None: ...
-
-    def __init__(self, engine: Engine, unit: Callable[[Session], Any] | None = None) -> None:
+    def __init__(self, engine: Engine, unit: Callable[[Session], U]) -> None:
         self.engine = engine
-        self._unit: Callable[[Session], Any] = unit if unit is not None else _bare_session
+        self._unit = unit
         self._sessions = sessionmaker(engine, expire_on_commit=False)
         self._read_sessions = sessionmaker(
             engine.execution_options(**{_READ_ONLY: True}), expire_on_commit=False
@@ -125,7 +119,3 @@ class UnitOfWork(Generic[U]):
 
     def create_all(self, base: type[DeclarativeBase]) -> None:
         base.metadata.create_all(self.engine)
-
-
-def _bare_session(session: Session) -> Session:
-    return session
