@@ -196,10 +196,10 @@ class FakeVendor:
             cred = parse_authorization(auth)
         except Malformed as exc:
             return json_response(400, {"error": "malformed", "detail": exc.detail})
-        ts = self.broker.coins.get(cred.ecoin_id)
-        if ts is None:
+        coin = self.broker.coins.get(cred.ecoin_id)
+        if coin is None:
             return self.error(402, "bad_payword")
-        return cred, ts
+        return cred, coin.touchstone
 
     def pay(self, item: str, auth: str) -> Response:
         """A click paid with a NetPay header."""

@@ -2,9 +2,10 @@
 
 Each of those folders' conftest imports the ones it uses (pytest finds a
 fixture a conftest binds). Every party shares one FakeClock, so a test moves
-to the next UTC day without sleeping: the fake broker
-(tests/fakes/broker.py), the fake newspaper (tests/fakes/vendor.py, served
-by tests/fakes/pages.py) and the wallet under test.
+to the next UTC day without sleeping: the fake broker (tests/fakes/broker/,
+the one the vendor tests use too, with its ``clock`` and ``broker``
+fixtures), the fake newspaper (tests/fakes/vendor.py, served by
+tests/fakes/pages.py) and the wallet under test.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from netpay.clock import FakeClock
 from netpay.transport.server import create_grpc_server
 from netpay.v1 import broker_pb2_grpc
 from tests.fakes.broker import DAY_MS, FakeBroker, FakeBrokerServicer
+from tests.fakes.broker.fixtures import broker, clock
 from tests.fakes.pages import Server
 from tests.fakes.vendor import FakeVendor
 from tests.fakes.wallet_store import StoreShortcuts
@@ -43,16 +45,6 @@ __all__ = [
 ]
 
 PASSWORD = "correct horse battery staple"
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def broker(clock: FakeClock) -> FakeBroker:
-    return FakeBroker(clock)
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import pytest
 
 from netpay.errors import BrokerUnavailable, CoinBusy, Insufficient, NotFound
 from netpay.money import Money
-from tests.unit.vendor_serverside.conftest import FakeBroker
+from tests.fakes.broker import FakeBroker
 from vendor.domain import CloseReason, Item, VendorCoinState, WindowState
 
 

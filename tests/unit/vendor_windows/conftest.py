@@ -1,5 +1,5 @@
-"""Windows at one vendor: the vendor unit tests' fakes (an in-memory broker,
-in-process peers) over real SQLite files, plus window helpers."""
+"""Windows at one vendor: the shared vendor fixtures (tests/fakes/vendor_fixtures.py:
+the one fake broker, in-process peers, real SQLite files), plus window helpers."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ import pytest
 from netpay.chain import Chain
 from netpay.envelope import open_envelope
 from netpay.v1 import statements_pb2 as pb
-from tests.unit.vendor.conftest import (  # noqa: F401 (fixtures, re-exported)
-    FakeBroker,
+from tests.fakes.vendor_fixtures import (  # noqa: F401 (fixtures, re-exported)
     MakeVendor,
     broker,
     clock,

@@ -1,7 +1,7 @@
 """Fixtures for the wallet's unit tests: the fake broker and a tiny vendor web site.
 
 They are the ones tests/unit/wallet_windows and tests/unit/wallet_limits use
-too (tests/fakes/wallet_fixtures.py): the fake broker (tests/fakes/broker.py)
+too (tests/fakes/wallet_fixtures.py): the fake broker (tests/fakes/broker/)
 and the fake newspaper (tests/fakes/vendor.py) that implements the 402 flow
 of protocol.md closely enough for the wallet: the challenge, the rules on
 (prev, index), hashing down to its stored word, signed receipts, replays,

@@ -117,7 +117,7 @@ def test_buy_verifies_the_touchstone(wallet: Wallet, broker: Any, clock: FakeClo
     assert coin.state is CoinState.ACTIVE
     assert (coin.n, coin.unit_value_minor, coin.currency) == (200, 1, "EUR")
     assert coin.words_left == 200 and coin.value_left_minor == 200
-    assert coin.expires_at_ms == broker.coins[coin.ecoin_id].expires_at_ms
+    assert coin.expires_at_ms == broker.coins[coin.ecoin_id].touchstone.expires_at_ms
     assert broker.balances["r-1"] == 10_000 - 200
     req = broker.buy_requests[-1]
     assert req.wallet_kind == pb.WALLET_KIND_CLIENT_SIDE
@@ -228,7 +228,7 @@ def test_the_header_matches_the_chain(wallet: Wallet, vendor: Any, broker: Any) 
     header = wallet.authorize(_article(vendor))
     cred = parse_authorization(header)
     assert (cred.ecoin_id, cred.prev, cred.index, cred.holder) == (coin.ecoin_id, 0, 5, None)
-    root = broker.coins[coin.ecoin_id].root
+    root = broker.coins[coin.ecoin_id].touchstone.root
     assert verify_word(cred.ecoin_bytes, 0, root, 5, cred.payword, 5)
     # and the next header continues from there, whatever the chain position
     for _ in range(20):

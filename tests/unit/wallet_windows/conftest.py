@@ -1,6 +1,6 @@
 """Fixtures for the wallet-window unit tests: a broker and a newspaper with windows.
 
-The fake broker (tests/fakes/broker.py) signs touchstones and vendor
+The fake broker (tests/fakes/broker/) signs touchstones and vendor
 certificates; the fake vendor (tests/fakes/vendor.py) implements the window
 contract closely enough for the wallet: a click paid from the window's
 cookie with a signed Receipt inside it, ``POST /netpay/window`` (the spend
