@@ -124,8 +124,8 @@ def test_a_copy_of_the_wallet_spends_and_the_original_resyncs(world: Any, wallet
     with Wallet(world.tmp / "wallet") as original:
         assert original.coins()[0].index == 0
         r = original.read(a1["url"])
-        # the vendor said already_spent with its (index, payword); the payword is
-        # this coin's word there, so the wallet moved up and paid from it
+        # the vendor said already_spent with its index and seen (1.1: never the word);
+        # the seen is that of this coin's word there, so the wallet moved up and paid
         assert r.receipt is not None
         assert r.receipt.from_index == spent.receipt.to_index
         assert any("spent up to" in w for w in r.warnings)
