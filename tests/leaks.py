@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import grpc
@@ -22,7 +23,7 @@ from google.rpc import error_details_pb2, status_pb2
 
 from netpay.chain import Chain
 
-__all__ = ["Refusal", "RefusalScan", "error_info"]
+__all__ = ["Refusal", "RefusalScan", "error_info", "seen_text"]
 
 _B64_RUN = re.compile(rb"[A-Za-z0-9+/_-]{43,}")
 _HEX_RUN = re.compile(rb"[0-9A-Fa-f]{64,}")
@@ -38,6 +39,13 @@ class Refusal:
     blobs: tuple[bytes, ...]
     index: int | None = None
     seen: str | None = None
+
+
+def seen_text(word: bytes) -> str:
+    """base64url(SHA-256("NP1-seen" || word)), computed here on its own (not with the
+    code under test)."""
+    digest = hashlib.sha256(b"NP1-seen" + word).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
 def error_info(exc: grpc.RpcError) -> error_details_pb2.ErrorInfo | None:
@@ -123,6 +131,14 @@ class RefusalScan:
         refusal = Refusal(label, code, tuple(blobs), index, seen)
         self.refusals.append(refusal)
         return refusal
+
+    def refused(self, label: str, call: Callable[[], object]) -> Refusal:
+        """``call()`` must fail: its gRPC error, collected."""
+        try:
+            reply = call()
+        except grpc.RpcError as exc:
+            return self.rpc(label, exc)
+        raise AssertionError(f"{label}: expected a refusal, got {reply}")
 
     def text(self, label: str, code: str, text: str) -> Refusal:
         """A refusal carried inside a reply (a REJECTED checkpoint item's detail)."""

@@ -14,10 +14,7 @@ genuine word; a made-up word gets ``bad_payword`` naming nothing.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import secrets
-from collections.abc import Callable
 
 import grpc
 import requests
@@ -32,7 +29,7 @@ from netpay.v1 import broker_pb2 as bpb
 from netpay.v1 import statements_pb2 as pb
 from netpay.v1 import vendor_pb2, vendor_pb2_grpc
 from tests.fault.conftest import HTTP_TIMEOUT_S, World, pay_header
-from tests.leaks import Refusal, RefusalScan
+from tests.leaks import RefusalScan, seen_text
 from vendor.peer_client import HANDOFF_METHOD
 from vendor.server import VendorHandle
 
@@ -42,24 +39,10 @@ N = 2 * DEFAULT_LIMITS.acquire_bound_units(DEFAULT_LIMITS.max_click_amount_minor
 ACCEPTS = {"json": "application/json", "html": "text/html"}
 
 
-def seen_text(word: bytes) -> str:
-    """base64url(SHA-256("NP1-seen" || word)), computed here on its own."""
-    digest = hashlib.sha256(b"NP1-seen" + word).digest()
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
-
-
 def forged_header(chain: Chain, prev: int, index: int, window: int | None = None) -> str:
     """A header with a made-up word at ``index``."""
     creds = Credentials(chain.ecoin_id.hex(), prev, index, secrets.token_bytes(32), window=window)
     return format_authorization(creds)
-
-
-def rpc_refusal(scan: RefusalScan, label: str, call: Callable[[], object]) -> Refusal:
-    try:
-        reply = call()
-    except grpc.RpcError as exc:
-        return scan.rpc(label, exc)
-    raise AssertionError(f"{label}: expected a refusal, got {reply}")
 
 
 class Http:
@@ -70,17 +53,15 @@ class Http:
         self.vendor = vendor
 
     def get(self, label: str, path: str, **headers: str) -> None:
-        for kind, accept in ACCEPTS.items():
-            resp = requests.get(
-                self.vendor.web_url + path,
-                headers={"Accept": accept, **headers},
-                timeout=HTTP_TIMEOUT_S,
-            )
-            self.scan.http(f"{label} ({kind})", resp)
+        self.ask("GET", label, path, headers)
 
     def post(self, label: str, path: str, **headers: str) -> None:
+        self.ask("POST", label, path, headers)
+
+    def ask(self, method: str, label: str, path: str, headers: dict[str, str]) -> None:
         for kind, accept in ACCEPTS.items():
-            resp = requests.post(
+            resp = requests.request(
+                method,
                 self.vendor.web_url + path,
                 headers={"Accept": accept, **headers},
                 timeout=HTTP_TIMEOUT_S,
@@ -141,7 +122,7 @@ def provoke_broker(scan: RefusalScan, world: World, chain: Chain) -> None:
 
     def acquire(label: str, index: int, word: bytes) -> None:
         request = bpb.AcquireCoinRequest(ecoin_id=ecoin, proof_index=index, proof_word=word)
-        rpc_refusal(scan, label, lambda: world.stub.AcquireCoin(request, metadata=taker))
+        scan.refused(label, lambda: world.stub.AcquireCoin(request, metadata=taker))
 
     acquire("acquire spent", 6, chain.word(6))
     acquire("acquire spent, made-up word", 6, secrets.token_bytes(32))
@@ -152,16 +133,14 @@ def provoke_broker(scan: RefusalScan, world: World, chain: Chain) -> None:
     acquire("acquire beyond n", chain.n + 1, secrets.token_bytes(32))
     for label, word in (("genuine", chain.word(6)), ("made-up", secrets.token_bytes(32))):
         handed = bpb.RecordHandoffRequest(coin_index=coin_index(world, chain, 6, word, TAKER))
-        rpc_refusal(
-            scan,
+        scan.refused(
             f"record handoff below the latest, {label} word",
             lambda r=handed: world.stub.RecordHandoff(r, metadata=taker),
         )
         reclaim = bpb.ReclaimRequest(
             ecoin_id=ecoin, epoch=1, coin_index=coin_index(world, chain, 6, word)
         )
-        rpc_refusal(
-            scan,
+        scan.refused(
             f"reclaim below the latest, {label} word",
             lambda r=reclaim: world.stub.Reclaim(r, metadata=holder),
         )
@@ -189,7 +168,7 @@ def provoke_handoff(scan: RefusalScan, world: World, holder: VendorHandle, chain
     def hand_off(label: str, envelope: pb.Envelope, caller: str, key: object) -> None:
         msg = vendor_pb2.HandOffRequest(grant=envelope)
         meta = sign_call(key, caller, HANDOFF_METHOD, msg, world.clock.now_ms())  # type: ignore[arg-type]
-        rpc_refusal(scan, label, lambda: stub.HandOff(msg, metadata=meta, timeout=30))
+        scan.refused(label, lambda: stub.HandOff(msg, metadata=meta, timeout=30))
 
     try:
         bad = pb.Envelope()

@@ -8,13 +8,9 @@ is scanned for every word of the coin (tests/leaks.py).
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import secrets
-from collections.abc import Callable
 from pathlib import Path
 
-import grpc
 import requests
 from sqlalchemy import select
 
@@ -24,18 +20,13 @@ from netpay.files import read_json
 from netpay.transport.auth import bearer_metadata
 from netpay.v1 import broker_pb2 as bpb
 from netpay.v1 import statements_pb2 as pb
-from tests.leaks import Refusal, RefusalScan
+from tests.leaks import RefusalScan, seen_text
 from vendor.server import VendorHandle
 from vendor.storage.tables import WalletSessionRow
 
 from .conftest import Browser, World
 
 ACCEPTS = {"json": "application/json", "html": "text/html"}
-
-
-def seen_text(word: bytes) -> str:
-    digest = hashlib.sha256(b"NP1-seen" + word).digest()
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
 def chain_of(world: World, broker_dir: Path, ecoin_id: str, n: int) -> Chain:
@@ -52,14 +43,6 @@ def stored_grant(vendor: VendorHandle) -> pb.Envelope:
     with vendor._engine.connect() as conn:
         [raw] = conn.execute(select(WalletSessionRow.grant)).scalars().all()
     return pb.Envelope.FromString(raw)
-
-
-def rpc_refusal(scan: RefusalScan, label: str, call: Callable[[], object]) -> Refusal:
-    try:
-        reply = call()
-    except grpc.RpcError as exc:
-        return scan.rpc(label, exc)
-    raise AssertionError(f"{label}: expected a refusal, got {reply}")
 
 
 def page_refusals(scan: RefusalScan, browser: Browser, vendor: VendorHandle) -> None:
@@ -107,14 +90,13 @@ def test_no_server_side_refusal_carries_a_word_of_the_coin(world: World, tmp_pat
 
     def acquire(label: str, index: int, word: bytes) -> None:
         msg = bpb.AcquireCoinRequest(ecoin_id=ecoin, proof_index=index, proof_word=word)
-        rpc_refusal(scan, label, lambda: world.stub.AcquireCoin(msg, metadata=as_v2))
+        scan.refused(label, lambda: world.stub.AcquireCoin(msg, metadata=as_v2))
 
     acquire("acquire spent", latest - 3, chain.word(latest - 3))
     acquire("acquire spent, made-up word", latest - 3, secrets.token_bytes(32))
     acquire("acquire above, made-up word", latest + 1, secrets.token_bytes(32))
     with_grant = bpb.AcquireCoinRequest(ecoin_id=ecoin, wallet_grant=grant)
-    rpc_refusal(
-        scan,
+    scan.refused(
         "acquire with another vendor's grant",
         lambda: world.stub.AcquireCoin(with_grant, metadata=as_v2),
     )
@@ -125,11 +107,9 @@ def test_no_server_side_refusal_carries_a_word_of_the_coin(world: World, tmp_pat
         ("draw too many units", as_v1, 1, 600),
     ):
         draw = bpb.DrawWindowRequest(wallet_grant=grant, epoch=epoch, units=units)
-        rpc_refusal(scan, label, lambda d=draw, c=caller: world.stub.DrawWindow(d, metadata=c))
+        scan.refused(label, lambda d=draw, c=caller: world.stub.DrawWindow(d, metadata=c))
     code = bpb.ExchangeWalletCodeRequest(code="x" * 43)
-    rpc_refusal(
-        scan, "unknown wallet code", lambda: world.stub.ExchangeWalletCode(code, metadata=as_v2)
-    )
+    scan.refused("unknown wallet code", lambda: world.stub.ExchangeWalletCode(code, metadata=as_v2))
 
     assert len(scan.refusals) >= 15
     leaks = scan.leaks()
