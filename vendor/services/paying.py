@@ -141,7 +141,7 @@ class Paying:
                 # words_for raises the same when the price itself is the trouble (the
                 # coin's unit does not divide it): that answer names nothing.
                 price_units = words_for(item.price, coin.unit_value_minor, coin.currency)
-                raise self.refusal(err, creds, coin, price_units) from None
+                raise self._refusal(err, creds, coin, price_units) from None
 
         return self.spend(
             creds,
@@ -199,7 +199,7 @@ class Paying:
                 # A twin of this very purchase may have committed since the first look.
                 again = replay()
                 if again is None:  # the amount rule passed: j - p is the price (or m)
-                    raise self.refusal(err, creds, coin, creds.index - creds.prev) from None
+                    raise self._refusal(err, creds, coin, creds.index - creds.prev) from None
                 return again
             if not checkpointed and needs_checkpoint(coin, creds.index, self._limits):
                 checkpointed = True
@@ -231,7 +231,7 @@ class Paying:
             # The word verified against our own before the compare-and-set: genuine.
             raise spent_here(f"another payment moved the coin to {fresh.view.index}", fresh.view)
 
-    def refusal(
+    def _refusal(
         self,
         err: WrongAmount | AlreadySpent,
         creds: Credentials,
