@@ -72,7 +72,10 @@ MAX_RANGES_PER_BATCH = 40_000
 MAX_UNITS_PER_BATCH = 2**22
 _MAX_BATCHES_PER_RUN = 100
 # Broker answers that say "not now" rather than "never": claim the words again.
-_RETRYABLE = frozenset({"limit_exceeded", "coin_busy", "conflict", "broker_unavailable"})
+# "internal": the broker failed on this claim unexpectedly and refused it alone.
+_RETRYABLE = frozenset(
+    {"limit_exceeded", "coin_busy", "conflict", "broker_unavailable", "internal"}
+)
 
 # A VendorRefund envelope is < 500 bytes: 1,000 of them stay well inside the
 # 4 MiB message next to MAX_RANGES_PER_BATCH ranges.
