@@ -129,7 +129,8 @@ def _parse_claim(claim_envelope: pb.Envelope, caller: str, key: bytes) -> ClaimV
     for r in msg.ranges:
         if len(r.item_id) > _ITEM_MAX_CHARS:
             raise InvalidArgument(f"an item id has at most {_ITEM_MAX_CHARS} characters")
-        ranges.append(RangeView(r.from_index, r.to_index, r.item_id, r.time_ms))
+        void_from = r.void_from if r.HasField("void_from") else None
+        ranges.append(RangeView(r.from_index, r.to_index, r.item_id, r.time_ms, void_from))
     return ClaimView(
         vendor_id=msg.vendor_id,
         ecoin_id=msg.ecoin_id,

@@ -16,9 +16,12 @@ answer is kept per refund.
 Per coin and epoch a claim runs from the first unclaimed click up to the
 last one that can be claimed now: a click's own word, or a closed window's
 top (its WindowCredit goes with the batch and its clicks are listed as
-ranges). An open window stops the claim at its start: the vendor knows no
-word inside it until it closes (windows last at most ``window_ttl_s``, so
-the next day's run claims it).
+ranges). Each Receipt is listed as ``(void_from, prev, to)`` with the
+``void_from`` signed into it, so the claim is tiled by the Receipts'
+``(void_from, to]`` (docs/protocol.md, "Receipts carry void_from"). An
+open window stops the claim at its start: the vendor knows no word inside it
+until it closes (windows last at most ``window_ttl_s``, so the next day's run
+claims it).
 """
 
 from __future__ import annotations
@@ -498,13 +501,10 @@ def _claimable(unit: VendorUnit) -> dict[tuple[str, int], list[_Item]]:
     for click in unit.redemption.unclaimed_clicks():
         key = (click.ecoin_id, click.epoch)
         if above(key, click.from_index):
-            rng = pb.ClaimedRange(
-                from_index=click.from_index,
-                to_index=click.to_index,
-                item_id=click.item_id,
-                time_ms=click.created_at_ms,
+            rng = _claimed_range(
+                click.from_index, click.to_index, click.item_id, click.created_at_ms, click.receipt
             )
-            items[key].append(_Item(click.from_index, click.to_index, click.payword, (rng,)))
+            items[key].append(_Item(_start(rng), click.to_index, click.payword, (rng,)))
     for window in unit.redemption.unclaimed_windows():
         key = (window.ecoin_id, window.epoch)
         if not above(key, window.window_from):
@@ -513,17 +513,13 @@ def _claimable(unit: VendorUnit) -> dict[tuple[str, int], list[_Item]]:
             stops[key] = min(stops.get(key, window.window_from), window.window_from)
             continue
         ranges = tuple(
-            pb.ClaimedRange(
-                from_index=c.from_index,
-                to_index=c.to_index,
-                item_id=c.item_id,
-                time_ms=c.created_at_ms,
-            )
+            _claimed_range(c.from_index, c.to_index, c.item_id, c.created_at_ms, c.receipt)
             for c in unit.windows.clicks(window.window_id)
         )
-        items[key].append(
-            _Item(window.window_from, window.window_top, window.payword, ranges, window.credit)
-        )
+        # The first click's void words lie below the window (the words skipped by the
+        # payment that opened it); a window no click was paid from starts at its bottom.
+        start = min([window.window_from, *(_start(r) for r in ranges[:1])])
+        items[key].append(_Item(start, window.window_top, window.payword, ranges, window.credit))
     result: dict[tuple[str, int], list[_Item]] = {}
     for key, found in items.items():
         stop = stops.get(key)
@@ -533,6 +529,26 @@ def _claimable(unit: VendorUnit) -> dict[tuple[str, int], list[_Item]]:
         if kept:
             result[key] = kept
     return result
+
+
+def _claimed_range(
+    from_index: int, to_index: int, item_id: str, time_ms: int, receipt: bytes
+) -> pb.ClaimedRange:
+    """A Receipt as its claim lists it, ``(void_from, prev, to)``, with the void_from
+    the vendor signed into it (one signed before revision 1.1 has none: then the
+    range has none either, and the broker reads it as ``prev``)."""
+    signed = pb.Receipt.FromString(pb.Envelope.FromString(receipt).payload)
+    rng = pb.ClaimedRange(
+        from_index=from_index, to_index=to_index, item_id=item_id, time_ms=time_ms
+    )
+    if signed.HasField("void_from"):
+        rng.void_from = signed.void_from
+    return rng
+
+
+def _start(rng: pb.ClaimedRange) -> int:
+    """Where a listed Receipt's tile of its claim starts: its void_from (or prev)."""
+    return rng.void_from if rng.HasField("void_from") else rng.from_index
 
 
 def _ready_refunds(

@@ -94,7 +94,8 @@ def signed_claim(
         to_index=top,
         payword=chain.word(top) if word is None else word,
         ranges=[
-            pb.ClaimedRange(from_index=p, to_index=t, item_id="i", time_ms=1) for _, p, t in tiles
+            pb.ClaimedRange(void_from=v, from_index=p, to_index=t, item_id="i", time_ms=1)
+            for v, p, t in tiles
         ],
     )
     return seal(claim, key or vendor.services._ports.identity.key)
