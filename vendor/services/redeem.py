@@ -33,6 +33,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from google.protobuf.message import DecodeError
+
 from netpay.clock import Clock
 from netpay.envelope import seal
 from netpay.errors import (
@@ -49,7 +51,14 @@ from vendor.domain import BatchEvent, ClaimEvent, ClaimStatus, RefundEvent, Refu
 from vendor.services.ports import RedeemClient, UnitOfWorkFactory, VendorIdentity
 from vendor.services.refunds import Refunds
 from vendor.services.reports import Reports
-from vendor.storage import NewClaim, PendingRefund, RefundRecord, VendorUnit
+from vendor.storage import (
+    ClickSpan,
+    NewClaim,
+    PendingRefund,
+    RefundRecord,
+    VendorUnit,
+    WindowClickRecord,
+)
 
 __all__ = [
     "DEFAULT_REDEEM_AT",
@@ -501,9 +510,7 @@ def _claimable(unit: VendorUnit) -> dict[tuple[str, int], list[_Item]]:
     for click in unit.redemption.unclaimed_clicks():
         key = (click.ecoin_id, click.epoch)
         if above(key, click.from_index):
-            rng = _claimed_range(
-                click.from_index, click.to_index, click.item_id, click.created_at_ms, click.receipt
-            )
+            rng = _claimed_range(click.ecoin_id, click)
             items[key].append(_Item(_start(rng), click.to_index, click.payword, (rng,)))
     for window in unit.redemption.unclaimed_windows():
         key = (window.ecoin_id, window.epoch)
@@ -513,8 +520,7 @@ def _claimable(unit: VendorUnit) -> dict[tuple[str, int], list[_Item]]:
             stops[key] = min(stops.get(key, window.window_from), window.window_from)
             continue
         ranges = tuple(
-            _claimed_range(c.from_index, c.to_index, c.item_id, c.created_at_ms, c.receipt)
-            for c in unit.windows.clicks(window.window_id)
+            _claimed_range(window.ecoin_id, c) for c in unit.windows.clicks(window.window_id)
         )
         # The first click's void words lie below the window (the words skipped by the
         # payment that opened it); a window no click was paid from starts at its bottom.
@@ -531,17 +537,23 @@ def _claimable(unit: VendorUnit) -> dict[tuple[str, int], list[_Item]]:
     return result
 
 
-def _claimed_range(
-    from_index: int, to_index: int, item_id: str, time_ms: int, receipt: bytes
-) -> pb.ClaimedRange:
+def _claimed_range(ecoin_id: str, click: ClickSpan | WindowClickRecord) -> pb.ClaimedRange:
     """A Receipt as its claim lists it, ``(void_from, prev, to)``, with the void_from
     the vendor signed into it (one signed before revision 1.1 has none: then the
-    range has none either, and the broker reads it as ``prev``)."""
-    signed = pb.Receipt.FromString(pb.Envelope.FromString(receipt).payload)
+    range has none either, and the broker reads it as ``prev``). A stored Receipt
+    that does not read back is listed without one too, so it never stops a run."""
     rng = pb.ClaimedRange(
-        from_index=from_index, to_index=to_index, item_id=item_id, time_ms=time_ms
+        from_index=click.from_index,
+        to_index=click.to_index,
+        item_id=click.item_id,
+        time_ms=click.created_at_ms,
     )
-    if signed.HasField("void_from"):
+    try:
+        signed = pb.Receipt.FromString(pb.Envelope.FromString(click.receipt).payload)
+    except DecodeError:
+        log.error("the stored receipt of coin %s to %d does not parse", ecoin_id, click.to_index)
+        return rng
+    if signed.HasField("void_from") and signed.void_from <= click.from_index:
         rng.void_from = signed.void_from
     return rng
 
