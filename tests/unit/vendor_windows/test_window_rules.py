@@ -16,6 +16,7 @@ from netpay.errors import (
 from netpay.limits import DEFAULT_LIMITS
 from netpay.money import Money
 from netpay.sqlstore import UnitOfWork, make_engine, sqlite_url
+from tests.dbs import BACKENDS, fresh_db_url
 from vendor.domain import (
     CloseReason,
     CoinView,
@@ -271,10 +272,13 @@ def test_a_window_clicks_void_from_is_the_previous_clicks_to_or_the_openings_s()
     assert window_click_void_from(old, first) == 12
 
 
-def test_an_old_data_dir_gains_the_void_from_column_and_its_windows_read_none(tmp_path) -> None:
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_an_old_data_dir_gains_the_void_from_column_and_its_windows_read_none(
+    backend: str, tmp_path
+) -> None:
     from sqlalchemy import text
 
-    engine = make_engine(sqlite_url(tmp_path / "v.sqlite"), private=True)
+    engine = make_engine(fresh_db_url(backend, tmp_path, "vendor"), private=True)
     try:
         uow = UnitOfWork(engine, VendorUnit)
         uow.create_all(Base)
