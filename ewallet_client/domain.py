@@ -238,7 +238,13 @@ def check_receipt(
     amount_minor: int,
     currency: str,
 ) -> None:
-    """A receipt must cover exactly the payment the wallet made."""
+    """A receipt must cover exactly the payment the wallet made.
+
+    Its ``void_from`` (the vendor's index before the payment) can be anywhere at or
+    below the ``prev`` the wallet sent: the wallet cannot know the vendor's index,
+    only that a payment never starts below it. A receipt without one (signed
+    before revision 1.1) has no void words.
+    """
     problems = []
     if receipt.vendor_id != vendor_id:
         problems.append("vendor")
@@ -248,6 +254,8 @@ def check_receipt(
         problems.append(
             f"range ({receipt.from_index}, {receipt.to_index}] != ({from_index}, {to_index}]"
         )
+    if receipt.HasField("void_from") and receipt.void_from > from_index:
+        problems.append(f"void_from {receipt.void_from} is above prev {from_index}")
     if receipt.amount_minor != amount_minor:
         problems.append("amount")
     if receipt.currency != currency:
@@ -318,7 +326,13 @@ def check_window_receipt(
     currency: str,
     max_amount_minor: int,
 ) -> None:
-    """A receipt for a click paid from a window: inside it, and the right amount."""
+    """A receipt for a click paid from a window: inside it, and the right amount.
+
+    Its ``void_from`` is the previous click's ``to``, which is its own ``from``;
+    only the window's first click (``from`` at the window's bottom) may have void
+    words, those the payment that opened the window skipped (at or below the
+    bottom: the wallet cannot know where the vendor's index was).
+    """
     problems = []
     if receipt.vendor_id != vendor_id:
         problems.append("vendor")
@@ -330,6 +344,13 @@ def check_window_receipt(
         problems.append(
             f"range ({receipt.from_index}, {receipt.to_index}] is not inside the window "
             f"({window_from}, {window_top}]"
+        )
+    if receipt.HasField("void_from") and (
+        receipt.void_from > receipt.from_index
+        or (receipt.from_index > window_from and receipt.void_from != receipt.from_index)
+    ):
+        problems.append(
+            f"void_from {receipt.void_from} does not fit the window click from {receipt.from_index}"
         )
     elif receipt.amount_minor != (receipt.to_index - receipt.from_index) * unit_value_minor:
         problems.append("amount is not the words consumed times the unit value")

@@ -79,6 +79,7 @@ __all__ = [
     "spent_here",
     "transition",
     "verify_payword",
+    "window_click_void_from",
     "window_expiry_ms",
     "window_transition",
 ]
@@ -317,6 +318,10 @@ class WindowView:
     closed_at_ms: int | None = None
     close_reason: CloseReason | None = None
     credit: bytes | None = None  # serialized Envelope(WindowCredit), once closed
+    # The coin's index here before the payment that opened the window (``s``):
+    # the void_from of its first click's Receipt. None for a window opened before
+    # revision 1.1 (its first click then has no void words).
+    void_from: int | None = None
 
     @property
     def units(self) -> int:
@@ -337,6 +342,15 @@ class WindowClick:
     from_index: int
     to_index: int
     words: int
+
+
+def window_click_void_from(window: WindowView, click: WindowClick) -> int:
+    """The ``void_from`` of a window click's Receipt (protocol.md, "Signed
+    statements"): the previous click's ``to``, which is this click's ``from``; for
+    the window's first click, the coin's index before the payment that opened it."""
+    if click.from_index > window.window_from or window.void_from is None:
+        return click.from_index
+    return window.void_from
 
 
 def check_window_open(

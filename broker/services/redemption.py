@@ -3,14 +3,17 @@ refund of expired coins.
 
 ``Broker.Redeem`` (protocol.md, "Redemption"): a vendor sends a batch of
 signed Claims with the WindowCredits and VendorRefunds it nets. The whole
-batch is one unit of work: every claim is checked by
+batch is one unit of work: every claim is verified and checked by
 :func:`broker.domain.claims.check_claim` in its own savepoint and gets its
 own result; an accepted claim moves its paid units from the broker float to
 the vendor's payable account and its netted window credits to the reader's
-refund balance; vendor refunds move money from the vendor's payable account
-to the reader's refund balance; then the bank pays the vendor what it is
-owed. The reply is stored under ``(vendor, batch id)`` before the commit, so
-a retried batch returns it byte for byte and pays once.
+refund balance (a claim that moves nothing writes no entry); vendor refunds
+move money from the vendor's payable account to the reader's refund
+balance; then the bank pays the vendor what it is owed. Redemption never
+wedges: a claim that does not verify or is refused is that claim's result,
+and one that fails unexpectedly (a bug) is refused alone as ``internal`` and
+logged, never the batch. The reply is stored under ``(vendor, batch id)``
+before the commit, so a retried batch returns it byte for byte and pays once.
 
 :meth:`Redemption.refund_expired` gives a coin past expiry + grace its
 unclaimed value back to the reader, once.
@@ -19,10 +22,14 @@ unclaimed value back to the reader, once.
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
+import traceback
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+from google.protobuf.message import DecodeError
 
 from broker.domain import (
     AccountRef,
@@ -81,6 +88,16 @@ BATCH_HASH_BUDGET = 4 * 2**20
 _BATCH_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _ITEM_MAX_CHARS = 64
 _REASON_MAX_CHARS = 200
+_LOGGED_FRAMES = 6
+_ECOIN_ID_CHARS = 32
+
+log = logging.getLogger("broker.redemption")
+
+# The answer to a claim that failed unexpectedly (a bug, not a refusal): refused
+# alone; the vendor claims it again in a later batch.
+_UNEXPECTED = NetPayError(
+    "the broker could not check this claim and refused it alone; claim it again later"
+)
 
 # The window credits a batch carries, by (coin, epoch, top).
 BatchCredits = dict[tuple[str, int, int], tuple[CreditView, pb.Envelope]]
@@ -91,6 +108,7 @@ class _Batch:
     """What every claim of one batch shares."""
 
     caller: str
+    key: bytes  # the caller's enrolled public key: every claim is signed with it
     batch_id: str
     batch_row_id: int
     credits: BatchCredits
@@ -110,7 +128,8 @@ def _parse_claim(claim_envelope: pb.Envelope, caller: str, key: bytes) -> ClaimV
     for r in msg.ranges:
         if len(r.item_id) > _ITEM_MAX_CHARS:
             raise InvalidArgument(f"an item id has at most {_ITEM_MAX_CHARS} characters")
-        ranges.append(RangeView(r.from_index, r.to_index, r.item_id, r.time_ms))
+        void_from = r.void_from if r.HasField("void_from") else None
+        ranges.append(RangeView(r.from_index, r.to_index, r.item_id, r.time_ms, void_from))
     return ClaimView(
         vendor_id=msg.vendor_id,
         ecoin_id=msg.ecoin_id,
@@ -132,15 +151,24 @@ def _batch_credits(request: bpb.RedeemRequest, caller: str, key: bytes) -> Batch
     return credits
 
 
-def _rejected_claim(claim: ClaimView, err: NetPayError) -> bpb.ClaimResult:
+def _rejected_claim(claim: ClaimView | pb.Claim, err: NetPayError) -> bpb.ClaimResult:
     return bpb.ClaimResult(
-        ecoin_id=claim.ecoin_id,
+        ecoin_id=claim.ecoin_id[:_ECOIN_ID_CHARS],
         epoch=claim.epoch,
         to_index=claim.to_index,
         status=bpb.CLAIM_STATUS_REJECTED,
         reason=err.code,
         detail=err.detail[:_REASON_MAX_CHARS],
     )
+
+
+def _unverified(claim_envelope: pb.Envelope) -> pb.Claim:
+    """A claim that did not verify, read only to name it in its result (empty when
+    it does not even parse)."""
+    try:
+        return pb.Claim.FromString(claim_envelope.payload)
+    except DecodeError:
+        return pb.Claim()
 
 
 def _claim_credits(
@@ -187,6 +215,38 @@ def _record_dispute(
             detail=err.detail[:400],
             created_at_ms=now_ms,
         )
+    )
+
+
+def _keep_dispute(
+    repos: Repos, claim: ClaimView, claim_envelope: pb.Envelope, err: NetPayError, now_ms: int
+) -> None:
+    """:func:`_record_dispute` in its own savepoint: a dispute that cannot be kept is
+    logged, and the claim is refused all the same."""
+    try:
+        with repos.savepoint():
+            _record_dispute(repos, claim, claim_envelope, err, now_ms)
+    except Exception as exc:
+        _log_unexpected(claim, "(dispute)", exc)
+
+
+def _log_unexpected(claim: ClaimView | pb.Claim, batch_id: str, exc: BaseException) -> None:
+    """Log a claim's unexpected failure: where it happened and the exception's type,
+    never its message (it may quote the claim's words or the database's values)."""
+    frames = traceback.extract_tb(exc.__traceback__)[-_LOGGED_FRAMES:]
+    where = " <- ".join(
+        f"{frame.filename.rsplit('/', 1)[-1]}:{frame.lineno} {frame.name}"
+        for frame in reversed(frames)
+    )
+    log.error(
+        "claim of %s for coin %s epoch %d to %d in batch %s refused: unexpected %s at %s",
+        claim.vendor_id[:_ECOIN_ID_CHARS],
+        claim.ecoin_id[:_ECOIN_ID_CHARS],
+        claim.epoch,
+        claim.to_index,
+        batch_id,
+        type(exc).__name__,
+        where,
     )
 
 
@@ -279,10 +339,15 @@ def _post_claim(
         entries.append(
             LedgerEntry(AccountRef.reader_refund(stored.owner, stored.currency), refund_minor)
         )
-    key = (
-        f"redeem:{claim.vendor_id}:{batch.batch_id}:{claim.ecoin_id}:{claim.epoch}:{claim.to_index}"
-    )
-    repos.ledger.post(Transaction("redeem", key, batch.now_ms, tuple(entries)))
+    # A claim that pays nothing from one of the accounts (all of it from broker
+    # losses, say) has a zero there; one that moves nothing at all writes nothing.
+    moved = tuple(e for e in entries if e.amount_minor)
+    if moved:
+        key = (
+            f"redeem:{claim.vendor_id}:{batch.batch_id}:{claim.ecoin_id}:"
+            f"{claim.epoch}:{claim.to_index}"
+        )
+        repos.ledger.post(Transaction("redeem", key, batch.now_ms, moved))
     return amount_minor
 
 
@@ -339,10 +404,10 @@ class Redemption:
             key = repos.vendors.public_key(caller)
             if key is None:
                 raise Unauthenticated(f"vendor {caller} is not enrolled")
-            claims = [_parse_claim(env, caller, key) for env in request.claims]
             credits = _batch_credits(request, caller, key)
             batch = _Batch(
                 caller=caller,
+                key=key,
                 batch_id=request.batch_id,
                 batch_row_id=repos.redemption.add_batch(
                     caller, request.batch_id, fingerprint, now_ms
@@ -351,7 +416,7 @@ class Redemption:
                 now_ms=now_ms,
             )
             paid: dict[str, int] = defaultdict(int)
-            results = self._redeem_claims(repos, request.claims, claims, batch, paid)
+            results = self._redeem_claims(repos, request.claims, batch, paid)
             refunds = net_vendor_refunds(
                 repos, request.vendor_refunds, key, caller, batch.batch_row_id, now_ms, paid
             )
@@ -372,30 +437,46 @@ class Redemption:
         self,
         repos: Repos,
         envelopes: Sequence[pb.Envelope],
-        claims: Sequence[ClaimView],
         batch: _Batch,
         paid: dict[str, int],
     ) -> list[bpb.ClaimResult]:
-        """Each claim in its own savepoint: a claim refused half-way leaves nothing."""
+        """Each claim in its own savepoint: a claim refused half-way leaves nothing,
+        and no claim, whatever goes wrong with it, fails the others."""
         results = []
         budget = self._hash_budget
-        for claim_envelope, claim in zip(envelopes, claims, strict=True):
-            try:
-                with repos.savepoint() as saved:
-                    result, steps = self._redeem_claim(repos, claim, claim_envelope, batch, budget)
-            except NetPayError as err:
-                if isinstance(err, AlreadySpent):
-                    _record_dispute(repos, claim, claim_envelope, err, batch.now_ms)
-                results.append(_rejected_claim(claim, err))
-                continue
-            if saved.duplicate:
-                duplicate = AlreadySpent("a claim with this top was already paid")
-                results.append(_rejected_claim(claim, duplicate))
-                continue
+        for claim_envelope in envelopes:
+            result, steps = self._redeem_one(repos, claim_envelope, batch, budget)
             budget -= steps
-            paid[result.currency] += result.paid_minor
+            if result.status == bpb.CLAIM_STATUS_ACCEPTED:
+                paid[result.currency] += result.paid_minor
             results.append(result)
         return results
+
+    def _redeem_one(
+        self, repos: Repos, claim_envelope: pb.Envelope, batch: _Batch, budget: int
+    ) -> tuple[bpb.ClaimResult, int]:
+        """One claim's result and the hash steps it spent. A claim that does not
+        verify, and any typed refusal, is that claim's answer (an overlap is kept as a
+        dispute); any other failure is refused as ``internal`` and logged, without
+        the claim's words."""
+        claim: ClaimView | None = None
+        try:
+            claim = _parse_claim(claim_envelope, batch.caller, batch.key)
+            with repos.savepoint() as saved:
+                result, steps = self._redeem_claim(repos, claim, claim_envelope, batch, budget)
+        except NetPayError as err:
+            if claim is None:
+                return _rejected_claim(_unverified(claim_envelope), err), 0
+            if isinstance(err, AlreadySpent):
+                _keep_dispute(repos, claim, claim_envelope, err, batch.now_ms)
+            return _rejected_claim(claim, err), 0
+        except Exception as exc:  # a bug in one claim never wedges the vendor's batch
+            named = claim or _unverified(claim_envelope)
+            _log_unexpected(named, batch.batch_id, exc)
+            return _rejected_claim(named, _UNEXPECTED), 0
+        if saved.duplicate:
+            return _rejected_claim(claim, AlreadySpent("a claim with this top was already paid")), 0
+        return result, steps
 
     def _claim_coin(self, repos: Repos, claim: ClaimView, now_ms: int) -> StoredCoin:
         """The claim's coin, locked; Expired once its redemption grace period is over."""

@@ -107,7 +107,7 @@ class CoinIndex(_message.Message):
     def __init__(self, ecoin_id: _Optional[str] = ..., epoch: _Optional[int] = ..., index: _Optional[int] = ..., payword: _Optional[bytes] = ..., vendor_id: _Optional[str] = ..., to_vendor: _Optional[str] = ..., issued_at_ms: _Optional[int] = ...) -> None: ...
 
 class Receipt(_message.Message):
-    __slots__ = ("vendor_id", "ecoin_id", "epoch", "from_index", "to_index", "amount_minor", "currency", "item_id", "time_ms")
+    __slots__ = ("vendor_id", "ecoin_id", "epoch", "from_index", "to_index", "amount_minor", "currency", "item_id", "time_ms", "void_from")
     VENDOR_ID_FIELD_NUMBER: _ClassVar[int]
     ECOIN_ID_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
@@ -117,6 +117,7 @@ class Receipt(_message.Message):
     CURRENCY_FIELD_NUMBER: _ClassVar[int]
     ITEM_ID_FIELD_NUMBER: _ClassVar[int]
     TIME_MS_FIELD_NUMBER: _ClassVar[int]
+    VOID_FROM_FIELD_NUMBER: _ClassVar[int]
     vendor_id: str
     ecoin_id: str
     epoch: int
@@ -126,7 +127,8 @@ class Receipt(_message.Message):
     currency: str
     item_id: str
     time_ms: int
-    def __init__(self, vendor_id: _Optional[str] = ..., ecoin_id: _Optional[str] = ..., epoch: _Optional[int] = ..., from_index: _Optional[int] = ..., to_index: _Optional[int] = ..., amount_minor: _Optional[int] = ..., currency: _Optional[str] = ..., item_id: _Optional[str] = ..., time_ms: _Optional[int] = ...) -> None: ...
+    void_from: int
+    def __init__(self, vendor_id: _Optional[str] = ..., ecoin_id: _Optional[str] = ..., epoch: _Optional[int] = ..., from_index: _Optional[int] = ..., to_index: _Optional[int] = ..., amount_minor: _Optional[int] = ..., currency: _Optional[str] = ..., item_id: _Optional[str] = ..., time_ms: _Optional[int] = ..., void_from: _Optional[int] = ...) -> None: ...
 
 class WindowCredit(_message.Message):
     __slots__ = ("vendor_id", "ecoin_id", "epoch", "window_top", "consumed_index", "refund_units", "time_ms", "reason")
@@ -169,16 +171,18 @@ class WalletGrant(_message.Message):
     def __init__(self, grant_id: _Optional[str] = ..., ecoin_id: _Optional[str] = ..., vendor_id: _Optional[str] = ..., max_units: _Optional[int] = ..., expires_at_ms: _Optional[int] = ..., broker_id: _Optional[str] = ..., issued_at_ms: _Optional[int] = ..., max_click_minor: _Optional[int] = ...) -> None: ...
 
 class ClaimedRange(_message.Message):
-    __slots__ = ("from_index", "to_index", "item_id", "time_ms")
+    __slots__ = ("from_index", "to_index", "item_id", "time_ms", "void_from")
     FROM_INDEX_FIELD_NUMBER: _ClassVar[int]
     TO_INDEX_FIELD_NUMBER: _ClassVar[int]
     ITEM_ID_FIELD_NUMBER: _ClassVar[int]
     TIME_MS_FIELD_NUMBER: _ClassVar[int]
+    VOID_FROM_FIELD_NUMBER: _ClassVar[int]
     from_index: int
     to_index: int
     item_id: str
     time_ms: int
-    def __init__(self, from_index: _Optional[int] = ..., to_index: _Optional[int] = ..., item_id: _Optional[str] = ..., time_ms: _Optional[int] = ...) -> None: ...
+    void_from: int
+    def __init__(self, from_index: _Optional[int] = ..., to_index: _Optional[int] = ..., item_id: _Optional[str] = ..., time_ms: _Optional[int] = ..., void_from: _Optional[int] = ...) -> None: ...
 
 class Claim(_message.Message):
     __slots__ = ("vendor_id", "ecoin_id", "epoch", "from_index", "to_index", "payword", "ranges", "issued_at_ms")

@@ -84,12 +84,17 @@ def seal_receipt(
     *,
     ecoin_id: str,
     epoch: int,
+    void_from: int,
     from_index: int,
     to_index: int,
     item: Item,
     now_ms: int,
 ) -> bytes:
-    """The serialized Envelope(Receipt) for the click that paid ``(from, to]`` for ``item``."""
+    """The serialized Envelope(Receipt) for the click that paid ``(from, to]`` for
+    ``item``; ``void_from`` is the coin's index here before the payment (``s``: the
+    words ``(void_from, from]`` are void), for a window click the previous click's
+    ``to`` (see :func:`vendor.domain.window_click_void_from`)."""
+    assert void_from <= from_index, (void_from, from_index)
     return seal(
         pb.Receipt(
             vendor_id=identity.vendor_id,
@@ -101,6 +106,7 @@ def seal_receipt(
             currency=item.price.currency,
             item_id=item.item_id,
             time_ms=now_ms,
+            void_from=void_from,
         ),
         identity.key,
     ).SerializeToString()
@@ -264,6 +270,7 @@ class Paying:
             self._id,
             ecoin_id=coin.ecoin_id,
             epoch=coin.epoch,
+            void_from=coin.index,  # s: the compare-and-set below moves the coin from it
             from_index=plan.prev,
             to_index=plan.index,
             item=item,

@@ -16,9 +16,12 @@ answer is kept per refund.
 Per coin and epoch a claim runs from the first unclaimed click up to the
 last one that can be claimed now: a click's own word, or a closed window's
 top (its WindowCredit goes with the batch and its clicks are listed as
-ranges). An open window stops the claim at its start: the vendor knows no
-word inside it until it closes (windows last at most ``window_ttl_s``, so
-the next day's run claims it).
+ranges). Each Receipt is listed as ``(void_from, prev, to)`` with the
+``void_from`` signed into it, so the claim is tiled by the Receipts'
+``(void_from, to]`` (docs/protocol.md, "Receipts carry void_from"). An
+open window stops the claim at its start: the vendor knows no word inside it
+until it closes (windows last at most ``window_ttl_s``, so the next day's run
+claims it).
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from google.protobuf.message import DecodeError
 
 from netpay.clock import Clock
 from netpay.envelope import seal
@@ -46,7 +51,14 @@ from vendor.domain import BatchEvent, ClaimEvent, ClaimStatus, RefundEvent, Refu
 from vendor.services.ports import RedeemClient, UnitOfWorkFactory, VendorIdentity
 from vendor.services.refunds import Refunds
 from vendor.services.reports import Reports
-from vendor.storage import NewClaim, PendingRefund, RefundRecord, VendorUnit
+from vendor.storage import (
+    ClickSpan,
+    NewClaim,
+    PendingRefund,
+    RefundRecord,
+    VendorUnit,
+    WindowClickRecord,
+)
 
 __all__ = [
     "DEFAULT_REDEEM_AT",
@@ -72,7 +84,10 @@ MAX_RANGES_PER_BATCH = 40_000
 MAX_UNITS_PER_BATCH = 2**22
 _MAX_BATCHES_PER_RUN = 100
 # Broker answers that say "not now" rather than "never": claim the words again.
-_RETRYABLE = frozenset({"limit_exceeded", "coin_busy", "conflict", "broker_unavailable"})
+# "internal": the broker failed on this claim unexpectedly and refused it alone.
+_RETRYABLE = frozenset(
+    {"limit_exceeded", "coin_busy", "conflict", "broker_unavailable", "internal"}
+)
 
 # A VendorRefund envelope is < 500 bytes: 1,000 of them stay well inside the
 # 4 MiB message next to MAX_RANGES_PER_BATCH ranges.
@@ -495,13 +510,8 @@ def _claimable(unit: VendorUnit) -> dict[tuple[str, int], list[_Item]]:
     for click in unit.redemption.unclaimed_clicks():
         key = (click.ecoin_id, click.epoch)
         if above(key, click.from_index):
-            rng = pb.ClaimedRange(
-                from_index=click.from_index,
-                to_index=click.to_index,
-                item_id=click.item_id,
-                time_ms=click.created_at_ms,
-            )
-            items[key].append(_Item(click.from_index, click.to_index, click.payword, (rng,)))
+            rng = _claimed_range(click.ecoin_id, click)
+            items[key].append(_Item(_start(rng), click.to_index, click.payword, (rng,)))
     for window in unit.redemption.unclaimed_windows():
         key = (window.ecoin_id, window.epoch)
         if not above(key, window.window_from):
@@ -510,17 +520,12 @@ def _claimable(unit: VendorUnit) -> dict[tuple[str, int], list[_Item]]:
             stops[key] = min(stops.get(key, window.window_from), window.window_from)
             continue
         ranges = tuple(
-            pb.ClaimedRange(
-                from_index=c.from_index,
-                to_index=c.to_index,
-                item_id=c.item_id,
-                time_ms=c.created_at_ms,
-            )
-            for c in unit.windows.clicks(window.window_id)
+            _claimed_range(window.ecoin_id, c) for c in unit.windows.clicks(window.window_id)
         )
-        items[key].append(
-            _Item(window.window_from, window.window_top, window.payword, ranges, window.credit)
-        )
+        # The first click's void words lie below the window (the words skipped by the
+        # payment that opened it); a window no click was paid from starts at its bottom.
+        start = min([window.window_from, *(_start(r) for r in ranges[:1])])
+        items[key].append(_Item(start, window.window_top, window.payword, ranges, window.credit))
     result: dict[tuple[str, int], list[_Item]] = {}
     for key, found in items.items():
         stop = stops.get(key)
@@ -530,6 +535,32 @@ def _claimable(unit: VendorUnit) -> dict[tuple[str, int], list[_Item]]:
         if kept:
             result[key] = kept
     return result
+
+
+def _claimed_range(ecoin_id: str, click: ClickSpan | WindowClickRecord) -> pb.ClaimedRange:
+    """A Receipt as its claim lists it, ``(void_from, prev, to)``, with the void_from
+    the vendor signed into it (one signed before revision 1.1 has none: then the
+    range has none either, and the broker reads it as ``prev``). A stored Receipt
+    that does not read back is listed without one too, so it never stops a run."""
+    rng = pb.ClaimedRange(
+        from_index=click.from_index,
+        to_index=click.to_index,
+        item_id=click.item_id,
+        time_ms=click.created_at_ms,
+    )
+    try:
+        signed = pb.Receipt.FromString(pb.Envelope.FromString(click.receipt).payload)
+    except DecodeError:
+        log.error("the stored receipt of coin %s to %d does not parse", ecoin_id, click.to_index)
+        return rng
+    if signed.HasField("void_from") and signed.void_from <= click.from_index:
+        rng.void_from = signed.void_from
+    return rng
+
+
+def _start(rng: pb.ClaimedRange) -> int:
+    """Where a listed Receipt's tile of its claim starts: its void_from (or prev)."""
+    return rng.void_from if rng.HasField("void_from") else rng.from_index
 
 
 def _ready_refunds(

@@ -297,6 +297,7 @@ class WalletSessions:
             currency=coin.currency,
             opened_at_ms=now_ms,
             expires_at_ms=window_expiry_ms(coin, self._limits, now_ms),
+            void_from=coin.index,  # a drawn window starts at the coin's index: no void words
         )
         return self._open_drawn(coin, record, now_ms)
 
@@ -352,7 +353,7 @@ class WalletSessions:
                 )
             except BadPayword:
                 return False
-            record = replace(record, window_from=coin.index)
+            record = replace(record, window_from=coin.index, void_from=coin.index)
             window_id = self._windows.commit_window(coin, record, now_ms, acknowledged=True)
         if window_id is None:
             return False

@@ -45,6 +45,7 @@ from vendor.domain import (
     check_window_click,
     check_window_open,
     lease_is_live,
+    window_click_void_from,
     window_expiry_ms,
 )
 from vendor.services.credits import WindowCredits
@@ -219,6 +220,7 @@ class Windows:
             currency=coin.currency,
             opened_at_ms=now_ms,
             expires_at_ms=window_expiry_ms(coin, self._limits, now_ms),
+            void_from=coin.index,  # s: (s, prev] is void
         )
         window_id = self.commit_window(coin, record, now_ms)
         if window_id is None:
@@ -242,6 +244,7 @@ class Windows:
             expires_at_ms=record.expires_at_ms,
             unit_value_minor=record.unit_value_minor,
             currency=record.currency,
+            void_from=record.void_from,
         )
         return WindowOpened(
             vendor_id=self._id.vendor_id, handle=handle, window=window, replayed=False
@@ -277,6 +280,7 @@ class Windows:
         """The window payment's compare-and-set, the old window's close and the
         new window, in one transaction; ``None`` when it lost. ``acknowledged``:
         the broker already knows ``w[top]`` (a drawn window)."""
+        assert record.void_from == coin.index, "a window's void_from is the index it moves from"
         with self._uow() as unit:
             moved = unit.coins.cas_pay(
                 ecoin_id=coin.ecoin_id,
@@ -366,6 +370,7 @@ class Windows:
             self._id,
             ecoin_id=window.ecoin_id,
             epoch=window.epoch,
+            void_from=window_click_void_from(window, click),
             from_index=click.from_index,
             to_index=click.to_index,
             item=item,

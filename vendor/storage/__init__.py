@@ -16,7 +16,7 @@ Nothing here is SQLite-only.
 """
 
 from vendor.storage.coins import ClickRecord, CoinRepo, EpochGrant, StoredCoin
-from vendor.storage.redemption import ClaimRecord, NewClaim, RedemptionRepo
+from vendor.storage.redemption import ClaimRecord, ClickSpan, NewClaim, RedemptionRepo
 from vendor.storage.refunds import PaidClick, PendingRefund, RefundRecord, RefundRepo
 from vendor.storage.reports import BatchLine, ReportRepo, Revenue
 from vendor.storage.sessions import WalletSession, WalletSessionRepo
@@ -43,6 +43,7 @@ __all__ = [
     "ClaimStateRow",
     "ClickRecord",
     "ClickRow",
+    "ClickSpan",
     "CoinRefundRow",
     "CoinRepo",
     "CoinRow",

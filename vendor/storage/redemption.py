@@ -100,6 +100,7 @@ class ClickSpan:
     payword: bytes
     item_id: str
     created_at_ms: int
+    receipt: bytes  # the serialized Envelope(Receipt) the click was paid with
 
 
 @dataclass(frozen=True)
@@ -275,11 +276,12 @@ class RedemptionRepo:
                 ClickRow.payword,
                 ClickRow.item_id,
                 ClickRow.created_at_ms,
+                ClickRow.receipt,
             ).where(ClickRow.to_index > _claimed_subquery(ClickRow))
         ).all()
         return [
-            ClickSpan(ecoin_id, int(epoch), frm, to, word, item_id, at_ms)
-            for ecoin_id, epoch, frm, to, word, item_id, at_ms in rows
+            ClickSpan(ecoin_id, int(epoch), frm, to, word, item_id, at_ms, receipt)
+            for ecoin_id, epoch, frm, to, word, item_id, at_ms, receipt in rows
         ]
 
     def unclaimed_windows(self) -> list[WindowSpan]:

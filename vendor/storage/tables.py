@@ -15,14 +15,16 @@ cookie handle, the coin and the broker's WalletGrant), and redemption's
 ``vendor_refunds``.
 
 Table and column names are the schema of existing data dirs: they do not
-change. The repositories next to this module are the only code that reads or
-writes these rows.
+change. A column added later is nullable and listed in ``_ADDED_COLUMNS``,
+which every ``create_all`` adds to an existing data dir. The repositories next
+to this module are the only code that reads or writes these rows.
 """
 
 from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Connection,
     CursorResult,
     ForeignKey,
     Index,
@@ -30,6 +32,8 @@ from sqlalchemy import (
     LargeBinary,
     String,
     UniqueConstraint,
+    event,
+    inspect,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -132,6 +136,10 @@ class WindowRow(Base):
     closed_at_ms: Mapped[int | None] = mapped_column(BigInteger, default=None)
     close_reason: Mapped[str | None] = mapped_column(String(16), default=None)
     credit: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
+    # Revision 1.1: the coin's index before the opening payment, the void_from of
+    # the first click's Receipt. NULL in rows from before (added by
+    # _add_missing_columns): that window's first click has no void words.
+    void_from: Mapped[int | None] = mapped_column(Integer, default=None)
 
 
 class WindowClickRow(Base):
@@ -266,6 +274,21 @@ class VendorRefundRow(Base):
     result_detail: Mapped[str | None] = mapped_column(String(200), default=None)
     created_at_ms: Mapped[int] = mapped_column(BigInteger)
     finished_at_ms: Mapped[int | None] = mapped_column(BigInteger, default=None)
+
+
+# Columns added to a table after data dirs with it existed: create_all makes only
+# missing tables, so each is added here (nullable, old rows keep NULL).
+_ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (("vendor_windows", "void_from", "INTEGER"),)
+
+
+@event.listens_for(Base.metadata, "after_create")
+def _add_missing_columns(target: object, connection: Connection, **kw: object) -> None:
+    """After every ``create_all``: give an existing data dir the columns added since
+    it was made."""
+    inspector = inspect(connection)
+    for table, column, ddl in _ADDED_COLUMNS:
+        if column not in {c["name"] for c in inspector.get_columns(table)}:
+            connection.execute(text(f"ALTER TABLE {table} ADD COLUMN {column} {ddl}"))
 
 
 def rowcount(result: object) -> int:

@@ -47,6 +47,9 @@ class WindowRecord:
     currency: str
     opened_at_ms: int
     expires_at_ms: int
+    # The coin's index before the opening payment (its compare-and-set moves it
+    # from there): the void_from of the window's first click.
+    void_from: int
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,7 @@ def window_view(row: WindowRow) -> WindowView:
         closed_at_ms=row.closed_at_ms,
         close_reason=CloseReason(row.close_reason) if row.close_reason else None,
         credit=row.credit,
+        void_from=row.void_from,
     )
 
 
@@ -123,6 +127,7 @@ class WindowRepo:
             closed_at_ms=None,
             close_reason=None,
             credit=None,
+            void_from=window.void_from,
         )
         self._session.add(row)
         try:

@@ -5,6 +5,8 @@ flagged until it is paid back)."""
 
 from __future__ import annotations
 
+import requests
+
 from broker.domain import AccountRef, CoinState
 from vendor.domain import VendorCoinState
 
@@ -17,19 +19,24 @@ def cut_off(vendor) -> None:
     vendor._grpc_server.stop(grace_s=0)
 
 
+def recall_after_unreported_clicks(v1, v2, chain) -> requests.Response:
+    """``v1`` sells (0, 5] (checkpointed) and (5, 15] (not reported yet), then cannot
+    be reached; a cheating wallet replays (5, 15] at ``v2``, whose hand-off fails: it
+    recalls the coin. Returns ``v2``'s answer."""
+    assert send(v1, chain, 0, "4").status_code == 200
+    v1.services.checkpoint_all()  # the broker knows word 5
+    assert send(v1, chain, 5, "7").status_code == 200  # (5, 15] not reported yet
+    cut_off(v1)
+    return send(v2, chain, 5, "7")
+
+
 def test_a_silent_holder_is_recalled_and_a_re_spend_is_paid_from_broker_losses(
     start, broker, reader, clock
 ) -> None:
     v1 = start("daily-hash")
     v2 = start("chain-gazette")
     chain = reader.buy(300)
-    assert send(v1, chain, 0, "4").status_code == 200
-    v1.services.checkpoint_all()  # the broker knows word 5
-    assert send(v1, chain, 5, "7").status_code == 200  # (5, 15] not reported yet
-    cut_off(v1)
-
-    # A cheating wallet replays (5, 15] at the Gazette. Its hand-off fails: it recalls.
-    busy = send(v2, chain, 5, "7")
+    busy = recall_after_unreported_clicks(v1, v2, chain)
     assert busy.status_code == 409 and busy.json()["error"] == "coin_busy"
     status = broker.services.get_coin(chain.ecoin_id.hex(), vendor_id="x")
     assert status.state is CoinState.RECALLING

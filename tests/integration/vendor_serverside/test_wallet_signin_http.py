@@ -111,6 +111,9 @@ def test_sign_in_read_and_move_to_a_second_newspaper(world: World, tmp_path: Pat
     r5 = browser.read(v1, "3")
     check_paid(r5, 200 - 103, 50 - 3)
     assert receipt(r5, v1).from_index == 100
+    # Drawn windows start at the coin's index: no click's Receipt states void words.
+    signed = [receipt(r, v) for r, v in ((r1, v1), (r3, v1), (r4, v2), (r5, v1))]
+    assert [(r.void_from, r.from_index) for r in signed] == [(0, 0), (3, 3), (50, 50), (100, 100)]
 
     # The newspapers never saw the wallet password: not in any request sent to
     # them, not in any file of theirs.

@@ -143,3 +143,76 @@ def test_nearest_known_word() -> None:
     assert nearest_known_at_or_below(known, 29) == word(10)
     assert nearest_known_at_or_below(known, 30) == word(30)
     assert nearest_known_at_or_below([word(5)], 4) is None
+
+
+# -- void_from (revision 1.1): the span is tiled by (void_from, to] -------------------
+
+
+def tiled(tiles: list[tuple[int | None, int, int]], **kw: object) -> ClaimView:
+    """A claim listing each Receipt as ``(void_from, prev, to)`` (None: from before 1.1)."""
+    ranges = tuple(RangeView(p, t, "item", 0, v) for v, p, t in tiles)
+    top = int(kw.pop("to_index", tiles[-1][2]))  # type: ignore[call-overload]
+    start = claim([(ranges[0].start, top)], word=CHAIN.word(top), **kw)
+    return ClaimView(**{**start.__dict__, "ranges": ranges})
+
+
+def test_only_each_receipts_prev_to_is_paid_and_its_void_words_are_nobodys() -> None:
+    outcome = check(tiled([(0, 0, 5), (5, 8, 18), (18, 18, 20)]))
+    assert (outcome.paid_units, outcome.refund_units, outcome.void_units) == (17, 0, 3)
+    # The first tile's void words start the claim; with a window's rest netted.
+    credit = CreditView("v1", ECOIN, 1, window_top=40, consumed_index=25, refund_units=15)
+    outcome = check(tiled([(2, 4, 9), (9, 12, 25)], to_index=40), credits=[credit], known=[word(0)])
+    assert (outcome.paid_units, outcome.refund_units, outcome.void_units) == (18, 15, 5)
+
+
+def test_a_receipt_stating_void_words_starts_where_the_tile_before_it_ends() -> None:
+    """The vendor's index stood at void_from: words between the tile before and it
+    are in no Receipt's (void_from, to]."""
+    with pytest.raises(InvalidArgument, match=r"\(5, 7\] of the claim is in no receipt"):
+        check(tiled([(0, 0, 5), (7, 8, 18)]))
+    with pytest.raises(InvalidArgument, match="starts at 0 but its first range at 2"):
+        check(tiled([(2, 4, 9)], from_index=0))
+    with pytest.raises(InvalidArgument, match="above its from index"):
+        check(tiled([(0, 0, 5), (9, 8, 18)]))
+
+
+def test_untiled_words_may_come_only_before_a_tile_that_states_no_void_words() -> None:
+    # A Receipt signed before 1.1 has no void_from: the words before it are void, as in
+    # 1.0; the same before one that states none (void_from = prev).
+    for void_from in (None, 8):
+        outcome = check(tiled([(0, 0, 5), (void_from, 8, 18)]))
+        assert (outcome.paid_units, outcome.void_units) == (15, 3)
+    # A window no click was paid from: the words its opening skipped are void.
+    credit = CreditView("v1", ECOIN, 1, window_top=40, consumed_index=12, refund_units=28)
+    outcome = check(tiled([(0, 0, 5)], to_index=40), credits=[credit])
+    assert (outcome.paid_units, outcome.refund_units, outcome.void_units) == (5, 28, 7)
+
+
+def test_a_receipt_paid_over_another_receipts_void_words_is_already_spent() -> None:
+    """The dishonest vendor lists a made-up Receipt (5, 8] over the void words (5, 8]
+    of its Receipt (5, 8, 18]: refused, and the service keeps it as a dispute."""
+    with pytest.raises(AlreadySpent, match="void words"):
+        check(tiled([(0, 0, 5), (5, 5, 8), (5, 8, 18)]))
+    with pytest.raises(AlreadySpent, match="void words"):
+        check(tiled([(0, 0, 5), (5, 8, 18), (6, 6, 7)]))
+    # Two Receipts over the same paid words: a malformed claim, not a void claim.
+    with pytest.raises(InvalidArgument, match="overlap"):
+        check(tiled([(0, 0, 5), (4, 4, 9)]))
+
+
+def test_after_a_forced_close_only_paid_words_are_paid_from_broker_losses() -> None:
+    """1.0's rule (item 3 of issue 9 removes it): units paid in both epochs come from
+    broker losses. A Receipt's void words inside the overlap cost nobody anything."""
+    closed = EpochView(1, "v1", word(0), EpochOpening.ACQUIRE, None, forced_end=205)
+    forced = EpochView(2, "v2", word(5), EpochOpening.ACQUIRE, None)
+    args: dict[str, object] = {
+        "epoch": forced,
+        "current_epoch": 2,
+        "epochs": {1: closed, 2: forced},
+        "paid": [PaidSpan(1, 0, 15)],
+        "known": [word(5), word(15)],
+    }
+    honest = tiled([(5, 15, 16)], vendor_id="v2", epoch=2)  # the wallet paid from 15
+    assert (check(honest, **args).paid_units, check(honest, **args).loss_units) == (1, 0)
+    replayed = tiled([(5, 5, 15), (15, 15, 16)], vendor_id="v2", epoch=2)
+    assert check(replayed, **args).loss_units == 10

@@ -16,17 +16,20 @@ from netpay.errors import (
 from netpay.limits import DEFAULT_LIMITS
 from netpay.money import Money
 from netpay.sqlstore import UnitOfWork, make_engine, sqlite_url
+from tests.dbs import BACKENDS, fresh_db_url
 from vendor.domain import (
     CloseReason,
     CoinView,
     IllegalTransition,
     Item,
     VendorCoinState,
+    WindowClick,
     WindowEvent,
     WindowState,
     WindowView,
     check_window_click,
     check_window_open,
+    window_click_void_from,
     window_expiry_ms,
     window_transition,
 )
@@ -145,7 +148,7 @@ def uow(tmp_path):
     engine.dispose()
 
 
-def record(top: int, handle: bytes) -> WindowRecord:
+def record(top: int, handle: bytes, *, void_from: int = 0) -> WindowRecord:
     return WindowRecord(
         ecoin_id=ECOIN,
         epoch=1,
@@ -157,6 +160,7 @@ def record(top: int, handle: bytes) -> WindowRecord:
         currency="EUR",
         opened_at_ms=NOW,
         expires_at_ms=NOW + 60_000,
+        void_from=void_from,
     )
 
 
@@ -254,3 +258,49 @@ def test_consuming_needs_the_coin_held_in_the_window_epoch(uow) -> None:
         s.coins.close_epoch(ecoin_id=ECOIN, epoch=1, now_ms=NOW)
         assert not consume(s, wid, 0, 1)
         s.commit()
+
+
+# -- void_from (revision 1.1) ------------------------------------------------------------
+
+
+def test_a_window_clicks_void_from_is_the_previous_clicks_to_or_the_openings_s() -> None:
+    opened = WindowView(**{**window().__dict__, "window_from": 12, "void_from": 10})
+    first, second = WindowClick(12, 17, 5), WindowClick(17, 18, 1)
+    assert window_click_void_from(opened, first) == 10  # (10, 12] skipped by the opening
+    assert window_click_void_from(opened, second) == 17
+    old = WindowView(**{**opened.__dict__, "void_from": None})  # opened before 1.1
+    assert window_click_void_from(old, first) == 12
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_an_old_data_dir_gains_the_void_from_column_and_its_windows_read_none(
+    backend: str, tmp_path
+) -> None:
+    from sqlalchemy import text
+
+    engine = make_engine(fresh_db_url(backend, tmp_path, "vendor"), private=True)
+    try:
+        uow = UnitOfWork(engine, VendorUnit)
+        uow.create_all(Base)
+        held(uow)
+        with uow() as s:
+            wid = s.windows.add(record(10, b"a" * 32))
+            s.commit()
+        with engine.begin() as conn:  # the schema before revision 1.1
+            conn.execute(text("ALTER TABLE vendor_windows DROP COLUMN void_from"))
+        uow.create_all(Base)  # what every start does
+        uow.create_all(Base)  # and again: the column is added once
+        with uow(read_only=True) as s:
+            view = s.windows.get(wid)
+        assert view is not None and view.void_from is None
+        assert window_click_void_from(view, WindowClick(0, 5, 5)) == 0
+        with uow() as s:
+            assert s.windows.close(
+                window_id=wid, consumed_index=0, reason=CloseReason.CLOSED, now_ms=NOW, credit=b"c"
+            )
+            new = s.windows.add(record(20, b"b" * 32))
+            s.commit()
+        with uow(read_only=True) as s:
+            assert new is not None and s.windows.get(new).void_from == 0  # type: ignore[union-attr]
+    finally:
+        engine.dispose()
