@@ -18,9 +18,9 @@ from typing import Any
 
 import requests
 
-from netpay.chain import MAX_CHAIN_UNITS, WORD_BYTES
-from netpay.encoding import b64url_decode
-from netpay.errors import InvalidArgument, Malformed, NetPayError, Unavailable, error_for_code
+from netpay.chain import MAX_CHAIN_UNITS, SEEN_BYTES
+from netpay.encoding import b64url_exact
+from netpay.errors import InvalidArgument, NetPayError, Unavailable, error_for_code
 
 __all__ = [
     "MAX_BODY_BYTES",
@@ -154,7 +154,8 @@ def error_from_response(resp: HttpResponse) -> NetPayError:
     """The typed error a vendor's error answer stands for.
 
     The JSON body is ``{"error": code, "detail": text[, "index": int,
-    "payword": base64url]}``; an unparsable body gives a generic error.
+    "seen": base64url]}`` (``seen`` = SHA-256("NP1-seen" || w[index]), never a
+    word); an unparsable body gives a generic error.
     """
     obj: object = None
     if len(resp.body) <= MAX_ERROR_BODY_BYTES:
@@ -175,14 +176,6 @@ def error_from_response(resp: HttpResponse) -> NetPayError:
         and 0 <= index_raw <= MAX_CHAIN_UNITS
         else None
     )
-    payword = None
-    payword_raw = obj.get("payword")
-    if isinstance(payword_raw, str):
-        try:
-            decoded = b64url_decode(payword_raw, max_len=64)
-        except Malformed:
-            decoded = b""
-        payword = decoded if len(decoded) == WORD_BYTES else None
     retry = resp.headers.get("Retry-After", "").strip()
     cls = error_for_code(code)
     if cls is NetPayError:
@@ -190,6 +183,6 @@ def error_from_response(resp: HttpResponse) -> NetPayError:
     return cls(
         detail or f"vendor answered HTTP {resp.status}",
         index=index,
-        payword=payword,
+        seen=b64url_exact(obj.get("seen"), SEEN_BYTES),
         retry_after_s=int(retry) if retry.isdigit() and len(retry) <= 6 else None,
     )

@@ -3,6 +3,10 @@
 ``w[i] = SHA-256("NP1" || ecoin_id || uint32_be(i) || w[i+1])`` for
 ``i = n-1 .. 0``; ``w[n]`` is a 32-byte seed and ``w[0]`` the root. Each step
 hashes exactly 55 bytes, one SHA-256 block.
+
+No party ever publishes a word in a refusal (protocol.md revision 1.1, change
+1): a refusal names an index and :func:`seen_of` its word, and only after
+:func:`is_genuine` showed that the word the caller presented is the coin's.
 """
 
 from __future__ import annotations
@@ -10,23 +14,28 @@ from __future__ import annotations
 import hashlib
 import secrets
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 __all__ = [
     "MAX_CHAIN_UNITS",
+    "SEEN_BYTES",
     "WORD_BYTES",
     "Chain",
     "hash_down",
+    "is_genuine",
     "new_ecoin_id",
     "new_seed",
+    "seen_of",
     "step",
     "verify_word",
 ]
 
 WORD_BYTES = 32
 MAX_CHAIN_UNITS = 2**20
+SEEN_BYTES = 32
 _PREFIX = b"NP1"
+_SEEN_PREFIX = b"NP1-seen"
 _U32 = struct.Struct(">I")
 
 
@@ -68,6 +77,49 @@ def verify_word(
     if len(word) != WORD_BYTES or j <= known_index or j - known_index > max_steps:
         return False
     return secrets.compare_digest(hash_down(ecoin_id, j, word, known_index), known_word)
+
+
+def seen_of(word: bytes) -> bytes:
+    """``SHA-256("NP1-seen" || w[index])``: what a refusal carries instead of the word.
+
+    It lets a wallet check a vendor's (or the broker's) index against its own
+    word there, and proves nothing to anyone else: it is no word of the chain
+    (the chain's steps hash with ``"NP1" || ecoin_id || i``) and it cannot be
+    turned back into one. The one place it is computed.
+    """
+    assert len(word) == WORD_BYTES, len(word)
+    return hashlib.sha256(_SEEN_PREFIX + word).digest()
+
+
+def is_genuine(
+    ecoin_id: bytes, known: Iterable[tuple[int, bytes]], j: int, word: bytes, max_steps: int
+) -> bool:
+    """True when ``word`` is shown to be ``w[j]`` of the coin by the words the caller holds.
+
+    ``known`` are ``(index, word)`` pairs of the coin the caller holds. ``word``
+    is genuine when it hashes down to the nearest known word at or below ``j``,
+    or the nearest known word above ``j`` hashes down to it, in at most
+    ``max_steps`` steps (checked before any hashing). Only a genuine word earns
+    a refusal that names an index and its :func:`seen_of`.
+    """
+    if len(word) != WORD_BYTES or not 0 <= j <= MAX_CHAIN_UNITS:
+        return False
+    below: tuple[int, bytes] | None = None
+    above: tuple[int, bytes] | None = None
+    for index, kept in known:
+        if index <= j and (below is None or index > below[0]):
+            below = (index, kept)
+        if index > j and (above is None or index < above[0]):
+            above = (index, kept)
+    if (
+        below is not None
+        and j - below[0] <= max_steps
+        and secrets.compare_digest(hash_down(ecoin_id, j, word, below[0]), below[1])
+    ):
+        return True
+    if above is not None and above[0] - j <= max_steps:
+        return secrets.compare_digest(hash_down(ecoin_id, above[0], above[1], j), word)
+    return False
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ __all__ = [
     "PARTY_ID_RE",
     "b64url_decode",
     "b64url_encode",
+    "b64url_exact",
     "check_currency",
     "check_ecoin_id",
     "check_party_id",
@@ -42,6 +43,18 @@ def b64url_decode(text: str, *, max_len: int = 8192) -> bytes:
         return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
     except (binascii.Error, ValueError) as exc:  # pragma: no cover - regex guards
         raise Malformed("not base64url") from exc
+
+
+def b64url_exact(text: object, length: int) -> bytes | None:
+    """``text`` decoded when it is base64url of exactly ``length`` bytes, else ``None``
+    (an optional field from another party: anything else is as good as absent)."""
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        decoded = b64url_decode(text, max_len=2 * length + 4)
+    except Malformed:
+        return None
+    return decoded if len(decoded) == length else None
 
 
 def check_ecoin_id(text: str) -> str:

@@ -51,13 +51,15 @@ class NetPayError(Exception):
         detail: str = "",
         *,
         index: int | None = None,
-        payword: bytes | None = None,
+        seen: bytes | None = None,
         retry_after_s: int | None = None,
     ) -> None:
         super().__init__(detail or self.code)
         self.detail = detail or self.code
         self.index = index
-        self.payword = payword
+        # SHA-256("NP1-seen" || w[index]) (netpay.chain.seen_of), never the word:
+        # no refusal publishes a word (protocol.md revision 1.1, change 1).
+        self.seen = seen
         self.retry_after_s = retry_after_s
 
     def __repr__(self) -> str:
@@ -170,7 +172,7 @@ class LimitExceeded(PaymentError):
 
 
 class AlreadySpent(PaymentError):
-    """The index is spent; carries the current (index, payword) for resync."""
+    """The index is spent; carries the current index and its ``seen`` for resync."""
 
     code = "already_spent"
     http_status = 409

@@ -31,9 +31,10 @@ from __future__ import annotations
 
 import enum
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-from netpay.chain import WORD_BYTES, hash_down
+from netpay.chain import WORD_BYTES, hash_down, is_genuine, seen_of
 from netpay.errors import (
     AlreadySpent,
     BadPayword,
@@ -41,6 +42,7 @@ from netpay.errors import (
     Insufficient,
     LimitExceeded,
     Malformed,
+    PaymentError,
     WrongAmount,
 )
 from netpay.limits import Limits
@@ -73,6 +75,8 @@ __all__ = [
     "lease_is_live",
     "needs_checkpoint",
     "refund_transition",
+    "resync_refusal",
+    "spent_here",
     "transition",
     "verify_payword",
     "window_click_void_from",
@@ -179,18 +183,15 @@ def check_payment(
     """Every rule of "The HTTP payment", checked in order, before any hashing.
 
     ``s`` is ``coin.index``. Raises Expired, WrongCurrency, WrongAmount,
-    AlreadySpent, Insufficient or BadPayword; the errors that let a wallet
-    resynchronise carry ``(s, w[s])``.
+    AlreadySpent, Insufficient or BadPayword. WrongAmount and AlreadySpent name
+    no index here: the caller answers them with :func:`resync_refusal`, which
+    names ``s`` only for a genuine word.
     """
     if now_ms >= coin.expires_at_ms - limits.max_skew_s * 1000:
         raise Expired("the coin has expired")
     words = words_for(item.price, coin.unit_value_minor, coin.currency)
     if index - prev != words:
-        raise WrongAmount(
-            f"the price is {words} words, the payment covers {index - prev}",
-            index=coin.index,
-            payword=coin.payword,
-        )
+        raise WrongAmount(f"the price is {words} words, the payment covers {index - prev}")
     return _check_range(coin, prev, index, words, limits)
 
 
@@ -198,16 +199,43 @@ def _check_range(coin: CoinView, prev: int, index: int, words: int, limits: Limi
     """The rules on ``(prev, index]`` shared by a paid click and a window."""
     s = coin.index
     if prev < s or prev < coin.max_accepted_index:
-        raise AlreadySpent(
-            f"index {prev} is already spent here; the coin stands at {s}",
-            index=s,
-            payword=coin.payword,
-        )
+        raise AlreadySpent(f"index {prev} is already spent here")
     if index > coin.n:
         raise Insufficient(f"the coin has {coin.n - s} words left, the price is {words}")
     if index - s > words + limits.max_gap_units:
         raise BadPayword("gap too large")
     return PaymentPlan(prev=prev, index=index, words=words)
+
+
+def spent_here(detail: str, coin: CoinView) -> AlreadySpent:
+    """``already_spent`` naming the vendor's index ``s`` and its ``seen`` (never
+    ``w[s]``), for a refusal of a word already shown genuine."""
+    return AlreadySpent(detail, index=coin.index, seen=seen_of(coin.payword))
+
+
+def resync_refusal(
+    err: WrongAmount | AlreadySpent,
+    ecoin_bytes: bytes,
+    coin: CoinView,
+    held: Iterable[tuple[int, bytes]],
+    presented: tuple[int, bytes],
+    max_steps: int,
+) -> PaymentError:
+    """The answer to a ``wrong_amount`` or ``already_spent`` (protocol.md, "The HTTP
+    payment"): the vendor's index ``s`` and its ``seen`` only when the presented
+    ``(j, w[j])`` is a genuine word of the coin — it hashes down to a word this
+    vendor holds (``held``, with ``(s, w[s])``), or one it holds hashes down to it,
+    within ``max_steps`` (``max_gap_units`` + the price in words) — else
+    ``bad_payword`` naming nothing. A made-up word learns neither the index nor
+    anything about ``w[s]``.
+    """
+    j, word = presented
+    known = [(coin.index, coin.payword), *held]
+    if not is_genuine(ecoin_bytes, known, j, word, max_steps):
+        return BadPayword("payword does not verify")
+    if isinstance(err, AlreadySpent):
+        return spent_here(f"{err.detail}; the coin stands at {coin.index}", coin)
+    return WrongAmount(err.detail, index=coin.index, seen=seen_of(coin.payword))
 
 
 def needs_checkpoint(coin: CoinView, index: int, limits: Limits) -> bool:

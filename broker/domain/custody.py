@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import enum
 import hmac
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from broker.domain.coins import (
     CoinIndexView,
@@ -24,7 +24,7 @@ from broker.domain.coins import (
     IndexedWord,
     effective_state,
 )
-from netpay.chain import verify_word
+from netpay.chain import is_genuine, seen_of, verify_word
 from netpay.errors import (
     AlreadySpent,
     BadPayword,
@@ -32,6 +32,7 @@ from netpay.errors import (
     Expired,
     Insufficient,
     LimitExceeded,
+    NetPayError,
     PreconditionFailed,
     Revoked,
 )
@@ -39,6 +40,7 @@ from netpay.limits import Limits
 
 __all__ = [
     "AcquireDecision",
+    "KnownWords",
     "WordVerifier",
     "check_acquire_proof",
     "check_index_advance",
@@ -46,9 +48,13 @@ __all__ = [
     "handoff_is_repeat",
     "proof_bound_units",
     "reclaim_is_repeat",
+    "refusal_below_latest",
 ]
 
 WordVerifier = Callable[[bytes, int, bytes, int, bytes, int], bool]
+# Every word of the coin the broker holds (its latest, the epochs' bases and ends, the
+# tops of paid claims), read only on a refusal's path.
+KnownWords = Callable[[], Sequence[IndexedWord]]
 
 
 def proof_bound_units(limits: Limits, unit_value_minor: int) -> int:
@@ -57,25 +63,58 @@ def proof_bound_units(limits: Limits, unit_value_minor: int) -> int:
     return limits.acquire_bound_units(limits.max_click_amount_minor // unit_value_minor)
 
 
+def refusal_below_latest(
+    coin: CoinRecordView,
+    at: IndexedWord,
+    known: KnownWords,
+    bound_units: int,
+    refusal: type[NetPayError],
+    detail: str,
+) -> NetPayError:
+    """The answer to a word ``at`` at or below the latest known word ``L``: ``refusal``
+    naming ``L`` and its ``seen`` (never ``w[L]``) when ``at.word`` is genuine — it
+    hashes down to a word the broker holds, or one it holds hashes down to it, within
+    ``bound_units`` — else ``bad_payword`` naming nothing (protocol.md, "Coin
+    custody", step 1). Nobody learns a word, nor an index for a made-up word.
+    """
+    latest = coin.latest
+    words = [(w.index, w.word) for w in (latest, *known())]
+    if not is_genuine(coin.ecoin_bytes, words, at.index, at.word, bound_units):
+        return BadPayword("the word is not this coin's")
+    return refusal(
+        f"{detail}; the latest known index is {latest.index}",
+        index=latest.index,
+        seen=seen_of(latest.word),
+    )
+
+
 def check_acquire_proof(
     coin: CoinRecordView,
     proof_index: int,
     proof_word: bytes,
     bound_units: int,
     *,
+    known: KnownWords = tuple,
     verify: WordVerifier = verify_word,
 ) -> None:
     """The reader's pending payment ``(j, w[j])`` proves the caller is being paid.
 
     ``latest < j <= n`` and ``j - latest <= bound_units`` are checked before
-    any hashing; then ``w[j]`` must hash down to the latest known word.
+    any hashing; then ``w[j]`` must hash down to the latest known word. A spent
+    ``j`` is :func:`refusal_below_latest` (``already_spent`` or ``bad_payword``).
     """
     latest = coin.latest
+    # B = max(L, the current epoch's base) is L until forced bases exist (custody,
+    # issue 9 item 2): a j at or below a forced base F above L answers
+    # already_spent with index = F and no seen, before this check.
     if proof_index <= latest.index:
-        raise AlreadySpent(
-            f"index {proof_index} is spent; the latest known index is {latest.index}",
-            index=latest.index,
-            payword=latest.word,
+        raise refusal_below_latest(
+            coin,
+            IndexedWord(proof_index, proof_word),
+            known,
+            bound_units,
+            AlreadySpent,
+            f"index {proof_index} is spent",
         )
     if proof_index > coin.n:
         raise Insufficient(f"the coin has {coin.n} units, the proof names {proof_index}")
@@ -95,19 +134,19 @@ def check_index_advance(
     at: IndexedWord,
     bound_units: int,
     *,
+    known: KnownWords = tuple,
     verify: WordVerifier = verify_word,
 ) -> None:
     """A holder's CoinIndex is at or above the latest known word and hashes down to it.
 
     Equal to the latest known word it must carry the same word (zero hash
-    steps); above it, the step count is bounded before hashing.
+    steps); above it, the step count is bounded before hashing. Below it:
+    :func:`refusal_below_latest` (``failed_precondition`` or ``bad_payword``).
     """
     latest = coin.latest
     if at.index < latest.index:
-        raise PreconditionFailed(
-            f"index {at.index} is below the latest known index {latest.index}",
-            index=latest.index,
-            payword=latest.word,
+        raise refusal_below_latest(
+            coin, at, known, bound_units, PreconditionFailed, f"index {at.index} is below it"
         )
     if at.index == latest.index:
         if not hmac.compare_digest(at.word, latest.word):
@@ -141,6 +180,7 @@ def decide_acquire(
     proof_word: bytes,
     *,
     bound_units: int,
+    known: KnownWords = tuple,
     force: bool = False,
     busy_retry_after_s: int = 5,
     verify: WordVerifier = verify_word,
@@ -150,7 +190,8 @@ def decide_acquire(
 
     ``grant_proof``: the caller proved itself with a checked WalletGrant for
     this coin (server-side wallets) instead of ``(proof_index, proof_word)``,
-    which are then not looked at.
+    which are then not looked at. ``known``: the coin's words the broker holds,
+    read only to answer a spent proof.
     """
     if effective_state(coin, now_ms) is CoinState.EXPIRED:
         raise Expired("the coin has expired")
@@ -163,7 +204,7 @@ def decide_acquire(
             return AcquireDecision.RECALL
         raise CoinBusy("the coin is being recalled", retry_after_s=busy_retry_after_s)
     if not grant_proof:
-        check_acquire_proof(coin, proof_index, proof_word, bound_units, verify=verify)
+        check_acquire_proof(coin, proof_index, proof_word, bound_units, known=known, verify=verify)
     if coin.state is CoinState.FREE:
         return AcquireDecision.GRANT
     assert coin.state is CoinState.HELD and coin.holder is not None

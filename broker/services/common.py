@@ -1,9 +1,10 @@
 """Helpers every area of :mod:`broker.services` shares (no use case lives here).
 
 Tokens and their stored hashes, password and session-token rules, the
-failed-attempt limit's arithmetic, envelopes read back from storage, and the
+failed-attempt limit's arithmetic, envelopes read back from storage, the
 coin row a use case changes (read ``FOR UPDATE``, written with a
-compare-and-set that answers Conflict when the row moved).
+compare-and-set that answers Conflict when the row moved), and every word
+of a coin the broker holds (:func:`known_words`).
 """
 
 from __future__ import annotations
@@ -11,9 +12,9 @@ from __future__ import annotations
 import hashlib
 import math
 import secrets
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
-from broker.domain import CoinRecordView
+from broker.domain import CoinRecordView, EpochView, IndexedWord
 from broker.storage import Repos, StoredCoin
 from netpay.encoding import b64url_encode
 from netpay.errors import Conflict, InvalidArgument, NotFound
@@ -29,6 +30,7 @@ __all__ = [
     "coin_for_update",
     "envelope",
     "hash_token",
+    "known_words",
     "new_token",
     "retry_after_s",
     "session_hash",
@@ -100,3 +102,17 @@ def apply_coin(repos: Repos, before: CoinRecordView, after: CoinRecordView) -> N
     """Write a transition; Conflict when the coin's row moved since ``before`` was read."""
     if not repos.coins.apply(before, after):
         raise Conflict("the coin changed meanwhile; read it again")
+
+
+def known_words(
+    repos: Repos, coin: CoinRecordView, epochs: Iterable[EpochView] | None = None
+) -> list[IndexedWord]:
+    """Every word of the coin the broker holds: its latest, the epochs' bases and ends
+    (``epochs``, or all of the coin's), the tops of the claims it paid."""
+    words = [coin.latest]
+    for epoch in repos.coins.epochs(coin.ecoin_id) if epochs is None else epochs:
+        words.append(epoch.base)
+        if epoch.end is not None:
+            words.append(epoch.end)
+    words.extend(repos.redemption.claimed_words(coin.ecoin_id))
+    return words

@@ -45,7 +45,7 @@ from broker.domain import (
     reclaim_is_repeat,
     transition,
 )
-from broker.services.common import apply_coin, coin_for_update, envelope
+from broker.services.common import apply_coin, coin_for_update, envelope, known_words
 from broker.services.credits import keep_window_credit, parse_window_credit
 from broker.services.epochs import (
     CustodyGrantView,
@@ -174,6 +174,7 @@ class Custody:
                 proof_index,
                 proof_word,
                 bound_units=bound_units(coin, self._ports.limits),
+                known=lambda: known_words(repos, coin),
                 force=force,
                 busy_retry_after_s=self._ports.limits.max_skew_s,
                 grant_proof=wallet_grant is not None,
@@ -367,7 +368,7 @@ class Custody:
                     f"epoch {index.epoch} of {index.vendor_id} is not the coin's current "
                     f"epoch ({coin.epoch})"
                 )
-            at = checked_at(stored, index, self._ports.limits)
+            at = checked_at(repos, stored, index, self._ports.limits)
             after = transition(
                 coin,
                 HandOff(
@@ -412,7 +413,7 @@ class Custody:
                 raise PreconditionFailed(
                     f"epoch {epoch} is no longer current (the coin is at epoch {coin.epoch})"
                 )
-            at = checked_at(stored, index, self._ports.limits)
+            at = checked_at(repos, stored, index, self._ports.limits)
             after = transition(
                 coin,
                 Reclaim(
@@ -484,7 +485,7 @@ class Custody:
                 revoked=True,
             )
         try:
-            at = checked_at(stored, index, self._ports.limits)
+            at = checked_at(repos, stored, index, self._ports.limits)
             after = transition(
                 coin,
                 CheckpointIndex(caller, index.epoch, at, self._lease_expires_ms(now_ms)),
@@ -505,7 +506,7 @@ class Custody:
         target = coin.grant_to_vendor
         assert target is not None
         try:
-            at = checked_at(stored, index, self._ports.limits)
+            at = checked_at(repos, stored, index, self._ports.limits)
             if index.to_vendor == target:
                 after = transition(
                     coin,

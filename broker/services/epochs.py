@@ -24,7 +24,7 @@ from broker.domain import (
     proof_bound_units,
     transition,
 )
-from broker.services.common import apply_coin, envelope
+from broker.services.common import apply_coin, envelope, known_words
 from broker.storage import Repos, StoredCoin
 from netpay.chain import WORD_BYTES, verify_word
 from netpay.encoding import check_ecoin_id, check_party_id
@@ -100,10 +100,18 @@ def _effective_at(stored: StoredCoin, at: IndexedWord, limits: Limits) -> Indexe
     return coin.latest
 
 
-def checked_at(stored: StoredCoin, index: CoinIndexView, limits: Limits) -> IndexedWord:
-    """The word a holder's CoinIndex moves the coin to, checked against the latest word."""
+def checked_at(
+    repos: Repos, stored: StoredCoin, index: CoinIndexView, limits: Limits
+) -> IndexedWord:
+    """The word a holder's CoinIndex moves the coin to, checked against the latest word
+    (one below it is refused naming the latest index only for a genuine word)."""
     at = _effective_at(stored, index.at, limits)
-    check_index_advance(stored.view, at, bound_units(stored.view, limits))
+    check_index_advance(
+        stored.view,
+        at,
+        bound_units(stored.view, limits),
+        known=lambda: known_words(repos, stored.view),
+    )
     return at
 
 

@@ -34,7 +34,6 @@ from google.protobuf.message import DecodeError
 from broker.domain import (
     AccountRef,
     ClaimIndex,
-    EpochView,
     Expire,
     IndexedWord,
     LedgerEntry,
@@ -51,7 +50,7 @@ from broker.domain.claims import (
     RangeView,
     check_claim,
 )
-from broker.services.common import apply_coin
+from broker.services.common import apply_coin, known_words
 from broker.services.credits import credit_view, keep_window_credit, parse_window_credit
 from broker.services.ledger import Ledger
 from broker.services.ports import BrokerPorts
@@ -170,18 +169,6 @@ def _unverified(claim_envelope: pb.Envelope) -> pb.Claim:
         return pb.Claim.FromString(claim_envelope.payload)
     except DecodeError:
         return pb.Claim()
-
-
-def _known_words(repos: Repos, coin: StoredCoin, epochs: Sequence[EpochView]) -> list[IndexedWord]:
-    """Every word of the coin the broker holds: its latest, the epochs' bases and ends,
-    the tops of the claims it paid."""
-    words = [coin.view.latest]
-    for epoch in epochs:
-        words.append(epoch.base)
-        if epoch.end is not None:
-            words.append(epoch.end)
-    words.extend(repos.redemption.claimed_words(coin.view.ecoin_id))
-    return words
 
 
 def _claim_credits(
@@ -526,7 +513,7 @@ class Redemption:
             current_epoch=coin.epoch,
             credits=credits,
             paid=[PaidSpan(e, f, t) for e, f, t in repos.redemption.paid_spans(claim.ecoin_id)],
-            known=_known_words(repos, stored, list(epochs.values())),
+            known=known_words(repos, stored.view, epochs.values()),
             hash_budget=budget,
             epochs=epochs,
         )

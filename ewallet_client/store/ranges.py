@@ -186,9 +186,9 @@ def _charge(
 def resync(unit: WalletUnit, ecoin_id: str, index: int) -> bool:
     """Move a coin's index up to ``index`` (never down); True if it moved.
 
-    The caller has checked that the vendor's (or the broker's) payword is
-    this coin's ``w[index]``. Headers at or below ``index`` are settled
-    either way.
+    The caller has checked the vendor's index (its ``seen`` is that of this
+    coin's ``w[index]``) or the broker's (its word is this coin's). Headers
+    at or below ``index`` are settled either way.
     """
     moved = unit.coins.move_up(ecoin_id, index)
     unit.receipts.settle(ecoin_id, index)

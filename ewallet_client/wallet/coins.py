@@ -6,9 +6,10 @@ retried with its request id), ``buy_server_side`` (the broker makes and
 keeps the chain), ``resume_pending`` purchases, ``coins``,
 ``bank_balances``, ``history`` (the receipts kept here) and
 ``broker_history`` (the money history kept at the broker). Paying moves a
-coin up to a vendor's index (:meth:`Coins.resync`) or to the broker's
-(:meth:`Coins.settle_from_broker`) only when the payword there is the
-coin's own.
+coin up to a vendor's index (:meth:`Coins.resync`: when the refusal's
+``seen`` is SHA-256("NP1-seen" || the coin's own word there)) or to the
+broker's (:meth:`Coins.settle_from_broker`: when the broker's word is the
+coin's own); never down.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from ewallet_client.broker_client import BrokerApi
 from ewallet_client.domain import CoinEvent, CoinState, CoinView, check_touchstone
 from ewallet_client.store import PEBBLE_EVERY, NewCoin, PendingCoin, ranges
 from ewallet_client.wallet.ports import WalletPorts, log
-from netpay.chain import MAX_CHAIN_UNITS, Chain, new_ecoin_id, new_seed
+from netpay.chain import MAX_CHAIN_UNITS, Chain, new_ecoin_id, new_seed, seen_of
 from netpay.encoding import check_currency, check_ecoin_id
 from netpay.envelope import open_envelope
 from netpay.errors import (
@@ -319,15 +320,16 @@ class Coins:
             self._move_up(ecoin_id, latest)
 
     def resync(self, ecoin_id: str, err: NetPayError) -> None:
-        """Move up to the vendor's index, only if its payword is this coin's word there."""
-        assert err.index is not None and err.payword is not None
+        """Move up to the vendor's index, only if its ``seen`` is that of this coin's
+        own word there: a vendor cannot push the wallet forward with a made-up index."""
+        assert err.index is not None and err.seen is not None
         coin = self.coin(ecoin_id)
         if err.index > coin.n or not secrets.compare_digest(
-            self.word(ecoin_id, err.index), err.payword
+            seen_of(self.word(ecoin_id, err.index)), err.seen
         ):
             raise type(err)(
-                f"{err.detail} (the vendor's payword for index {err.index} is not this "
-                "coin's: not moving the wallet)",
+                f"{err.detail} (the vendor's index {err.index} does not match this "
+                "coin's word there: not moving the wallet)",
                 index=err.index,
             )
         if self._move_up(ecoin_id, err.index):

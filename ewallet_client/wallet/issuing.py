@@ -35,11 +35,11 @@ GAP_WARN_FRACTION = 0.8
 
 
 def resyncable(err: NetPayError, headers_issued: int) -> bool:
-    """A refusal that names the vendor's index and payword, with a header left to try."""
+    """A refusal that names the vendor's index and its ``seen``, with a header left to try."""
     return (
         isinstance(err, AlreadySpent | WrongAmount)
         and err.index is not None
-        and err.payword is not None
+        and err.seen is not None
         and headers_issued < PAY_ATTEMPTS
     )
 

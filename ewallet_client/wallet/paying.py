@@ -2,11 +2,12 @@
 
 Use cases: ``read`` (GET the URL, pay its 402 challenge from an open window
 or with a fresh header, re-send after ``coin_busy``, resync after
-``already_spent``/``wrong_amount`` when the vendor's payword is the coin's
-own, verify and keep the receipt) and ``authorize_payment`` (the header
-only: for ``netpay wallet authorize`` and the browser bridge, whose charge
-against an approved origin's caps is checked in the transaction that moves
-the index). Every payment runs the auto-load agreement afterwards.
+``already_spent``/``wrong_amount`` when the vendor's ``seen`` is that of the
+coin's own word at its index, verify and keep the receipt) and
+``authorize_payment`` (the header only: for ``netpay wallet authorize`` and
+the browser bridge, whose charge against an approved origin's caps is
+checked in the transaction that moves the index). Every payment runs the
+auto-load agreement afterwards.
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 A servicer method wrapped with :func:`maps_errors` turns a raised
 :class:`NetPayError` into its status code with a ``google.rpc.ErrorInfo``
 detail (domain ``netpay.v1``, reason = the error code, metadata = index,
-payword, retry_after_s). Clients call :func:`from_rpc_error` to get the typed
-error back.
+seen, retry_after_s; never a word: protocol.md revision 1.1, change 1).
+Clients call :func:`from_rpc_error` to get the typed error back.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ import grpc
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from netpay.encoding import b64url_decode, b64url_encode
+from netpay.chain import SEEN_BYTES
+from netpay.encoding import b64url_encode, b64url_exact
 from netpay.errors import BrokerUnavailable, NetPayError, Unavailable, error_for_code
 
 __all__ = ["DOMAIN", "abort_with", "from_rpc_error", "maps_errors"]
@@ -33,8 +34,8 @@ def _status_for(err: NetPayError) -> status_pb2.Status:
     info = error_details_pb2.ErrorInfo(reason=err.code, domain=DOMAIN)
     if err.index is not None:
         info.metadata["index"] = str(err.index)
-    if err.payword is not None:
-        info.metadata["payword"] = b64url_encode(err.payword)
+    if err.seen is not None:
+        info.metadata["seen"] = b64url_encode(err.seen)
     if err.retry_after_s is not None:
         info.metadata["retry_after_s"] = str(err.retry_after_s)
     status = status_pb2.Status(code=code.value[0], message=err.detail[:1000])
@@ -84,12 +85,11 @@ def from_rpc_error(
                 cls = error_for_code(info.reason)
                 meta = dict(info.metadata)
                 index = int(meta["index"]) if meta.get("index", "").isdigit() else None
-                payword = b64url_decode(meta["payword"], max_len=64) if "payword" in meta else None
                 retry = meta.get("retry_after_s", "")
                 return cls(
                     status.message,
                     index=index,
-                    payword=payword,
+                    seen=b64url_exact(meta.get("seen"), SEEN_BYTES),
                     retry_after_s=int(retry) if retry.isdigit() else None,
                 )
     code = call.code()

@@ -267,7 +267,9 @@ class BrokerServicer:
         coin is granted to the caller (epoch + 1, base = latest known word); a
         coin held by another vendor returns a HandOffGrant and the holder's
         certificate. proof_index <= latest fails FAILED_PRECONDITION
-        "already_spent" with the latest index and word. Repeated by the current
+        "already_spent" with the latest index and its "seen" when proof_word is
+        a genuine word of the coin (it meets a word the broker holds within the
+        bound), else "bad_payword" naming no index. Repeated by the current
         holder it returns the original custody reply. Vendor authentication.
 
         For a server-side coin the proof may instead be wallet_grant: a

@@ -11,6 +11,7 @@ import pytest
 import requests
 
 from broker.server import add_vendor
+from netpay.chain import seen_of
 from netpay.encoding import b64url_decode
 from netpay.envelope import SigningKey, open_envelope
 from netpay.header import format_authorization, parse_authorization
@@ -117,7 +118,9 @@ def test_retry_is_served_again_and_another_article_is_already_spent(world: World
     body = other.json()
     assert body["error"] == "already_spent"
     assert body["index"] == 5
-    assert b64url_decode(body["payword"]) == parse_authorization(header).payword
+    # 1.1: the seen of the word at that index, never the word itself.
+    assert b64url_decode(body["seen"]) == seen_of(parse_authorization(header).payword)
+    assert "payword" not in body
     assert other.headers["WWW-Authenticate"].startswith("NetPay ")
 
 
@@ -159,7 +162,7 @@ def test_wrong_amount_carries_the_index_to_resync_from(world: World) -> None:
     body = resp.json()
     assert body["error"] == "wrong_amount"
     assert body["index"] == 1
-    assert "payword" in body
+    assert "seen" in body and "payword" not in body
     # Nothing was spent: the same header still pays for what it was made for.
     assert _get(_url(world.daily.web_url, "4"), header).status_code == 200
 

@@ -29,7 +29,7 @@ from typing import Any
 
 from flask import Flask, Response, request
 
-from netpay.chain import verify_word
+from netpay.chain import seen_of, verify_word
 from netpay.encoding import b64url_encode
 from netpay.envelope import SigningKey, seal
 from netpay.errors import Malformed
@@ -116,7 +116,7 @@ class FakeVendor:
         )
 
     def error(self, status: int, code: str, ecoin_id: str | None = None) -> Response:
-        """An error answer; with a coin the vendor knows, its index and payword."""
+        """An error answer; with a coin the vendor knows, its index and its seen."""
         if ecoin_id is not None and ecoin_id in self.coins:
             return self.error_at(status, code, *self.coins[ecoin_id])
         return json_response(
@@ -128,7 +128,7 @@ class FakeVendor:
             "error": code,
             "detail": f"fake vendor: {code}",
             "index": index,
-            "payword": b64url_encode(word),
+            "seen": b64url_encode(seen_of(word)),  # 1.1: never the word itself
         }
         return json_response(status, body, self.challenge())
 
@@ -172,7 +172,7 @@ class FakeVendor:
     def _spend(self, cred: Credentials, ts: pb.Touchstone, words: int | None) -> Response | None:
         """Check a header against the coin and move it; ``words`` None: a window (any m).
 
-        A click's refusal names the vendor's index and payword (its root at 0
+        A click's refusal names the vendor's index and its seen (its root at 0
         for a coin it never saw); a window's only for a coin it knows.
         """
         index, word = self.coins.get(cred.ecoin_id, (0, ts.root))

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from netpay.envelope import seal
-from netpay.errors import AlreadySpent, CoinBusy, Malformed, WrongAmount
+from netpay.errors import AlreadySpent, CoinBusy, Malformed, PaymentError, WrongAmount
 from netpay.header import Credentials, parse_authorization
-from netpay.money import Money
+from netpay.money import Money, words_for
 from netpay.v1 import statements_pb2 as pb
 from vendor.domain import (
     CoinView,
@@ -33,6 +33,8 @@ from vendor.domain import (
     check_payment,
     lease_is_live,
     needs_checkpoint,
+    resync_refusal,
+    spent_here,
     verify_payword,
 )
 from vendor.services.custody import Custody
@@ -139,7 +141,13 @@ class Paying:
             return replay
 
         def plan(coin: CoinView) -> PaymentPlan:
-            return check_payment(coin, creds.prev, creds.index, item, self._limits, now_ms)
+            try:
+                return check_payment(coin, creds.prev, creds.index, item, self._limits, now_ms)
+            except WrongAmount as err:
+                # words_for raises the same when the price itself is the trouble (the
+                # coin's unit does not divide it): that answer names nothing.
+                price_units = words_for(item.price, coin.unit_value_minor, coin.currency)
+                raise self._refusal(err, creds, coin, price_units) from None
 
         return self.spend(
             creds,
@@ -193,12 +201,12 @@ class Paying:
                 continue
             try:
                 plan = plan_for(coin)
-            except AlreadySpent:
+            except AlreadySpent as err:
                 # A twin of this very purchase may have committed since the first look.
                 again = replay()
-                if again is not None:
-                    return again
-                raise
+                if again is None:  # the amount rule passed: j - p is the price (or m)
+                    raise self._refusal(err, creds, coin, creds.index - creds.prev) from None
+                return again
             if not checkpointed and needs_checkpoint(coin, creds.index, self._limits):
                 checkpointed = True
                 custody.renew(coin)
@@ -226,11 +234,32 @@ class Paying:
             and fresh.view.epoch == coin.epoch
             and fresh.view.index != coin.index
         ):
-            raise AlreadySpent(
-                f"another payment moved the coin to {fresh.view.index}",
-                index=fresh.view.index,
-                payword=fresh.view.payword,
-            )
+            # The word verified against our own before the compare-and-set: genuine.
+            raise spent_here(f"another payment moved the coin to {fresh.view.index}", fresh.view)
+
+    def _refusal(
+        self,
+        err: WrongAmount | AlreadySpent,
+        creds: Credentials,
+        coin: CoinView,
+        price_units: int,
+    ) -> PaymentError:
+        """``err`` as the reader gets it: naming our index and its ``seen`` only for a
+        genuine payword (within ``max_gap_units`` + the price of a word we hold),
+        else ``bad_payword`` (:func:`vendor.domain.resync_refusal`)."""
+        with self._uow(read_only=True) as unit:
+            held = unit.coins.words_near(creds.ecoin_id, creds.index)
+            stored = unit.coins.get(creds.ecoin_id)
+        if stored is not None:
+            held.append((stored.base_index, stored.base_word))
+        return resync_refusal(
+            err,
+            creds.ecoin_bytes,
+            coin,
+            held,
+            (creds.index, creds.payword),
+            self._limits.max_gap_units + price_units,
+        )
 
     def _commit_click(
         self, creds: Credentials, item: Item, now_ms: int, coin: CoinView, plan: PaymentPlan
@@ -304,11 +333,8 @@ class Paying:
             return None
         assert stored is not None, "a click implies a coin row"
         if click.item_id != item.item_id:
-            raise AlreadySpent(
-                "this payword already paid for another item",
-                index=stored.view.index,
-                payword=stored.view.payword,
-            )
+            # The word is the click's own: genuine.
+            raise spent_here("this payword already paid for another item", stored.view)
         return PaymentResult(
             receipt=click.receipt,
             words_left=stored.view.n - click.to_index,

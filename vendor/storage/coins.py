@@ -515,6 +515,25 @@ class CoinRepo:
             return False
         return True
 
+    def words_near(self, ecoin_id: str, index: int) -> list[tuple[int, bytes]]:
+        """``(to_index, w[to_index])`` of the clicks nearest ``index`` in the click log
+        (any epoch): the highest at or below it and the lowest above it. Read on a
+        refusal's path only, to tell a genuine word from a made-up one."""
+        near: list[tuple[int, bytes]] = []
+        for where, order in (
+            (ClickRow.to_index <= index, ClickRow.to_index.desc()),
+            (ClickRow.to_index > index, ClickRow.to_index.asc()),
+        ):
+            row = self._session.execute(
+                select(ClickRow.to_index, ClickRow.payword)
+                .where(ClickRow.ecoin_id == ecoin_id, where)
+                .order_by(order)
+                .limit(1)
+            ).first()
+            if row is not None:
+                near.append((row.to_index, row.payword))
+        return near
+
     def clicks(self, ecoin_id: str) -> Sequence[ClickRecord]:
         rows = self._session.scalars(
             select(ClickRow).where(ClickRow.ecoin_id == ecoin_id).order_by(ClickRow.to_index)

@@ -197,8 +197,8 @@ def error_response(d: WebDeps, err: NetPayError, article: Article | None) -> Res
         body: dict[str, Any] = {"error": err.code, "detail": err.detail}
         if err.index is not None:
             body["index"] = err.index
-        if err.payword is not None:
-            body["payword"] = b64url_encode(err.payword)
+        if err.seen is not None:
+            body["seen"] = b64url_encode(err.seen)  # never a word (protocol.md 1.1, change 1)
         resp = jsonify(body)
     else:
         resp = Response(

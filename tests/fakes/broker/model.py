@@ -16,7 +16,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from netpay.chain import Chain, new_ecoin_id, new_seed, verify_word
+from netpay.chain import Chain, new_ecoin_id, new_seed, seen_of, verify_word
 from netpay.clock import FakeClock
 from netpay.envelope import SigningKey, open_envelope, seal
 from netpay.errors import (
@@ -416,7 +416,7 @@ class FakeBroker:
             if coin.holder == caller:
                 return bpb.AcquireCoinResponse(custody=coin.grants[coin.epoch])
             if j <= coin.latest_index:
-                raise AlreadySpent("spent", index=coin.latest_index, payword=coin.latest_word)
+                raise AlreadySpent("spent", index=coin.latest_index, seen=seen_of(coin.latest_word))
             bound = self.limits.acquire_bound_units(100)
             if not verify_word(coin.ecoin_bytes, coin.latest_index, coin.latest_word, j, w, bound):
                 raise BadPayword("proof does not verify")

@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from broker.domain import EpochOpening, IndexedWord
 from broker.storage import CoinRow, CustodyEpochRow
-from netpay.chain import new_ecoin_id
+from netpay.chain import new_ecoin_id, seen_of
 from netpay.envelope import SigningKey, open_envelope, seal
 from netpay.errors import (
     AlreadySpent,
@@ -139,7 +139,15 @@ def test_acquire_proof_errors(w: World) -> None:
 
     code, err = h.error(h.acquire, w.v2, w.coin, 10)
     assert code == grpc.StatusCode.FAILED_PRECONDITION and isinstance(err, AlreadySpent)
-    assert (err.index, err.payword) == (10, chain.word(10))
+    # 1.1: the latest index and its seen, never w[10] (it would prove nothing here,
+    # but no refusal publishes a word).
+    assert (err.index, err.seen) == (10, seen_of(chain.word(10)))
+    for j in (10, 7):  # a spent j with a word that is not the coin's: nothing named
+        request = bpb.AcquireCoinRequest(
+            ecoin_id=w.coin.ecoin_id, proof_index=j, proof_word=b"\x01" * 32
+        )
+        code, err = h.error(h.stub.AcquireCoin, request, metadata=w.v2.md)
+        assert isinstance(err, BadPayword) and (err.index, err.seen) == (None, None)
 
     request = bpb.AcquireCoinRequest(ecoin_id=w.coin.ecoin_id, proof_index=12)
     request.proof_word = chain.word(13)
@@ -438,7 +446,7 @@ def test_checkpoint_statuses(w: World) -> None:
     assert (status.latest_index, status.latest_word) == (3, chain.word(3))
     # The acknowledged checkpoint is the new latest known word.
     _, err = h.error(h.acquire, w.v2, w.coin, 3)
-    assert isinstance(err, AlreadySpent) and (err.index, err.payword) == (3, chain.word(3))
+    assert isinstance(err, AlreadySpent) and (err.index, err.seen) == (3, seen_of(chain.word(3)))
     assert h.acquire(w.v2, w.coin, 4).WhichOneof("result") == "handoff"
 
 

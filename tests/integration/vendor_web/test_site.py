@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 
+from netpay.chain import seen_of
 from netpay.encoding import b64url_encode
 from netpay.header import Credentials, format_authorization, parse_challenge
 
@@ -102,7 +103,8 @@ def test_every_reachable_payment_error_has_a_page_and_keeps_its_json(site: Site)
     assert api.json()["error"] == "malformed"
     assert "WWW-Authenticate" in html.headers and "WWW-Authenticate" in api.headers
 
-    # wrong_amount (402): 3 words for a 10-cent article; carries the coin's index.
+    # wrong_amount (402): 3 words for a 10-cent article; carries the coin's index and,
+    # 1.1, its seen = SHA-256("NP1-seen" || w[1]), never the word.
     bad_amount = format_authorization(Credentials(coin.ecoin_id, 1, 4, coin.chain.word(4)))
     html, api = both("/articles/7", bad_amount)
     _html_error(html, 402, "wrong_amount", "The payment was for the wrong amount")
@@ -111,8 +113,14 @@ def test_every_reachable_payment_error_has_a_page_and_keeps_its_json(site: Site)
         "error": "wrong_amount",
         "detail": "the price is 10 words, the payment covers 3",
         "index": 1,
-        "payword": b64url_encode(coin.chain.word(1)),
+        "seen": b64url_encode(seen_of(coin.chain.word(1))),
     }
+    # ... but only for a genuine word: a made-up one learns nothing, not even the index.
+    made_up = format_authorization(Credentials(coin.ecoin_id, 1, 4, b"\x07" * 32))
+    html, api = both("/articles/7", made_up)
+    _html_error(html, 402, "bad_payword", "The payment did not check out")
+    assert "stands at index" not in html.text
+    assert api.json() == {"error": "bad_payword", "detail": "payword does not verify"}
 
     # bad_payword (402): the right amount, a word that is not the coin's.
     forged = format_authorization(Credentials(coin.ecoin_id, 1, 11, b"\x07" * 32))
@@ -146,9 +154,15 @@ def test_every_reachable_payment_error_has_a_page_and_keeps_its_json(site: Site)
     _html_error(html, 409, "already_spent", "These words of your coin were already spent")
     assert "your coin stands at index 16 here" in html.text
     body = api.json()
-    assert set(body) == {"error", "detail", "index", "payword"}
+    assert list(body) == ["error", "detail", "index", "seen"]
     assert (body["error"], body["index"]) == ("already_spent", 16)
-    assert body["payword"] == b64url_encode(coin.chain.word(16))
+    assert body["seen"] == b64url_encode(seen_of(coin.chain.word(16)))
+    # A spent range with a made-up word: bad_payword, no index.
+    spent_made_up = format_authorization(Credentials(coin.ecoin_id, 6, 16, b"\x07" * 32))
+    html, api = both("/articles/7", spent_made_up)
+    _html_error(html, 402, "bad_payword", "The payment did not check out")
+    assert "stands at index" not in html.text
+    assert api.json() == {"error": "bad_payword", "detail": "payword does not verify"}
 
     # not found (404) has a page too.
     missing = site.get("/articles/nope")

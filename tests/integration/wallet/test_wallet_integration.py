@@ -124,11 +124,35 @@ def test_a_copy_of_the_wallet_spends_and_the_original_resyncs(world: Any, wallet
     with Wallet(world.tmp / "wallet") as original:
         assert original.coins()[0].index == 0
         r = original.read(a1["url"])
-        # the vendor said already_spent with its (index, payword); the payword is
-        # this coin's word there, so the wallet moved up and paid from it
+        # the vendor said already_spent with its index and seen (1.1: never the word);
+        # the seen is that of this coin's word there, so the wallet moved up and paid
         assert r.receipt is not None
         assert r.receipt.from_index == spent.receipt.to_index
         assert any("spent up to" in w for w in r.warnings)
+
+
+def test_the_original_resyncs_on_the_brokers_seen_at_another_newspaper(
+    world: Any, wallet: Wallet
+) -> None:
+    """The copy spent at the Daily, which checkpointed: the original, behind, pays the
+    Gazette, which asks the broker for the coin with the reader's spent word. The
+    broker's already_spent names its latest index and seen (never the word), the
+    Gazette passes it on, and the wallet moves up only because the seen is that of
+    its own word there."""
+    wallet.buy(100)
+    wallet.close()
+    copy_dir = world.tmp / "wallet-copy"
+    shutil.copytree(world.tmp / "wallet", copy_dir)
+    daily, gazette = world.articles("daily"), world.articles("gazette")
+    with Wallet(copy_dir) as copy:
+        spent = copy.read(daily[-1]["url"])
+        assert spent.receipt is not None
+    assert world.vendors["daily"].services.checkpoint_all().leased == 1
+    with Wallet(world.tmp / "wallet") as original:
+        r = original.read(gazette[0]["url"])
+        assert r.receipt is not None
+        assert r.receipt.from_index == spent.receipt.to_index
+        assert any(f"spent up to {spent.receipt.to_index}" in w for w in r.warnings)
 
 
 def test_the_cap_and_a_foreign_broker_are_refused(world: Any, wallet: Wallet) -> None:

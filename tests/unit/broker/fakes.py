@@ -326,6 +326,9 @@ class FakeRedemptionRepo(_Repo):
     def pending_refund_units(self, ecoin_id: str) -> int:
         return self._state.refund_units.get(ecoin_id, 0)
 
+    def claimed_words(self, ecoin_id: str) -> list[IndexedWord]:
+        return []  # nothing is redeemed in these tests
+
 
 class FakeUnit:
     """One unit of work: the fake repositories over a working copy of the state."""

@@ -39,7 +39,7 @@ from broker.domain import (
     reclaim_is_repeat,
     transition,
 )
-from netpay.chain import Chain, verify_word
+from netpay.chain import Chain, seen_of, verify_word
 from netpay.errors import (
     AlreadySpent,
     BadPayword,
@@ -256,14 +256,33 @@ def test_proof_bound_units_adds_every_allowance() -> None:
     assert proof_bound_units(lim, 100) == expected + lim.max_click_amount_minor // 100
 
 
-def test_proof_at_or_below_latest_is_already_spent_with_the_latest_word() -> None:
+def test_a_spent_genuine_proof_is_already_spent_with_the_latest_index_and_its_seen() -> None:
+    # 1.1: (L, seen) for a genuine word, never w[L].
     verify = CountingVerifier()
     held = coin(CoinState.HELD, latest=word(5))
     for j in (0, 4, 5):
         with pytest.raises(AlreadySpent) as info:
             check_acquire_proof(held, j, CHAIN.word(j), 100, verify=verify)
-        assert (info.value.index, info.value.payword) == (5, CHAIN.word(5))
+        assert (info.value.index, info.value.seen) == (5, seen_of(CHAIN.word(5)))
     assert verify.calls == []
+
+
+def test_a_spent_made_up_proof_is_bad_payword_naming_no_index() -> None:
+    held = coin(CoinState.HELD, latest=word(5))
+    for j, w in ((4, b"\x01" * 32), (5, b"\x01" * 32), (4, CHAIN.word(3))):
+        with pytest.raises(BadPayword) as info:
+            check_acquire_proof(held, j, w, 100)
+        assert (info.value.index, info.value.seen) == (None, None)
+
+
+def test_a_spent_proof_is_genuine_only_within_the_bound_of_a_known_word() -> None:
+    held = coin(CoinState.HELD, latest=word(30))
+    with pytest.raises(BadPayword):  # 20 below L, no known word near: not shown genuine
+        check_acquire_proof(held, 10, CHAIN.word(10), 5)
+    for near in (word(7), word(12)):  # an epoch base, a claim's top...
+        with pytest.raises(AlreadySpent) as info:
+            check_acquire_proof(held, 10, CHAIN.word(10), 5, known=lambda n=near: [n])
+        assert (info.value.index, info.value.seen) == (30, seen_of(CHAIN.word(30)))
 
 
 def test_proof_bound_is_checked_before_hashing() -> None:
@@ -302,8 +321,12 @@ def test_index_equal_to_latest_needs_the_same_word_and_no_hashing() -> None:
 def test_index_advance_rules() -> None:
     verify = CountingVerifier()
     held = coin(CoinState.HELD, latest=word(4))
-    with pytest.raises(PreconditionFailed):
+    with pytest.raises(PreconditionFailed) as below:
         check_index_advance(held, word(3), 10, verify=verify)
+    assert (below.value.index, below.value.seen) == (4, seen_of(CHAIN.word(4)))
+    with pytest.raises(BadPayword) as made_up:
+        check_index_advance(held, IndexedWord(3, b"\x01" * 32), 10, verify=verify)
+    assert (made_up.value.index, made_up.value.seen) == (None, None)
     with pytest.raises(LimitExceeded):
         check_index_advance(held, word(15), 10, verify=verify)
     with pytest.raises(Insufficient):

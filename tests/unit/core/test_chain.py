@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 
-from netpay.chain import MAX_CHAIN_UNITS, Chain, hash_down, step, verify_word
+from netpay.chain import (
+    MAX_CHAIN_UNITS,
+    Chain,
+    hash_down,
+    is_genuine,
+    seen_of,
+    step,
+    verify_word,
+)
 
 VECTOR_ID = bytes.fromhex("000102030405060708090a0b0c0d0e0f")
 VECTOR_SEED = b"\x11" * 32
@@ -69,3 +79,29 @@ def test_word_out_of_range() -> None:
     chain = Chain.make(VECTOR_ID, 4, VECTOR_SEED)
     with pytest.raises(IndexError):
         chain.word(5)
+
+
+def test_seen_is_sha256_of_the_tag_and_the_word_and_no_word_of_the_chain() -> None:
+    chain = Chain.make(bytes(range(16)), 20, b"\x11" * 32)
+    word = chain.word(7)
+    assert seen_of(word) == hashlib.sha256(b"NP1-seen" + word).digest()
+    assert seen_of(word) not in {chain.word(i) for i in range(21)}
+    assert seen_of(word) != step(chain.ecoin_id, 6, word)  # and no step of the chain
+
+
+def test_a_word_is_genuine_when_it_meets_a_held_word_within_the_bound() -> None:
+    chain = Chain.make(bytes(range(16)), 50, b"\x22" * 32)
+    e = chain.ecoin_id
+    held = [(10, chain.word(10)), (30, chain.word(30))]
+    for j in (10, 12, 14, 26, 30, 33):  # at, above (hashes down) or below (held hashes down)
+        assert is_genuine(e, held, j, chain.word(j), 4), j
+    assert not is_genuine(e, held, 20, chain.word(20), 4)  # 10 and 10 steps away
+    assert is_genuine(e, held, 20, chain.word(20), 10)
+    assert not is_genuine(e, held, 12, chain.word(13), 4)  # another position's word
+    assert not is_genuine(e, held, 12, bytes(32), 4)
+    assert not is_genuine(e, held, 12, chain.word(12)[:31], 4)
+    assert not is_genuine(e, [], 12, chain.word(12), 4)
+    assert not is_genuine(e, held, -1, chain.word(0), 4)
+    assert not is_genuine(e, held, MAX_CHAIN_UNITS + 1, bytes(32), 2**30)
+    other = Chain.make(bytes(16), 50, b"\x22" * 32)  # the same seed, another coin
+    assert not is_genuine(other.ecoin_id, held, 12, chain.word(12), 4)

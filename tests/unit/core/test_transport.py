@@ -6,9 +6,11 @@ from collections.abc import Iterator
 
 import grpc
 import pytest
+from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from netpay.encoding import b64url_encode, b64url_exact
 from netpay.envelope import SigningKey
 from netpay.errors import (
     AlreadySpent,
@@ -23,6 +25,7 @@ from netpay.transport.auth import bearer_metadata, bearer_token, sign_call, veri
 from netpay.transport.server import GrpcServer, check_listen_address, create_grpc_server
 from netpay.transport.status import from_rpc_error, maps_errors
 from netpay.v1 import vendor_pb2, vendor_pb2_grpc
+from tests.leaks import error_info
 
 
 class RaisingVendor(vendor_pb2_grpc.VendorServicer):
@@ -60,6 +63,25 @@ def _call_error(channel: grpc.Channel) -> NetPayError:
     return from_rpc_error(info.value)
 
 
+def test_error_info_carries_index_and_seen_never_a_word(
+    served: tuple[RaisingVendor, GrpcServer, grpc.Channel],
+) -> None:
+    servicer, _, channel = served
+    servicer.error = AlreadySpent("spent", index=7, seen=b"\x07" * 32)
+    with pytest.raises(grpc.RpcError) as info:
+        vendor_pb2_grpc.VendorStub(channel).GetInfo(vendor_pb2.VendorGetInfoRequest(), timeout=5)
+    details = error_info(info.value)
+    assert details is not None and details.reason == "already_spent"
+    assert dict(details.metadata) == {"index": "7", "seen": b64url_encode(b"\x07" * 32)}
+
+
+@pytest.mark.parametrize("seen", ["", "!!", "AAAA", "A" * 44, "A" * 500])
+def test_a_seen_that_is_not_32_bytes_is_dropped(seen: str) -> None:
+    info = error_details_pb2.ErrorInfo(reason="already_spent", domain="netpay.v1")
+    info.metadata.update({"index": "7", "seen": seen})
+    assert b64url_exact(info.metadata["seen"], 32) is None
+
+
 def test_typed_errors_survive_the_wire(
     served: tuple[RaisingVendor, GrpcServer, grpc.Channel],
 ) -> None:
@@ -68,10 +90,10 @@ def test_typed_errors_survive_the_wire(
         vendor_pb2_grpc.VendorStub(channel).GetInfo(vendor_pb2.VendorGetInfoRequest()).vendor_id
         == "v-1"
     )
-    servicer.error = AlreadySpent("spent", index=7, payword=b"\x07" * 32)
+    servicer.error = AlreadySpent("spent", index=7, seen=b"\x07" * 32)
     err = _call_error(channel)
     assert isinstance(err, AlreadySpent)
-    assert (err.index, err.payword, err.detail) == (7, b"\x07" * 32, "spent")
+    assert (err.index, err.seen, err.detail) == (7, b"\x07" * 32, "spent")
     servicer.error = CoinBusy("busy", retry_after_s=3)
     err = _call_error(channel)
     assert isinstance(err, CoinBusy) and err.retry_after_s == 3

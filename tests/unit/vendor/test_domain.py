@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from netpay.chain import Chain
+from netpay.chain import Chain, seen_of
 from netpay.errors import (
     AlreadySpent,
     BadPayword,
@@ -25,6 +25,7 @@ from vendor.domain import (
     lease_deadline_ms,
     lease_is_live,
     needs_checkpoint,
+    resync_refusal,
     transition,
     verify_payword,
 )
@@ -130,11 +131,45 @@ def test_unit_value_divides_the_price() -> None:
         check_payment(c, 10, 12, item(7), DEFAULT_LIMITS, NOW)
 
 
-def test_wrong_amount_carries_the_current_index_and_payword() -> None:
+def test_wrong_amount_names_nothing_until_the_word_is_shown_genuine() -> None:
+    # 1.1: the rule names no index; resync_refusal decides what the reader is told.
     with pytest.raises(WrongAmount) as err:
         check_payment(coin(), 10, 14, item(5), DEFAULT_LIMITS, NOW)
-    assert err.value.index == 10
-    assert err.value.payword == CHAIN.word(10)
+    assert (err.value.index, err.value.seen) == (None, None)
+
+
+def refusal(err: WrongAmount | AlreadySpent, j: int, word: bytes, **kw: object) -> object:
+    held = kw.pop("held", [])
+    steps = kw.pop("max_steps", 5)
+    return resync_refusal(err, CHAIN.ecoin_id, coin(**kw), held, (j, word), steps)  # type: ignore[arg-type]
+
+
+def test_a_genuine_word_learns_the_index_and_its_seen_never_the_word() -> None:
+    for err in (WrongAmount("w"), AlreadySpent("s")):
+        for j in (10, 14, 15, 6, 5):  # at s, above it, and below it (w[s] hashes down to it)
+            answer = refusal(err, j, CHAIN.word(j))
+            assert type(answer) is type(err), (err, j)
+            assert isinstance(answer, WrongAmount | AlreadySpent)
+            assert (answer.index, answer.seen) == (10, seen_of(CHAIN.word(10)))
+            assert answer.seen != CHAIN.word(10) and CHAIN.word(10).hex() not in answer.detail
+
+
+def test_a_word_far_from_every_held_word_is_bad_payword() -> None:
+    assert isinstance(refusal(AlreadySpent("s"), 16, CHAIN.word(16)), BadPayword)
+    assert isinstance(refusal(AlreadySpent("s"), 4, CHAIN.word(4)), BadPayword)
+    # A held word of the click log near it shows it genuine.
+    near = refusal(AlreadySpent("s"), 3, CHAIN.word(3), held=[(1, CHAIN.word(1))])
+    assert isinstance(near, AlreadySpent) and near.index == 10
+
+
+def test_a_made_up_word_is_bad_payword_naming_nothing() -> None:
+    for j in (12, 10, 8):
+        for err in (WrongAmount("w"), AlreadySpent("s")):
+            answer = refusal(err, j, bytes(32), held=[(0, CHAIN.root)])
+            assert isinstance(answer, BadPayword)
+            assert (answer.index, answer.seen) == (None, None)
+    # Another position's word is no word at j.
+    assert isinstance(refusal(WrongAmount("w"), 12, CHAIN.word(13)), BadPayword)
 
 
 def test_wrong_currency() -> None:
@@ -145,7 +180,7 @@ def test_wrong_currency() -> None:
 def test_prev_below_the_stored_index_is_already_spent() -> None:
     with pytest.raises(AlreadySpent) as err:
         check_payment(coin(), 9, 14, item(5), DEFAULT_LIMITS, NOW)
-    assert (err.value.index, err.value.payword) == (10, CHAIN.word(10))
+    assert (err.value.index, err.value.seen) == (None, None)  # resync_refusal names it
 
 
 def test_prev_below_the_highest_index_ever_accepted_is_already_spent() -> None:

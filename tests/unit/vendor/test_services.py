@@ -6,6 +6,7 @@ import threading
 
 import pytest
 
+from netpay.chain import seen_of
 from netpay.envelope import open_envelope
 from netpay.errors import (
     AlreadySpent,
@@ -73,21 +74,50 @@ def test_first_payment_acquires_then_pays_locally(vendor, broker, p) -> None:
     assert [c.to_index for c in vendor.clicks(chain.ecoin_id.hex())] == [5, 10]
 
 
-def test_wrong_amount_carries_index_and_payword(vendor, broker, p) -> None:
+def test_wrong_amount_carries_index_and_seen(vendor, broker, p) -> None:
+    # 1.1: the index and seen = SHA-256("NP1-seen" || w[index]), never the word.
     chain = broker.issue(100)
     p(vendor, chain, 0, 5)
     with pytest.raises(WrongAmount) as err:
         p(vendor, chain, 5, 9)
-    assert (err.value.index, err.value.payword) == (5, chain.word(5))
+    assert (err.value.index, err.value.seen) == (5, seen_of(chain.word(5)))
 
 
-def test_already_spent_carries_index_and_payword(vendor, broker, p) -> None:
+def test_already_spent_carries_index_and_seen(vendor, broker, p) -> None:
     chain = broker.issue(100)
     p(vendor, chain, 0, 5)
     p(vendor, chain, 5, 10)
     with pytest.raises(AlreadySpent) as err:
         p(vendor, chain, 3, 8)
-    assert (err.value.index, err.value.payword) == (10, chain.word(10))
+    assert (err.value.index, err.value.seen) == (10, seen_of(chain.word(10)))
+
+
+@pytest.mark.parametrize(("prev", "index"), [(5, 9), (3, 8), (0, 5), (12, 14)])
+def test_a_made_up_word_learns_no_index(vendor, broker, p, prev, index) -> None:
+    """Whatever the refusal would have been (wrong amount, already spent, the
+    replay of another item), a word that is not the coin's is bad_payword and
+    names no index: nobody probes a coin's position without one of its words."""
+    chain = broker.issue(100)
+    p(vendor, chain, 0, 5)
+    p(vendor, chain, 5, 10)
+    with pytest.raises(BadPayword) as err:
+        p(vendor, chain, prev, index, OTHER, word=bytes(32))
+    assert (err.value.index, err.value.seen) == (None, None)
+    assert vendor.coin(chain.ecoin_id.hex()).view.index == 10
+
+
+def test_a_genuine_word_far_below_is_checked_against_the_click_log(make_vendor, broker, p) -> None:
+    vendor = make_vendor(limits=broker.limits.replace(max_gap_units=3))
+    chain = broker.issue(100)
+    p(vendor, chain, 0, 5)
+    p(vendor, chain, 5, 10)
+    p(vendor, chain, 10, 15)
+    p(vendor, chain, 15, 20)
+    # (6, 7]: 13 words below the coin's 20 and 7 above the epoch's base, beyond the
+    # bound (3 + 1 word); the clicks at 5 and 10 are within it.
+    with pytest.raises(AlreadySpent) as err:
+        p(vendor, chain, 6, 7, Item("b", Money(1, "EUR")))
+    assert (err.value.index, err.value.seen) == (20, seen_of(chain.word(20)))
 
 
 def test_bad_payword(vendor, broker, p) -> None:
@@ -147,7 +177,7 @@ def test_broker_already_spent_is_passed_on(make_vendor, broker, p) -> None:
     broker.coins[chain.ecoin_id.hex()].holder = None  # released: FREE at the broker
     with pytest.raises(AlreadySpent) as err:
         p(v2, chain, 0, 5)
-    assert (err.value.index, err.value.payword) == (5, chain.word(5))
+    assert (err.value.index, err.value.seen) == (5, seen_of(chain.word(5)))
 
 
 def test_broker_unreachable_on_acquire(vendor, broker, p) -> None:
@@ -178,7 +208,7 @@ def test_same_header_other_item_is_already_spent(vendor, broker, p) -> None:
     p(vendor, chain, 0, 5)
     with pytest.raises(AlreadySpent) as err:
         p(vendor, chain, 0, 5, OTHER)
-    assert (err.value.index, err.value.payword) == (5, chain.word(5))
+    assert (err.value.index, err.value.seen) == (5, seen_of(chain.word(5)))
 
 
 def test_retry_after_retry_ttl_is_not_the_same_purchase(vendor, broker, p, clock) -> None:
@@ -211,7 +241,7 @@ def test_cas_race_exactly_one_payment_wins(vendor, broker, make_header) -> None:
     wins = [o for o in outcomes if isinstance(o, PaymentResult)]
     losses = [o for o in outcomes if isinstance(o, AlreadySpent)]
     assert len(wins) == 1 and len(losses) == 1, outcomes
-    assert (losses[0].index, losses[0].payword) == (10, chain.word(10))
+    assert (losses[0].index, losses[0].seen) == (10, seen_of(chain.word(10)))
     assert [c.to_index for c in vendor.clicks(chain.ecoin_id.hex())] == [5, 10]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from netpay.chain import seen_of
 from netpay.encoding import b64url_decode, b64url_encode
 from netpay.envelope import open_envelope
 from netpay.header import parse_challenge
@@ -112,7 +113,9 @@ def test_payment_error_json_shape(client, broker, paper, make_header) -> None:
     assert resp.status_code == 409
     body = resp.get_json()
     assert body["error"] == "already_spent"
-    assert body["index"] == 5 and body["payword"] == b64url_encode(chain.word(5))
+    # 1.1: {"error", "detail", "index", "seen"}: the word itself is never in a body.
+    assert list(body) == ["error", "detail", "index", "seen"]
+    assert body["index"] == 5 and body["seen"] == b64url_encode(seen_of(chain.word(5)))
     assert parse_challenge(resp.headers["WWW-Authenticate"]).amount_minor == 5
 
     wrong = client.get(

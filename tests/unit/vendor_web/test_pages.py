@@ -46,7 +46,7 @@ from vendor.web import WebDeps, create_app, format_money
 
 HTML = {"Accept": "text/html", "Authorization": 'NetPay ecoin="00"'}
 JSON = {"Accept": "application/json", "Authorization": 'NetPay ecoin="00"'}
-WORD = bytes(range(32))
+SEEN = bytes(range(32))
 
 
 @dataclass
@@ -94,7 +94,7 @@ CASES = [
     ),
     (
         "wrong_amount",
-        WrongAmount("3 words", index=4, payword=WORD),
+        WrongAmount("3 words", index=4, seen=SEEN),
         402,
         "The payment was for the wrong amount",
         "retry with the right price",
@@ -124,7 +124,7 @@ CASES = [
     ),
     (
         "already_spent",
-        AlreadySpent("spent", index=9, payword=WORD),
+        AlreadySpent("spent", index=9, seen=SEEN),
         409,
         "These words of your coin were already spent",
         "pay with the next words",
@@ -168,7 +168,8 @@ def test_every_payment_error_has_a_page_and_the_protocol_json(
     assert api.status_code == status
     expected: dict[str, object] = {"error": code, "detail": error.detail}
     if error.index is not None:
-        expected |= {"index": error.index, "payword": b64url_encode(WORD)}
+        # 1.1: the index and seen = SHA-256("NP1-seen" || w[index]), never the word.
+        expected |= {"index": error.index, "seen": b64url_encode(SEEN)}
     assert api.get_json() == expected
     assert list(api.get_json()) == list(expected)  # and in the protocol's order
 

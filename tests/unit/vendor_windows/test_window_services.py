@@ -8,6 +8,7 @@ import threading
 
 import pytest
 
+from netpay.chain import seen_of
 from netpay.encoding import b64url_encode
 from netpay.envelope import open_envelope, seal
 from netpay.errors import (
@@ -199,7 +200,7 @@ def test_a_retried_window_header_returns_the_same_window_and_spends_nothing(
     clock.advance(600)
     with pytest.raises(AlreadySpent) as info:
         open_window(vendor, chain, 0, 20)
-    assert (info.value.index, info.value.payword) == (20, chain.word(20))
+    assert (info.value.index, info.value.seen) == (20, seen_of(chain.word(20)))
 
 
 def test_a_second_window_closes_the_first(vendor, broker, clock, items) -> None:

@@ -7,6 +7,7 @@ import secrets
 
 import pytest
 
+from netpay.chain import seen_of
 from netpay.encoding import b64url_decode, b64url_encode
 from netpay.envelope import open_envelope
 from netpay.header import parse_challenge
@@ -236,7 +237,7 @@ def test_opening_errors_are_typed_with_the_window_challenge(client, vendor, brok
     assert spent.status_code == 409
     body = spent.get_json()
     assert (body["error"], body["index"]) == ("already_spent", 10)
-    assert b64url_decode(body["payword"]) == chain.word(10)
+    assert b64url_decode(body["seen"]) == seen_of(chain.word(10))  # 1.1: never the word
     assert vendor.coin(chain.ecoin_id.hex()).view.index == 10
     assert len(vendor.windows(chain.ecoin_id.hex())) == 1
 

@@ -109,19 +109,26 @@ def _resp(status: int, body: object, **headers: str) -> HttpResponse:
 
 
 def test_vendor_error_bodies() -> None:
-    word = b"\x05" * 32
+    # 1.1: {"error", "detail", "index", "seen"}; seen = SHA-256("NP1-seen" || w[index]).
+    seen = b"\x05" * 32
     err = error_from_response(
         _resp(
             409,
-            {"error": "already_spent", "detail": "d", "index": 7, "payword": b64url_encode(word)},
+            {"error": "already_spent", "detail": "d", "index": 7, "seen": b64url_encode(seen)},
         )
     )
-    assert isinstance(err, AlreadySpent) and (err.index, err.payword) == (7, word)
+    assert isinstance(err, AlreadySpent) and (err.index, err.seen) == (7, seen)
     # out-of-range or badly typed fields are dropped, not trusted
+    for bad_seen in ("!!", b64url_encode(seen[:31]), b64url_encode(seen + b"x"), 7, None):
+        err = error_from_response(
+            _resp(409, {"error": "already_spent", "index": 2**40, "seen": bad_seen})
+        )
+        assert isinstance(err, AlreadySpent) and err.index is None and err.seen is None
+    # a 1.0 body's word is not read at all
     err = error_from_response(
-        _resp(409, {"error": "already_spent", "index": 2**40, "payword": "!!"})
+        _resp(409, {"error": "already_spent", "index": 7, "payword": b64url_encode(seen)})
     )
-    assert isinstance(err, AlreadySpent) and err.index is None and err.payword is None
+    assert (err.index, err.seen) == (7, None) and not hasattr(err, "payword")
     err = error_from_response(_resp(409, {"error": "already_spent", "index": True}))
     assert err.index is None
     busy = error_from_response(_resp(409, {"error": "coin_busy"}, **{"Retry-After": "3"}))

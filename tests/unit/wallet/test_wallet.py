@@ -14,7 +14,7 @@ from ewallet_client import Wallet, default_wallet_dir
 from ewallet_client.domain import CoinState
 from netpay.chain import Chain, hash_down, verify_word
 from netpay.clock import FakeClock
-from netpay.encoding import b64url_decode
+from netpay.encoding import b64url_decode, b64url_encode
 from netpay.envelope import SigningKey, open_envelope
 from netpay.errors import (
     AlreadySpent,
@@ -30,6 +30,7 @@ from netpay.errors import (
 )
 from netpay.header import parse_authorization
 from netpay.v1 import statements_pb2 as pb
+from tests.fakes.pages import json_response
 from tests.fakes.wallet_store import shortcuts
 
 PASSWORD = "correct horse battery staple"
@@ -336,14 +337,18 @@ def test_a_receipt_for_another_range_is_refused(wallet: Wallet, vendor: Any) -> 
     assert wallet.history() == []
 
 
-def test_resync_needs_the_coins_own_payword(wallet: Wallet, vendor: Any, broker: Any) -> None:
+def test_resync_needs_the_seen_of_the_coins_own_word(
+    wallet: Wallet, vendor: Any, broker: Any
+) -> None:
     coin = wallet.buy(100)
-    # A vendor claims the coin is spent up to 60, with a payword it made up.
-    vendor.move(coin.ecoin_id, 60, b"\x07" * 32)
-    with pytest.raises(AlreadySpent, match="not this coin's"):
-        wallet.read(_article(vendor))
-    assert wallet.coins()[0].index == 5  # only the header it issued moved it
-    assert len(vendor.paid_requests) == 1
+    # A vendor claims the coin is spent up to 60, with the seen of a word it made up,
+    # then with the seen of the coin's word at another index: a made-up index.
+    for word in (b"\x07" * 32, shortcuts(wallet).word(coin.ecoin_id, 59)):
+        vendor.move(coin.ecoin_id, 60, word)
+        with pytest.raises(AlreadySpent, match="does not match this coin's word"):
+            wallet.read(_article(vendor))
+    assert wallet.coins()[0].index == 10  # only the headers it issued moved it
+    assert len(vendor.paid_requests) == 2
 
     # Another wallet with this coin (a restored copy) really spent up to 60.
     vendor.move(coin.ecoin_id, 60, shortcuts(wallet).word(coin.ecoin_id, 60))
@@ -354,16 +359,29 @@ def test_resync_needs_the_coins_own_payword(wallet: Wallet, vendor: Any, broker:
     assert wallet.coins()[0].index == 65
 
 
+def test_a_published_word_is_not_a_resync(wallet: Wallet, vendor: Any) -> None:
+    """A 1.0 body (``payword``, no ``seen``) does not move the wallet: the wallet
+    resynchronises on ``seen`` only (protocol.md revision 1.1, change 1)."""
+    coin = wallet.buy(100)
+    word = shortcuts(wallet).word(coin.ecoin_id, 60)
+    body = {"error": "already_spent", "detail": "1.0", "index": 60, "payword": b64url_encode(word)}
+    vendor.inject.append(json_response(409, body, vendor.challenge()))
+    with pytest.raises(AlreadySpent) as err:
+        wallet.read(_article(vendor))
+    assert (err.value.index, err.value.seen) == (60, None)
+    assert wallet.coins()[0].index == 5 and len(vendor.paid_requests) == 1
+
+
 def test_resync_attempts_are_bounded(wallet: Wallet, vendor: Any) -> None:
     coin = wallet.buy(200)
     word = shortcuts(wallet).word(coin.ecoin_id, 150)
-    # The vendor keeps answering already_spent with a genuine (index, payword).
+    # The vendor keeps answering already_spent with a genuine (index, seen).
     for _ in range(5):
         vendor.inject.append(vendor.error_at(409, "already_spent", 150, word))
     with pytest.raises(AlreadySpent):
         wallet.read(_article(vendor))
     assert len(vendor.paid_requests) == 3
-    # moved up to 150 once (the payword checked out), then two headers of 5 words
+    # moved up to 150 once (the seen checked out), then two headers of 5 words
     assert wallet.coins()[0].index == 160
 
 
