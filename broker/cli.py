@@ -6,11 +6,10 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from netpay.commands import Command, add_command, arg
 from netpay.ready import install_stop_handlers, print_ready
 
 if TYPE_CHECKING:
@@ -146,77 +145,52 @@ def _non_negative(text: str) -> int:
     return value
 
 
-@dataclass(frozen=True)
-class _Arg:
-    """One ``add_argument`` call: its flags and its options."""
+_DB_URL_ARG = arg("--db-url", help=f"database URL (default: ${DB_URL_ENV} or SQLite)")
 
-    flags: tuple[str, ...]
-    options: dict[str, Any] = field(default_factory=dict)
-
-
-def _arg(*flags: str, **options: Any) -> _Arg:
-    return _Arg(flags, options)
-
-
-@dataclass(frozen=True)
-class _Command:
-    """A ``netpay broker`` subcommand: its name, help, description, examples (epilog),
-    arguments and the function that runs it."""
-
-    name: str
-    help: str
-    description: str
-    epilog: str
-    arguments: tuple[_Arg, ...]
-    handler: Callable[[argparse.Namespace], int]
-
-
-_DB_URL_ARG = _arg("--db-url", help=f"database URL (default: ${DB_URL_ENV} or SQLite)")
-
-COMMANDS: tuple[_Command, ...] = (
-    _Command(
+COMMANDS: tuple[Command, ...] = (
+    Command(
         name="serve",
         help="serve the broker's gRPC API and, with --web-addr, its web portal",
         description="Serve the broker's gRPC API (health and reflection included) and, "
         "with --web-addr, the readers' web portal.",
         epilog=_SERVE_EPILOG,
         arguments=(
-            _arg("--data-dir", required=True, help="key, id and SQLite database live here"),
-            _arg(
+            arg("--data-dir", required=True, help="key, id and SQLite database live here"),
+            arg(
                 "--grpc-addr",
                 default=DEFAULT_GRPC_ADDR,
                 metavar="H:P",
                 help=f"gRPC listen address; port 0 picks a free port (default {DEFAULT_GRPC_ADDR})",
             ),
-            _arg(
+            arg(
                 "--web-addr",
                 metavar="H:P",
                 help="serve the reader web portal here; port 0 picks a free port "
                 "(default: no portal)",
             ),
-            _arg(
+            arg(
                 "--db-url",
                 help=f"SQLAlchemy database URL (default: ${DB_URL_ENV} or the data dir's SQLite)",
             ),
-            _arg(
+            arg(
                 "--insecure",
                 action="store_true",
                 help="allow a plaintext listener on a non-loopback address",
             ),
-            _arg(
+            arg(
                 "--broker-id",
                 default="broker",
                 help="broker id [a-z0-9-]{1,32}, used only when the data dir is made "
                 "(default broker)",
             ),
-            _arg(
+            arg(
                 "--demo-deposit-minor",
                 type=_non_negative,
                 default=10_000,
                 metavar="N",
                 help="demo bank: opening deposit per currency for each new reader (default 10000)",
             ),
-            _arg(
+            arg(
                 "--currency",
                 action="extend",
                 nargs="+",
@@ -226,21 +200,21 @@ COMMANDS: tuple[_Command, ...] = (
         ),
         handler=_serve,
     ),
-    _Command(
+    Command(
         name="add-vendor",
         help="admit a vendor; prints its one-time enrollment token",
         description="Admit a vendor and print its one-time enrollment token.",
         epilog=_ADD_VENDOR_EPILOG,
         arguments=(
-            _arg("vendor_id", metavar="ID", help="vendor id [a-z0-9-]{1,32}"),
-            _arg("--origin", metavar="URL", help="fix the vendor's web origin"),
-            _arg("--data-dir", required=True, help="the broker's data dir"),
+            arg("vendor_id", metavar="ID", help="vendor id [a-z0-9-]{1,32}"),
+            arg("--origin", metavar="URL", help="fix the vendor's web origin"),
+            arg("--data-dir", required=True, help="the broker's data dir"),
             _DB_URL_ARG,
-            _arg("--json", action="store_true", help="print a JSON object"),
+            arg("--json", action="store_true", help="print a JSON object"),
         ),
         handler=_add_vendor,
     ),
-    _Command(
+    Command(
         name="reconcile",
         help="check the books: bank vs ledger vs claims, per currency",
         description=(
@@ -252,13 +226,13 @@ COMMANDS: tuple[_Command, ...] = (
         ),
         epilog=_RECONCILE_EPILOG,
         arguments=(
-            _arg("--data-dir", required=True, help="the broker's data dir"),
-            _arg(
+            arg("--data-dir", required=True, help="the broker's data dir"),
+            arg(
                 "--day", required=True, metavar="YYYY-MM-DD", help="the UTC day to reconcile up to"
             ),
             _DB_URL_ARG,
-            _arg("--json", action="store_true", help="print one JSON line"),
-            _arg(
+            arg("--json", action="store_true", help="print one JSON line"),
+            arg(
                 "--csv",
                 metavar="FILE",
                 type=Path,
@@ -281,13 +255,4 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     )
     commands = broker.add_subparsers(dest="broker_command", required=True, metavar="COMMAND")
     for command in COMMANDS:
-        parser = commands.add_parser(
-            command.name,
-            help=command.help,
-            description=command.description,
-            epilog=command.epilog,
-            formatter_class=argparse.RawDescriptionHelpFormatter,
-        )
-        for argument in command.arguments:
-            parser.add_argument(*argument.flags, **argument.options)
-        parser.set_defaults(func=command.handler)
+        add_command(commands, command)

@@ -11,11 +11,9 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from netpay.commands import Command, add_command, arg
 from netpay.ready import install_stop_handlers, print_ready
 from vendor.offline import history_now, redeem_now, refund_now
 from vendor.server import VendorConfig, start_vendor
@@ -183,79 +181,57 @@ def _serve(args: argparse.Namespace) -> int:
 # -- the command table ------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Arg:
-    """One ``add_argument`` call: its flags and its keyword options."""
-
-    flags: tuple[str, ...]
-    options: dict[str, Any]
-
-
-def _arg(*flags: str, **options: Any) -> _Arg:
-    return _Arg(flags, options)
-
-
-@dataclass(frozen=True)
-class _Command:
-    name: str
-    help: str
-    description: str
-    epilog: str  # the examples
-    arguments: tuple[_Arg, ...]
-    handler: Callable[[argparse.Namespace], int]
-
-
-_DATA_DIR = _arg("--data-dir", required=True, type=Path, help="the vendor's data directory")
-_DB_URL = _arg("--db-url", metavar="URL", help="database URL (default: the data dir's)")
+_DATA_DIR = arg("--data-dir", required=True, type=Path, help="the vendor's data directory")
+_DB_URL = arg("--db-url", metavar="URL", help="database URL (default: the data dir's)")
 
 _SERVE_ARGS = (
     _DATA_DIR,
-    _arg("--broker", metavar="H:P", help="broker gRPC address (first start)"),
-    _arg("--enroll", metavar="TOKEN", help="one-time enrollment token (first start)"),
-    _arg(
+    arg("--broker", metavar="H:P", help="broker gRPC address (first start)"),
+    arg("--enroll", metavar="TOKEN", help="one-time enrollment token (first start)"),
+    arg(
         "--grpc-addr",
         default="127.0.0.1:0",
         metavar="H:P",
         help="gRPC listen address (port 0: any)",
     ),
-    _arg(
+    arg(
         "--web-addr", default="127.0.0.1:0", metavar="H:P", help="web listen address (port 0: any)"
     ),
-    _arg(
+    arg(
         "--db-url",
         metavar="URL",
         help="database URL (default: SQLite in the data dir; env NETPAY_DB_URL)",
     ),
-    _arg(
+    arg(
         "--insecure",
         action="store_true",
         help="allow plaintext listeners on non-loopback addresses",
     ),
-    _arg(
+    arg(
         "--workers",
         type=int,
         default=2,
         metavar="N",
         help="gunicorn web workers (0: in-process server)",
     ),
-    _arg(
+    arg(
         "--name",
         metavar="NAME",
         help='newspaper: "The Daily Hash", "The Chain Gazette" or a new name',
     ),
-    _arg(
+    arg(
         "--articles",
         type=Path,
         metavar="FILE",
         help="articles JSON file (default: the packaged demo set)",
     ),
-    _arg(
+    arg(
         "--dashboard-password-file",
         type=Path,
         metavar="FILE",
         help="set the /dashboard operator password (first line of FILE); kept for later starts",
     ),
-    _arg(
+    arg(
         "--redeem-at",
         default=DEFAULT_REDEEM_AT,
         metavar="HH:MM",
@@ -267,57 +243,57 @@ _SERVE_ARGS = (
 _REDEEM_ARGS = (
     _DATA_DIR,
     _DB_URL,
-    _arg("--json", action="store_true", help="print the report as one JSON line"),
+    arg("--json", action="store_true", help="print the report as one JSON line"),
 )
 
 _REFUND_ARGS = (
     _DATA_DIR,
     _DB_URL,
-    _arg("--ecoin", required=True, metavar="ID", help="the coin (32 hex characters)"),
-    _arg(
+    arg("--ecoin", required=True, metavar="ID", help="the coin (32 hex characters)"),
+    arg(
         "--receipt-to",
         required=True,
         type=int,
         metavar="INDEX",
         help="the to-index of the click's receipt",
     ),
-    _arg(
+    arg(
         "--amount-minor",
         required=True,
         type=int,
         metavar="A",
         help="minor units to give back, in the click's currency",
     ),
-    _arg(
+    arg(
         "--reason",
         required=True,
         metavar="TEXT",
         help=f"why (1..{MAX_REFUND_REASON_CHARS} printable characters; signed into the refund)",
     ),
-    _arg(
+    arg(
         "--refund-id",
         metavar="ID",
         help="idempotency key, 1..64 of [A-Za-z0-9_-] (default: a random one)",
     ),
-    _arg("--json", action="store_true", help="print the refund as one JSON line"),
+    arg("--json", action="store_true", help="print the refund as one JSON line"),
 )
 
 _HISTORY_ARGS = (
     _DATA_DIR,
     _DB_URL,
-    _arg("--json", action="store_true", help="print one JSON object per line"),
-    _arg(
+    arg("--json", action="store_true", help="print one JSON object per line"),
+    arg(
         "--limit",
         type=int,
         default=100,
         metavar="N",
         help=f"at most N rows (1..{MAX_HISTORY_ROWS}, default 100)",
     ),
-    _arg("--csv", type=Path, metavar="FILE", help="also write the rows as CSV"),
+    arg("--csv", type=Path, metavar="FILE", help="also write the rows as CSV"),
 )
 
 _COMMANDS = (
-    _Command(
+    Command(
         "serve",
         help="serve the newspaper web site and the vendor gRPC service",
         description="Register with the broker, then serve gRPC and the web site.",
@@ -325,7 +301,7 @@ _COMMANDS = (
         arguments=_SERVE_ARGS,
         handler=_serve,
     ),
-    _Command(
+    Command(
         "redeem",
         help="redeem the spent paywords with the broker now",
         description=(
@@ -339,7 +315,7 @@ _COMMANDS = (
         arguments=_REDEEM_ARGS,
         handler=_redeem,
     ),
-    _Command(
+    Command(
         "refund",
         help="give a reader money back for a paid click (netted at the next redemption)",
         description=(
@@ -354,7 +330,7 @@ _COMMANDS = (
         arguments=_REFUND_ARGS,
         handler=_refund,
     ),
-    _Command(
+    Command(
         "history",
         help="list redemption batches, claims and refunds",
         description=(
@@ -380,13 +356,4 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     )
     commands = parser.add_subparsers(dest="vendor_command", required=True, metavar="COMMAND")
     for command in _COMMANDS:
-        sub_parser = commands.add_parser(
-            command.name,
-            help=command.help,
-            description=command.description,
-            epilog=command.epilog,
-            formatter_class=argparse.RawDescriptionHelpFormatter,
-        )
-        for arg in command.arguments:
-            sub_parser.add_argument(*arg.flags, **arg.options)
-        sub_parser.set_defaults(func=command.handler)
+        add_command(commands, command)

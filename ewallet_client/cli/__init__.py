@@ -4,9 +4,9 @@ Machine output is one JSON object per line on stdout; human messages go to
 stderr. NetPay errors raise out of the handlers; ``netpay.cli.main`` prints
 them as ``netpay: <code>: <detail>`` and exits 2.
 
-Each command is a small handler registered in a table
-(:class:`~ewallet_client.cli.table.Command`: name, help, example,
-arguments, handler), one module per area: ``coins`` (register, login, buy,
+Each command is a small handler registered in a table (a
+:class:`netpay.commands.Command` made by :func:`ewallet_client.cli.table.command`:
+name, help, example, arguments, handler), one module per area: ``coins`` (register, login, buy,
 balance, history), ``paying`` (read, authorize), ``windows`` (open-window,
 close-window, windows), ``bridge`` (bridge, approve-origin, revoke-origin,
 origins) and ``limits`` (limits, autoload). Handlers call the
@@ -20,7 +20,8 @@ from pathlib import Path
 
 from ewallet_client.cli import bridge, coins, limits, paying, windows
 from ewallet_client.cli.output import coin_json, read_password_file, window_json
-from ewallet_client.cli.table import Command, add_command
+from ewallet_client.cli.table import add_wallet_command
+from netpay.commands import Command
 
 __all__ = ["COMMANDS", "add_commands", "coin_json", "read_password_file", "window_json"]
 
@@ -66,4 +67,4 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     )
     cmds = wallet.add_subparsers(dest="wallet_command", required=True, metavar="COMMAND")
     for command in COMMANDS:
-        add_command(cmds, command)
+        add_wallet_command(cmds, command)

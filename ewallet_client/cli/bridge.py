@@ -20,7 +20,8 @@ from ewallet_client.cli.output import (
     open_wallet,
     say,
 )
-from ewallet_client.cli.table import Command, arg
+from ewallet_client.cli.table import command
+from netpay.commands import Command, arg
 from netpay.errors import NotFound
 from netpay.money import Money
 from netpay.ready import install_stop_handlers
@@ -99,7 +100,7 @@ def _origins(args: argparse.Namespace) -> int:
 
 
 COMMANDS: tuple[Command, ...] = (
-    Command(
+    command(
         name="bridge",
         help="serve the wallet to approved newspaper pages on a loopback address (the browser "
         'bridge); prints {"bridge": URL} when ready, stops on Ctrl-C or SIGTERM',
@@ -129,7 +130,7 @@ COMMANDS: tuple[Command, ...] = (
             ),
         ),
     ),
-    Command(
+    command(
         name="approve-origin",
         help="let the pages of URL's web origin ask the wallet bridge to pay their articles "
         "(again: change its caps); without caps the bridge's apply, with them the lower wins",
@@ -141,14 +142,14 @@ COMMANDS: tuple[Command, ...] = (
             arg("--max-day", type=int, metavar="A", help="this site's cap per UTC day"),
         ),
     ),
-    Command(
+    command(
         name="revoke-origin",
         help="stop the wallet bridge paying for the pages of URL's web origin",
         example="netpay wallet revoke-origin https://news.example",
         handler=_revoke_origin,
         arguments=(arg("url", metavar="URL"),),
     ),
-    Command(
+    command(
         name="origins",
         help="the origins approved for the wallet bridge, their caps and today's spending",
         example="netpay wallet origins --json",

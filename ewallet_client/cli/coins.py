@@ -15,7 +15,8 @@ from ewallet_client.cli.output import (
     say,
     window_json,
 )
-from ewallet_client.cli.table import Command, arg
+from ewallet_client.cli.table import command
+from netpay.commands import Command, arg
 from netpay.errors import InvalidArgument, NetPayError
 from netpay.money import Money
 
@@ -157,7 +158,7 @@ def _broker_history(args: argparse.Namespace) -> int:
 
 
 COMMANDS: tuple[Command, ...] = (
-    Command(
+    command(
         name="register",
         help="open a reader account at the broker and log in (keeps a token, never the password)",
         example=(
@@ -172,7 +173,7 @@ COMMANDS: tuple[Command, ...] = (
             ),
         ),
     ),
-    Command(
+    command(
         name="login",
         help="log in again (at the stored broker unless --broker is given)",
         example="netpay wallet login --username ann --password-file pw.txt",
@@ -185,7 +186,7 @@ COMMANDS: tuple[Command, ...] = (
             ),
         ),
     ),
-    Command(
+    command(
         name="buy",
         help="buy a coin of N words from the broker (client-side, or --server-side: the "
         "broker keeps the chain); prints the coin as JSON",
@@ -215,14 +216,14 @@ COMMANDS: tuple[Command, ...] = (
             ),
         ),
     ),
-    Command(
+    command(
         name="balance",
         help="the coins with words and value left, and the bank balance at the broker",
         example="netpay wallet balance --json",
         handler=_balance,
         arguments=(arg("--json", action="store_true", help="one JSON object on stdout"),),
     ),
-    Command(
+    command(
         name="history",
         help="the receipts of every paid click; with --broker, the money history the broker "
         "keeps (purchases, redeemed clicks, window credits, vendor and expiry refunds)",

@@ -10,8 +10,9 @@ from ewallet_client.cli.output import (
     open_wallet,
     say,
 )
-from ewallet_client.cli.table import Command, arg
+from ewallet_client.cli.table import command
 from ewallet_client.store.records import KEEP, AutoloadAgreement, Keep
+from netpay.commands import Command, arg
 from netpay.errors import InvalidArgument
 from netpay.money import Money
 
@@ -141,7 +142,7 @@ def _autoload(args: argparse.Namespace) -> int:
 
 
 COMMANDS: tuple[Command, ...] = (
-    Command(
+    command(
         name="limits",
         help="show or set your spending limits per click and per UTC day (per currency, in "
         "minor units; none = no limit); they apply to every payment with this wallet's "
@@ -179,7 +180,7 @@ COMMANDS: tuple[Command, ...] = (
             arg("--json", action="store_true", help="one JSON object per currency on stdout"),
         ),
     ),
-    Command(
+    command(
         name="autoload",
         help="a standing agreement: when a payment leaves your usable coins in a currency "
         "below T minor units, buy a new coin of N words from your bank account at the "

@@ -11,8 +11,9 @@ from ewallet_client.cli.output import (
     print_notes,
     say,
 )
-from ewallet_client.cli.table import MAX_AMOUNT, Command, arg
+from ewallet_client.cli.table import MAX_AMOUNT, command
 from ewallet_client.wallet import ReadResult
+from netpay.commands import Command, arg
 from netpay.money import Money
 
 __all__ = ["COMMANDS"]
@@ -85,7 +86,7 @@ def _authorize(args: argparse.Namespace) -> int:
 
 
 COMMANDS: tuple[Command, ...] = (
-    Command(
+    command(
         name="read",
         help="fetch URL, paying its 402 challenge; the resource goes to stdout, "
         "the receipt and balance to stderr",
@@ -101,7 +102,7 @@ COMMANDS: tuple[Command, ...] = (
             ),
         ),
     ),
-    Command(
+    command(
         name="authorize",
         help="print the Authorization header value that pays for URL once (the wallet's index "
         "moves now: an unused header leaves void words, returned after the coin expires)",

@@ -13,8 +13,9 @@ from ewallet_client.cli.output import (
     say,
     window_json,
 )
-from ewallet_client.cli.table import MAX_AMOUNT, Command, arg
+from ewallet_client.cli.table import MAX_AMOUNT, command
 from ewallet_client.wallet import MAX_WINDOW_UNITS
+from netpay.commands import Command, arg
 from netpay.money import Money
 
 __all__ = ["COMMANDS"]
@@ -70,7 +71,7 @@ def _windows(args: argparse.Namespace) -> int:
 
 
 COMMANDS: tuple[Command, ...] = (
-    Command(
+    command(
         name="open-window",
         help="prepay M words at URL's newspaper in one payment (a cookie-cache window); "
         "`read` then pays that site's clicks from it; prints the window as JSON",
@@ -95,7 +96,7 @@ COMMANDS: tuple[Command, ...] = (
             ),
         ),
     ),
-    Command(
+    command(
         name="close-window",
         help="close the wallet's window at URL's newspaper; the vendor's signed credit for "
         "the unused words is verified, stored and printed as JSON",
@@ -103,7 +104,7 @@ COMMANDS: tuple[Command, ...] = (
         handler=_close_window,
         arguments=(arg("url", metavar="URL"),),
     ),
-    Command(
+    command(
         name="windows",
         help="the windows the wallet opened: state, words left, credit",
         example="netpay wallet windows --json",
